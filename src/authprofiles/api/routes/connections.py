@@ -1,0 +1,90 @@
+"""Connections: start one through a profile, read it, disconnect it, get its token."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+from fastapi.concurrency import run_in_threadpool
+
+from authprofiles.api.deps import CurrentPrincipal, ServicesDep
+from authprofiles.api.schemas import (
+    ConnectionList,
+    ConnectionPublic,
+    ConnectionStarted,
+    InjectionPublic,
+    RevocationPublic,
+    TokenPublic,
+)
+from authprofiles.services.connections import ConnectionRequest
+
+router = APIRouter(tags=["connections"])
+
+
+@router.post(
+    "/profiles/{profile_id}/connections",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ConnectionStarted,
+)
+def create_connection(
+    profile_id: str,
+    body: ConnectionRequest,
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+) -> ConnectionStarted:
+    """Authorization code: returns the `authorization_url` to send the user to (state and
+    PKCE included). Client credentials and password: fetches a token now."""
+    started = services.connections.create(principal, profile_id, body)
+    return ConnectionStarted(
+        connection_id=started.connection.id,
+        status=started.connection.status.value,
+        authorization_url=started.authorization_url,
+        connection=ConnectionPublic.of(started.connection),
+    )
+
+
+@router.get("/profiles/{profile_id}/connections", response_model=ConnectionList)
+def list_profile_connections(
+    profile_id: str, services: ServicesDep, principal: CurrentPrincipal
+) -> ConnectionList:
+    services.profiles.get(principal, profile_id)
+    return ConnectionList(
+        items=[ConnectionPublic.of(c) for c in services.connections.list(principal, profile_id)]
+    )
+
+
+@router.get("/connections/{connection_id}", response_model=ConnectionPublic)
+def get_connection(
+    connection_id: str, services: ServicesDep, principal: CurrentPrincipal
+) -> ConnectionPublic:
+    return ConnectionPublic.of(services.connections.get(principal, connection_id))
+
+
+@router.delete("/connections/{connection_id}", response_model=RevocationPublic)
+async def delete_connection(
+    connection_id: str, services: ServicesDep, principal: CurrentPrincipal
+) -> RevocationPublic:
+    """Disconnect: revoke at the IdP where it offers revocation, then forget the tokens."""
+    report = await run_in_threadpool(services.connections.delete, principal, connection_id)
+    return RevocationPublic(deleted=True, revoked=report.revoked, revocation_errors=report.errors)
+
+
+@router.get("/connections/{connection_id}/token", response_model=TokenPublic)
+def get_token(
+    connection_id: str, services: ServicesDep, principal: CurrentPrincipal
+) -> TokenPublic:
+    """A valid access token, refreshed first if it expires within the skew, with where to
+    put it and the profile's authorization fields (`inject`)."""
+    issued = services.tokens.get_token(principal, connection_id)
+    injection = issued.injection()
+    return TokenPublic(
+        access_token=issued.tokens.access_token,
+        token_type=issued.tokens.token_type,
+        expires_at=issued.tokens.expires_at,
+        scopes=list(issued.tokens.scopes) if issued.tokens.scopes is not None else None,
+        inject=InjectionPublic(
+            headers=injection.headers,
+            query=injection.query,
+            body=injection.body,
+            path=injection.path,
+        ),
+        extra={k: v for k, v in issued.tokens.extra.items() if k != "id_token"},
+    )

@@ -1,0 +1,36 @@
+"""GET /discovery: prefill a profile from RFC 8414 / OpenID Connect metadata."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from authprofiles.api.deps import CurrentPrincipal, ServicesDep
+from authprofiles.api.schemas import DiscoveryPublic
+from authprofiles.core.errors import DomainError
+from authprofiles.oauth.discovery import DiscoveryFailed, discover
+from authprofiles.oauth.errors import OAuthFailure
+from authprofiles.services.access import Role, require_role
+from authprofiles.services.errors import from_oauth
+
+router = APIRouter(tags=["discovery"])
+
+
+class DiscoveryError(DomainError):
+    status_code = 422
+    title = "No usable metadata"
+
+
+@router.get("/discovery", response_model=DiscoveryPublic)
+def get_discovery(
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    issuer: str = Query(description="The authorization server's issuer identifier URL"),
+) -> DiscoveryPublic:
+    require_role(principal, Role.ADMIN)
+    try:
+        metadata = discover(services.transports, issuer)
+    except DiscoveryFailed as exc:
+        raise DiscoveryError(exc.detail) from None
+    except OAuthFailure as exc:
+        raise from_oauth(exc) from None
+    return DiscoveryPublic(**metadata.__dict__)

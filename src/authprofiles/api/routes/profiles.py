@@ -1,0 +1,89 @@
+"""/api/v1/profiles: create, list, read, change and delete Authorization Profiles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, status
+from fastapi.concurrency import run_in_threadpool
+
+from authprofiles.api.deps import CurrentPrincipal, ServicesDep
+from authprofiles.api.schemas import ProfileList, ProfileListItem, ProfilePublic, RevocationPublic
+from authprofiles.core.validation import ProfileDraft
+from authprofiles.services.profiles import public_view
+
+router = APIRouter(prefix="/profiles", tags=["profiles"])
+
+_INCOMPLETE = Query(
+    default=False,
+    description="Store even with mandatory fields empty; the profile is then `not_configured`.",
+)
+
+
+def _public(services: Any, profile: Any) -> ProfilePublic:
+    return ProfilePublic.model_validate(public_view(profile, services.settings.callback_url))
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ProfilePublic)
+def create_profile(
+    body: ProfileDraft,
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    allow_incomplete: bool = _INCOMPLETE,
+) -> ProfilePublic:
+    """Create a profile. Every rule violated is reported at once, each naming its field."""
+    profile = services.profiles.create(
+        principal, body.model_dump(exclude_unset=True), allow_incomplete=allow_incomplete
+    )
+    return _public(services, profile)
+
+
+@router.get("", response_model=ProfileList)
+def list_profiles(services: ServicesDep, principal: CurrentPrincipal) -> ProfileList:
+    return ProfileList(
+        items=[
+            ProfileListItem(
+                id=p.id,
+                name=p.name,
+                auth_type=p.auth_type,
+                identity_provider=p.identity_provider,
+                status=p.status,
+            )
+            for p in services.profiles.list(principal)
+        ]
+    )
+
+
+@router.get("/{profile_id}", response_model=ProfilePublic)
+def get_profile(
+    profile_id: str, services: ServicesDep, principal: CurrentPrincipal
+) -> ProfilePublic:
+    return _public(services, services.profiles.get(principal, profile_id))
+
+
+@router.patch("/{profile_id}", response_model=ProfilePublic)
+def update_profile(
+    profile_id: str,
+    body: ProfileDraft,
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    allow_incomplete: bool = _INCOMPLETE,
+) -> ProfilePublic:
+    """Change any field but `name` and `auth_type`. A secret left out keeps its stored value;
+    `null` clears it."""
+    profile = services.profiles.update(
+        principal,
+        profile_id,
+        body.model_dump(exclude_unset=True),
+        allow_incomplete=allow_incomplete,
+    )
+    return _public(services, profile)
+
+
+@router.delete("/{profile_id}", response_model=RevocationPublic)
+async def delete_profile(
+    profile_id: str, services: ServicesDep, principal: CurrentPrincipal
+) -> RevocationPublic:
+    """Delete the profile, its connections and tokens; revoke tokens where the IdP can."""
+    report = await run_in_threadpool(services.profiles.delete, principal, profile_id)
+    return RevocationPublic(deleted=True, revoked=report.revoked, revocation_errors=report.errors)

@@ -1,0 +1,76 @@
+"""The composition root: builds the FastAPI application from the services."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from authprofiles import __version__
+from authprofiles.api import problems
+from authprofiles.api.routes import connections, discovery, health, profiles
+from authprofiles.services.container import Services
+from authprofiles.services.tokens import BackgroundRefresher
+from authprofiles.settings import Settings, get_settings
+from authprofiles.web import routes as web_routes
+
+log = logging.getLogger("authprofiles")
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    services: Services | None = None,
+    migrate: bool = True,
+    background_refresh: bool = True,
+) -> FastAPI:
+    settings = settings or (services.settings if services else get_settings())
+    owned = services is None
+    services = services or Services(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            services.db.migrate()
+        refresher = None
+        if background_refresh:
+            refresher = BackgroundRefresher(
+                services.tokens, settings.background_refresh_interval_seconds
+            )
+            refresher.start()
+        try:
+            yield
+        finally:
+            if refresher:
+                refresher.stop()
+            await services.transports.aclose()
+            if owned:
+                services.close()
+
+    app = FastAPI(
+        title="authprofiles",
+        version=__version__,
+        summary="Authorization Profiles for AI agents and automations",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(web_routes.router)
+    for module in (profiles, connections, discovery):
+        app.include_router(module.router, prefix=API_PREFIX)
+    return app
+
+
+def create_default_app() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (each worker process builds its own).
+
+    ``authprofiles serve`` migrates once before starting workers and says so.
+    """
+    import os
+
+    return create_app(migrate=os.environ.get("AUTHPROFILES_SKIP_MIGRATE") != "1")

@@ -1,0 +1,1 @@
+"""The `authprofiles` command: Typer, one module per noun."""

@@ -1,0 +1,61 @@
+"""Domain errors. Each names what was wrong in words a person can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One violated rule: ``field`` is a dotted path such as ``additional_fields[0].key``."""
+
+    field: str
+    message: str
+
+
+class DomainError(Exception):
+    """Base for errors the edges turn into 4xx answers."""
+
+    status_code = 400
+    title = "Bad request"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class ValidationFailed(DomainError):
+    status_code = 422
+    title = "Invalid input"
+
+    def __init__(self, errors: list[FieldError], detail: str | None = None) -> None:
+        fields = ", ".join(dict.fromkeys(e.field for e in errors))
+        super().__init__(detail or f"{len(errors)} problem(s) with: {fields}")
+        self.errors = errors
+
+
+class NotFound(DomainError):
+    status_code = 404
+    title = "Not found"
+
+
+class Conflict(DomainError):
+    status_code = 409
+    title = "Conflict"
+
+
+class Forbidden(DomainError):
+    status_code = 403
+    title = "Forbidden"
+
+
+class UpstreamError(DomainError):
+    """An identity provider or API answered in a way we could not use."""
+
+    status_code = 502
+    title = "Bad gateway"
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    title = "Gateway timeout"

@@ -1,0 +1,250 @@
+"""RFC 6749 grants through authlib's httpx client, with retries for transient failures.
+
+authlib builds every request (client authentication per RFC 6749 section 2.3.1,
+PKCE S256 per RFC 7636, refresh per section 6, revocation per RFC 7009); this
+module chooses the grant, adds retries with backoff and jitter, and turns every
+failure into :class:`GrantRefused` (do not retry) or :class:`IdPUnavailable`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+
+from authprofiles.core.connections import TokenSet
+from authprofiles.core.ports import Clock, SystemClock
+from authprofiles.oauth._authlib import OAuth2Client, OAuthError, generate_token
+from authprofiles.oauth.errors import GrantRefused, IdPUnavailable
+from authprofiles.oauth.responses import normalise_response, to_token_set
+from authprofiles.oauth.transport import Transports
+
+log = logging.getLogger("authprofiles.oauth")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Everything a grant needs, with URLs already rendered for one connection."""
+
+    client_id: str
+    client_secret: str | None
+    auth_method: str
+    token_url: str
+    refresh_url: str
+    redirect_uri: str
+    authorization_url: str | None = None
+    revocation_url: str | None = None
+    scopes: tuple[str, ...] = ()
+    #: Seed 000's additional fields: extra authorization (or token) request parameters.
+    extra_params: Mapping[str, str] = field(default_factory=dict)
+    egress_proxy_url: str | None = None
+    pkce: bool = True
+
+
+def new_code_verifier() -> str:
+    """RFC 7636 section 4.1: 43 to 128 characters of [A-Z a-z 0-9 - . _ ~]; 48 bytes → 64."""
+    return str(generate_token(64))
+
+
+def new_state() -> str:
+    return str(generate_token(43))
+
+
+class OAuthEngine:
+    def __init__(
+        self,
+        transports: Transports,
+        *,
+        retries: int = 2,
+        backoff_seconds: float = 0.2,
+        clock: Clock | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.transports = transports
+        self.retries = retries
+        self.backoff_seconds = backoff_seconds
+        self.clock = clock or SystemClock()
+        self._sleep = sleep
+
+    def _client(self, settings: ClientSettings, *, with_scope: bool = True) -> Any:
+        client = OAuth2Client(
+            client_id=settings.client_id,
+            client_secret=settings.client_secret or "",
+            token_endpoint_auth_method=settings.auth_method,
+            revocation_endpoint_auth_method=settings.auth_method,
+            scope=list(settings.scopes) if with_scope and settings.scopes else None,
+            redirect_uri=settings.redirect_uri,
+            code_challenge_method="S256" if settings.pkce else None,
+            transport=self.transports.sync(settings.egress_proxy_url),
+            timeout=self.transports.timeout,
+            trust_env=False,
+        )
+        client.register_compliance_hook("access_token_response", normalise_response)
+        client.register_compliance_hook("refresh_token_response", normalise_response)
+        return client
+
+    # -- RFC 6749 section 4.1: authorization code (with RFC 7636 PKCE) -----------------
+    def authorization_url(
+        self, settings: ClientSettings, *, state: str, code_verifier: str | None
+    ) -> str:
+        if not settings.authorization_url:
+            raise ValueError("the profile has no authorization URL")
+        client = self._client(settings)
+        url, _ = client.create_authorization_url(
+            settings.authorization_url,
+            state=state,
+            code_verifier=code_verifier,
+            **dict(settings.extra_params),
+        )
+        return str(url)
+
+    def exchange_code(
+        self, settings: ClientSettings, *, code: str, code_verifier: str | None
+    ) -> TokenSet:
+        extra: dict[str, str] = {"code_verifier": code_verifier} if code_verifier else {}
+
+        def call() -> Any:
+            client = self._client(settings, with_scope=False)
+            return client.fetch_token(
+                settings.token_url,
+                grant_type="authorization_code",
+                code=code,
+                redirect_uri=settings.redirect_uri,
+                **extra,
+            )
+
+        # An authorization code is single use (section 4.1.2): a retry after the server
+        # may have consumed it would fail anyway, so only connection failures are retried.
+        return self._token(call, "authorization code exchange", retry_after_send=False)
+
+    # -- section 4.4: client credentials ----------------------------------------------
+    def client_credentials(self, settings: ClientSettings) -> TokenSet:
+        def call() -> Any:
+            return self._client(settings).fetch_token(
+                settings.token_url, grant_type="client_credentials", **dict(settings.extra_params)
+            )
+
+        return self._token(call, "client credentials grant")
+
+    # -- section 4.3: resource owner password credentials -------------------------------
+    def password(
+        self,
+        settings: ClientSettings,
+        *,
+        username: str,
+        password: str,
+        form_values: Mapping[str, str] | None = None,
+    ) -> TokenSet:
+        params = {**dict(settings.extra_params), **dict(form_values or {})}
+
+        def call() -> Any:
+            return self._client(settings).fetch_token(
+                settings.token_url,
+                grant_type="password",
+                username=username,
+                password=password,
+                **params,
+            )
+
+        return self._token(call, "password grant")
+
+    # -- section 6: refresh -------------------------------------------------------------
+    def refresh(self, settings: ClientSettings, *, refresh_token: str) -> TokenSet:
+        def call() -> Any:
+            # No scope: section 6 says an omitted scope means "as originally granted".
+            client = self._client(settings, with_scope=False)
+            return client.refresh_token(settings.refresh_url, refresh_token=refresh_token)
+
+        return self._token(call, "refresh")
+
+    # -- RFC 7009: revocation --------------------------------------------------------------
+    def revoke(self, settings: ClientSettings, *, token: str, hint: str) -> None:
+        if not settings.revocation_url:
+            return
+        url = settings.revocation_url
+
+        def call() -> httpx.Response:
+            response: httpx.Response = self._client(settings).revoke_token(
+                url, token=token, token_type_hint=hint
+            )
+            return response
+
+        response = self._with_retries(call, "revocation")
+        # Section 2.2: 200 whether or not the token was valid; 503 means try later.
+        if response.status_code >= 500:
+            raise IdPUnavailable(f"revocation answered HTTP {response.status_code}")
+        if response.status_code >= 400:
+            raise GrantRefused(
+                _error_code(response) or f"http_{response.status_code}",
+                None,
+                response.status_code,
+            )
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _token(
+        self, call: Callable[[], Any], what: str, *, retry_after_send: bool = True
+    ) -> TokenSet:
+        received_at = self.clock.now()
+        token = self._with_retries(call, what, retry_after_send=retry_after_send)
+        try:
+            return to_token_set(dict(token), received_at)
+        except ValueError as exc:
+            raise IdPUnavailable(f"{what}: {exc}") from None
+
+    def _with_retries(
+        self, call: Callable[[], T], what: str, *, retry_after_send: bool = True
+    ) -> T:
+        attempt = 0
+        while True:
+            try:
+                return self._classify(call, what)
+            except IdPUnavailable as exc:
+                sent = not isinstance(exc.__cause__, httpx.ConnectError)
+                if attempt >= self.retries or (sent and not retry_after_send):
+                    raise
+                # Exponential backoff with full jitter, so many workers do not retry in step.
+                delay = random.uniform(0, self.backoff_seconds * (2**attempt))  # noqa: S311
+                log.warning("%s failed (%s); retrying in %.2fs", what, exc.detail, delay)
+                self._sleep(delay)
+                attempt += 1
+
+    @staticmethod
+    def _classify(call: Callable[[], T], what: str) -> T:
+        try:
+            return call()
+        except OAuthError as exc:
+            raise GrantRefused(str(exc.error), exc.description, None) from None
+        except httpx.TimeoutException as exc:
+            raise IdPUnavailable(f"{what}: the identity provider timed out", timeout=True) from exc
+        except httpx.HTTPStatusError as exc:
+            status = exc.response.status_code
+            if status >= 500 or status == 429:
+                raise IdPUnavailable(
+                    f"{what}: the identity provider answered HTTP {status}"
+                ) from exc
+            raise GrantRefused(
+                _error_code(exc.response) or f"http_{status}",
+                f"HTTP {status} without an OAuth error body",
+                status,
+            ) from None
+        except httpx.TransportError as exc:
+            raise IdPUnavailable(
+                f"{what}: could not talk to the identity provider ({type(exc).__name__})"
+            ) from exc
+        except ValueError as exc:
+            raise IdPUnavailable(f"{what}: unreadable answer from the identity provider") from exc
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error) if error else None

@@ -1,0 +1,1 @@
+"""Use cases: what the API, the CLI and the web UI ask the system to do."""

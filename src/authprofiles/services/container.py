@@ -1,0 +1,49 @@
+"""Wiring: one object holding the database, the keys, the engines and the use cases."""
+
+from __future__ import annotations
+
+from authprofiles.core.ports import Clock, SystemClock
+from authprofiles.oauth.grants import OAuthEngine
+from authprofiles.oauth.transport import Transports
+from authprofiles.services.api_keys import ApiKeys
+from authprofiles.services.connections import ConnectionService
+from authprofiles.services.profiles import ProfileService
+from authprofiles.services.tokens import TokenService
+from authprofiles.settings import Settings
+from authprofiles.store.cipher import Keyring
+from authprofiles.store.connections import ConnectionStore
+from authprofiles.store.db import Database
+from authprofiles.store.keys import load_keys
+from authprofiles.store.profiles import ProfileStore
+
+
+class Services:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        db: Database | None = None,
+        keyring: Keyring | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db or Database(settings.database_url)
+        self.keyring = keyring or load_keys(settings).keyring()
+        self.clock = clock or SystemClock()
+        self.profile_store = ProfileStore(self.keyring)
+        self.connection_store = ConnectionStore(self.keyring)
+        self.transports = Transports(timeout=settings.http_timeout_seconds)
+        self.oauth = OAuthEngine(
+            self.transports,
+            retries=settings.idp_retries,
+            backoff_seconds=settings.idp_backoff_seconds,
+            clock=self.clock,
+        )
+        self.api_keys = ApiKeys(self.db)
+        self.profiles = ProfileService(self)
+        self.connections = ConnectionService(self)
+        self.tokens = TokenService(self)
+
+    def close(self) -> None:
+        self.transports.close()
+        self.db.dispose()

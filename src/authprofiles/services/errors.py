@@ -1,0 +1,37 @@
+"""Service-level errors, each a 4xx/5xx the edges can show as problem+json."""
+
+from __future__ import annotations
+
+from authprofiles.core.errors import Conflict, DomainError, UpstreamError, UpstreamTimeout
+from authprofiles.oauth.errors import GrantRefused, IdPUnavailable, OAuthFailure
+
+
+class IdPRefused(DomainError):
+    """The identity provider said no (wrong client secret, bad password, revoked grant)."""
+
+    status_code = 400
+    title = "Refused by the identity provider"
+
+    def __init__(self, detail: str, error: str | None = None) -> None:
+        super().__init__(detail)
+        self.error = error
+
+
+class NeedsReauth(Conflict):
+    title = "Connection needs authorization again"
+
+    def __init__(self, detail: str, last_error: str | None = None) -> None:
+        super().__init__(detail)
+        self.last_error = last_error
+
+
+class NotConfigured(Conflict):
+    title = "Profile not configured"
+
+
+def from_oauth(exc: OAuthFailure) -> DomainError:
+    if isinstance(exc, GrantRefused):
+        return IdPRefused(exc.detail, exc.error)
+    if isinstance(exc, IdPUnavailable) and exc.timeout:
+        return UpstreamTimeout(exc.detail)
+    return UpstreamError(exc.detail)

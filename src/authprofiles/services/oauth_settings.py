@@ -1,0 +1,64 @@
+"""Turn a profile and a connection into the rendered settings one grant needs."""
+
+from __future__ import annotations
+
+from authprofiles.core.connections import Connection
+from authprofiles.core.errors import FieldError, ValidationFailed
+from authprofiles.core.profiles import ProfileDefinition
+from authprofiles.core.templating import TemplateError, render_url
+from authprofiles.oauth.grants import ClientSettings
+
+
+def field_values(profile: ProfileDefinition, fields: dict[str, str]) -> dict[str, str]:
+    """Values ``{{field}}`` placeholders draw on: the profile's additional fields, then the
+    connection's own values (an end user's input wins over the admin's default)."""
+    values = {f.key: f.value for f in profile.additional_fields}
+    values.update(fields)
+    return values
+
+
+def render(
+    profile: ProfileDefinition, field: str, tenant: str | None, fields: dict[str, str]
+) -> str | None:
+    template = getattr(profile, field)
+    if not template:
+        return None
+    try:
+        return render_url(template, tenant=tenant, fields=field_values(profile, fields))
+    except TemplateError as exc:
+        raise ValidationFailed([FieldError(field, str(exc))]) from None
+
+
+def client_settings(
+    profile: ProfileDefinition,
+    *,
+    tenant: str | None,
+    fields: dict[str, str],
+    redirect_uri: str,
+) -> ClientSettings:
+    token_url = render(profile, "token_url", tenant, fields)
+    if token_url is None or profile.client_id is None:
+        raise ValidationFailed([FieldError("token_url", "the profile has no token URL")])
+    refresh = render(profile, "refresh_token_url", tenant, fields) or token_url
+    return ClientSettings(
+        client_id=profile.client_id,
+        client_secret=profile.client_secret,
+        auth_method=profile.client_auth_method.value,
+        token_url=token_url,
+        refresh_url=refresh,
+        redirect_uri=redirect_uri,
+        authorization_url=render(profile, "authorization_url", tenant, fields),
+        revocation_url=render(profile, "revocation_url", tenant, fields),
+        scopes=profile.scopes,
+        extra_params={f.key: f.value for f in profile.additional_fields},
+        egress_proxy_url=profile.egress_proxy_url,
+        pkce=profile.pkce,
+    )
+
+
+def connection_settings(
+    profile: ProfileDefinition, connection: Connection, redirect_uri: str
+) -> ClientSettings:
+    return client_settings(
+        profile, tenant=connection.tenant, fields=connection.fields, redirect_uri=redirect_uri
+    )

@@ -1,0 +1,236 @@
+"""Profile use cases: create, change, read, delete, export and import."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import IntegrityError
+
+from authprofiles.core.errors import FieldError, ValidationFailed
+from authprofiles.core.profiles import IMMUTABLE_FIELDS, SECRET_FIELDS, Profile, ProfileDefinition
+from authprofiles.core.validation import missing_fields, parse_draft, validate_draft
+from authprofiles.services.access import Principal, Role, require_role
+
+if TYPE_CHECKING:
+    from authprofiles.services.connections import RevocationReport
+    from authprofiles.services.container import Services
+
+EXPORT_VERSION = 1
+
+
+def public_view(profile: Profile, callback_url: str) -> dict[str, Any]:
+    """What any reader may see: secrets reduced to whether they are set."""
+    data = profile.model_dump(mode="json", exclude=set(SECRET_FIELDS))
+    data["client_secret_set"] = profile.client_secret is not None
+    data["password_set"] = profile.password is not None
+    data["additional_fields"] = [
+        {"key": f.key, "value_set": True} for f in profile.additional_fields
+    ]
+    data["authorization_fields"] = [
+        {"type": f.type.value, "key": f.key, "value_set": f.value is not None}
+        for f in profile.authorization_fields
+    ]
+    data["callback_url"] = callback_url
+    data["status"] = profile.status.value
+    data["missing_fields"] = missing_fields(profile)
+    return data
+
+
+def export_document(profile: Profile, *, include_secrets: bool) -> dict[str, Any]:
+    definition = profile.definition()
+    data = definition.model_dump(mode="json", exclude_defaults=False)
+    if not include_secrets:
+        for field in SECRET_FIELDS:
+            data.pop(field, None)
+        data["additional_fields"] = [{"key": f.key} for f in definition.additional_fields]
+        data["authorization_fields"] = [
+            {"type": f.type.value, "key": f.key} for f in definition.authorization_fields
+        ]
+    return {k: v for k, v in data.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    name: str
+    action: str  # "created" or "updated"
+    status: str
+
+
+class ProfileService:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    @property
+    def callback_url(self) -> str:
+        return self.s.settings.callback_url
+
+    # -- reading -----------------------------------------------------------------
+    def list(self, principal: Principal) -> builtins.list[Profile]:
+        require_role(principal, Role.VIEWER)
+        with self.s.db.read() as session:
+            return self.s.profile_store.list(session, principal.workspace_id)
+
+    def get(self, principal: Principal, profile_id: str) -> Profile:
+        require_role(principal, Role.VIEWER)
+        with self.s.db.read() as session:
+            return self.s.profile_store.get(session, principal.workspace_id, profile_id)
+
+    # -- writing -----------------------------------------------------------------
+    def create(
+        self, principal: Principal, data: dict[str, Any], *, allow_incomplete: bool = False
+    ) -> Profile:
+        require_role(principal, Role.ADMIN)
+        definition = validate_draft(parse_draft(data), require_complete=not allow_incomplete)
+        return self._insert(principal.workspace_id, definition)
+
+    def _insert(self, workspace_id: str, definition: ProfileDefinition) -> Profile:
+        name_error = ValidationFailed(
+            [FieldError("name", f"a profile named {definition.name!r} already exists")]
+        )
+        try:
+            with self.s.db.session() as session:
+                if self.s.profile_store.name_taken(session, workspace_id, definition.name):
+                    raise name_error
+                return self.s.profile_store.add(session, workspace_id, definition)
+        except IntegrityError:
+            # Two creators raced past the check; the unique constraint decided.
+            raise name_error from None
+
+    def update(
+        self,
+        principal: Principal,
+        profile_id: str,
+        patch: dict[str, Any],
+        *,
+        allow_incomplete: bool = False,
+    ) -> Profile:
+        require_role(principal, Role.ADMIN)
+        with self.s.db.session() as session:
+            current = self.s.profile_store.get(session, principal.workspace_id, profile_id)
+            definition = self._merged(current, patch, allow_incomplete=allow_incomplete)
+            return self.s.profile_store.replace(session, current, definition)
+
+    def _merged(
+        self, current: Profile, patch: dict[str, Any], *, allow_incomplete: bool
+    ) -> ProfileDefinition:
+        errors = [
+            FieldError(
+                field,
+                f"{field} cannot be changed after creation; create a new profile instead",
+            )
+            for field in sorted(IMMUTABLE_FIELDS)
+            if field in patch and patch[field] != getattr(current, field)
+        ]
+        if errors:
+            raise ValidationFailed(errors)
+        merged = current.definition().model_dump(mode="json")
+        merged.update(patch)
+        # Secrets are write-only: a field sent back without its value keeps the stored one.
+        merged["additional_fields"] = _keep_secret_values(
+            patch.get("additional_fields"),
+            {f.key: f.value for f in current.additional_fields},
+            key=lambda item: item.get("key"),
+            fallback=merged["additional_fields"],
+        )
+        merged["authorization_fields"] = _keep_secret_values(
+            patch.get("authorization_fields"),
+            {(f.type.value, f.key): f.value for f in current.authorization_fields},
+            key=lambda item: (item.get("type"), item.get("key")),
+            fallback=merged["authorization_fields"],
+        )
+        return validate_draft(parse_draft(merged), require_complete=not allow_incomplete)
+
+    def delete(self, principal: Principal, profile_id: str) -> RevocationReport:
+        """Delete the profile and everything it owned; revoke its tokens where the IdP can."""
+        require_role(principal, Role.ADMIN)
+        return self.s.connections.delete_profile(principal, profile_id)
+
+    # -- export and import --------------------------------------------------------
+    def export(self, principal: Principal, *, include_secrets: bool) -> dict[str, Any]:
+        require_role(principal, Role.ADMIN if include_secrets else Role.VIEWER)
+        profiles = self.list(principal)
+        return {
+            "version": EXPORT_VERSION,
+            "secrets_included": include_secrets,
+            "profiles": [export_document(p, include_secrets=include_secrets) for p in profiles],
+        }
+
+    def import_documents(
+        self,
+        principal: Principal,
+        document: dict[str, Any],
+        *,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> builtins.list[ImportResult]:
+        """All or nothing: every profile is checked first, then all are written in one go.
+
+        A profile whose name exists is updated (its stored secrets kept unless the file has
+        them); a new one may lack secrets and is then stored as ``not_configured``.
+        """
+        require_role(principal, Role.ADMIN)
+        items = document.get("profiles")
+        if not isinstance(items, list):
+            raise ValidationFailed([FieldError("profiles", "the file has no list of profiles")])
+        errors: builtins.list[FieldError] = []
+        names: set[str] = set()
+        results: builtins.list[ImportResult] = []
+        with self.s.db.session() as session:
+            store = self.s.profile_store
+            planned: builtins.list[tuple[Profile | None, ProfileDefinition]] = []
+            for index, item in enumerate(items):
+                if not isinstance(item, dict):
+                    errors.append(FieldError(f"profiles[{index}]", "must be a mapping"))
+                    continue
+                name = item.get("name")
+                if name in names:
+                    errors.append(FieldError(f"profiles[{index}].name", f"{name!r} is repeated"))
+                    continue
+                names.add(str(name))
+                try:
+                    existing = (
+                        store.find_by_name(session, principal.workspace_id, name)
+                        if isinstance(name, str)
+                        else None
+                    )
+                    if existing is not None:
+                        definition = self._merged(existing, item, allow_incomplete=True)
+                    else:
+                        definition = validate_draft(parse_draft(item), require_complete=False)
+                    planned.append((existing, definition))
+                except ValidationFailed as exc:
+                    errors.extend(
+                        FieldError(f"profiles[{index}].{e.field}", e.message) for e in exc.errors
+                    )
+            if errors:
+                raise ValidationFailed(errors)
+            for existing, definition in planned:
+                if existing is None:
+                    saved = store.add(session, principal.workspace_id, definition)
+                    action = "created"
+                else:
+                    saved = store.replace(session, existing, definition)
+                    action = "updated"
+                results.append(ImportResult(saved.name, action, saved.status.value))
+                if on_progress:
+                    on_progress(saved.name)
+        return results
+
+
+def _keep_secret_values(
+    items: Any,
+    stored: dict[Any, str | None],
+    *,
+    key: Callable[[dict[str, Any]], Any],
+    fallback: Any,
+) -> Any:
+    if not isinstance(items, list):
+        return fallback
+    out = []
+    for item in items:
+        if isinstance(item, dict) and "value" not in item and key(item) in stored:
+            item = {**item, "value": stored[key(item)]}
+        out.append(item)
+    return out

@@ -1,0 +1,307 @@
+"""Valid tokens on demand, with single-flight refresh across threads and processes.
+
+However many callers ask at once, exactly one refresh reaches the IdP: callers in one
+process queue on a per-connection lock; the holder then takes the database's lock
+(``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), re-reads the
+row, and refreshes only if the token is still stale. Everyone after it finds the fresh
+token. The rotated refresh token is written in the same transaction as the access
+token, so it can never be lost between the two.
+
+The hot path (a token that is still valid) only reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import zlib
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from authprofiles.core.connections import Connection, ConnectionStatus, TokenSet
+from authprofiles.core.errors import DomainError, NotFound
+from authprofiles.core.injection import Injection, build_injection
+from authprofiles.core.profiles import AuthorizationMode, AuthType, Profile
+from authprofiles.oauth.errors import GrantRefused, IdPUnavailable, OAuthFailure
+from authprofiles.services.access import (
+    CredentialRequest,
+    Principal,
+    Purpose,
+    authorize_credential_use,
+)
+from authprofiles.services.errors import NeedsReauth, from_oauth
+from authprofiles.services.oauth_settings import connection_settings, field_values
+
+if TYPE_CHECKING:
+    from authprofiles.services.container import Services
+
+log = logging.getLogger("authprofiles.tokens")
+
+_STRIPES = 1024  # bounded memory: connections share a lock only on a hash collision
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    connection: Connection
+    profile: Profile
+    tokens: TokenSet
+
+    def injection(self) -> Injection:
+        return build_injection(
+            access_token=self.tokens.access_token,
+            token_type=self.tokens.token_type,
+            authorization_fields=self.profile.authorization_fields,
+            field_values=field_values(self.profile, self.connection.fields),
+        )
+
+
+class TokenService:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+        self._locks = [threading.Lock() for _ in range(_STRIPES)]
+
+    def _lock_for(self, connection_id: str) -> threading.Lock:
+        return self._locks[zlib.crc32(connection_id.encode()) % _STRIPES]
+
+    @property
+    def skew(self) -> float:
+        return float(self.s.settings.refresh_skew_seconds)
+
+    def get_token(
+        self,
+        principal: Principal,
+        connection_id: str,
+        *,
+        purpose: Purpose = Purpose.READ_TOKEN,
+        method: str | None = None,
+        host: str | None = None,
+        path: str | None = None,
+    ) -> IssuedToken:
+        """A token valid for at least the skew, refreshed first if need be."""
+        with self.s.db.read() as session:
+            connection = self.s.connection_store.get(session, principal.workspace_id, connection_id)
+            profile = self.s.profile_store.get(
+                session, connection.workspace_id, connection.profile_id
+            )
+        authorize_credential_use(
+            principal,
+            CredentialRequest(
+                connection_id=connection.id,
+                connection_owner=connection.owner,
+                purpose=purpose,
+                method=method,
+                host=host,
+                path=path,
+            ),
+        )
+        now = self.s.clock.now()
+        if _usable(connection) and not _stale(connection, now, self.skew):
+            assert connection.tokens is not None
+            return IssuedToken(connection, profile, connection.tokens)
+        _raise_unless_active(connection)
+        connection, profile = self.refresh(connection.id, within_seconds=self.skew)
+        return self._issued(connection, profile)
+
+    def force_refresh(
+        self, principal: Principal, connection_id: str, seen_version: int
+    ) -> IssuedToken:
+        """After an API refused the token (the profile's auth error status): refresh once,
+        unless another caller already replaced the token we saw."""
+        connection, profile = self.refresh(connection_id, seen_version=seen_version)
+        if connection.workspace_id != principal.workspace_id:
+            raise NotFound(f"no connection with id {connection_id}")
+        return self._issued(connection, profile)
+
+    def _issued(self, connection: Connection, profile: Profile) -> IssuedToken:
+        _raise_unless_active(connection)
+        if connection.tokens is None or connection.tokens.is_expired(self.s.clock.now()):
+            raise DomainError("the connection has no valid token")
+        return IssuedToken(connection, profile, connection.tokens)
+
+    def refresh(
+        self,
+        connection_id: str,
+        *,
+        within_seconds: float | None = None,
+        seen_version: int | None = None,
+    ) -> tuple[Connection, Profile]:
+        """Refresh if still needed once the locks are held; return what is stored then.
+
+        ``within_seconds``: refresh when the token expires within it. ``seen_version``:
+        refresh unless the stored token changed since that version (a forced refresh).
+        """
+        with self._lock_for(connection_id):
+            # Whoever held the lock before us may have refreshed already: a cheap read first.
+            with self.s.db.read() as session:
+                connection = self.s.connection_store.get(session, None, connection_id)
+            if not self._needs_refresh(connection, within_seconds, seen_version):
+                return connection, self._profile(connection)
+            failure: OAuthFailure | None = None
+            with self.s.db.locking_session() as session:
+                row = self.s.connection_store.locked_row(session, connection_id)
+                if row is None:
+                    raise NotFound(f"no connection with id {connection_id}")
+                connection = self.s.connection_store.to_domain(row)
+                profile = self.s.profile_store.get(
+                    session, connection.workspace_id, connection.profile_id
+                )
+                if not self._needs_refresh(connection, within_seconds, seen_version):
+                    return connection, profile
+                try:
+                    tokens = self._renew(profile, connection)
+                except GrantRefused as exc:
+                    failure = exc
+                    # RFC 6749 section 5.2 invalid_grant: the refresh token is expired or
+                    # revoked. A person has to authorize again; keep the IdP's words for them.
+                    self.s.connection_store.mark_error(row, exc.detail, needs_reauth=True)
+                    if connection.is_shared:
+                        self.s.profile_store.set_failing(
+                            session, profile.id, f"shared connection {connection.id}: {exc.detail}"
+                        )
+                except IdPUnavailable as exc:
+                    failure = exc
+                    # Transient: keep every token we hold and say what happened.
+                    self.s.connection_store.mark_error(row, exc.detail, needs_reauth=False)
+                else:
+                    self.s.connection_store.store_tokens(row, tokens, requested=profile.scopes)
+                    if connection.is_shared and profile.failing_reason:
+                        self.s.profile_store.set_failing(session, profile.id, None)
+                connection = self.s.connection_store.to_domain(row)
+        if failure is None:
+            return connection, profile
+        if isinstance(failure, GrantRefused):
+            raise NeedsReauth(
+                "the identity provider refused to refresh this connection; authorize it again",
+                last_error=failure.detail,
+            )
+        # Serve the current token while it is still valid (RFC 6749 leaves retry timing to
+        # us; an outage of the IdP must not take down callers whose token still works).
+        if connection.tokens is not None and not connection.tokens.is_expired(self.s.clock.now()):
+            log.warning(
+                "refresh of %s failed, serving the current token: %s", connection_id, failure.detail
+            )
+            return connection, profile
+        raise from_oauth(failure)
+
+    def _profile(self, connection: Connection) -> Profile:
+        with self.s.db.read() as session:
+            return self.s.profile_store.get(session, connection.workspace_id, connection.profile_id)
+
+    def _needs_refresh(
+        self, connection: Connection, within_seconds: float | None, seen_version: int | None
+    ) -> bool:
+        if connection.status is not ConnectionStatus.ACTIVE:
+            return False
+        if seen_version is not None:
+            return connection.version == seen_version
+        if connection.tokens is None:
+            return True
+        return _stale(connection, self.s.clock.now(), within_seconds or 0.0)
+
+    def _renew(self, profile: Profile, connection: Connection) -> TokenSet:
+        settings = connection_settings(profile, connection, self.s.settings.callback_url)
+        engine = self.s.oauth
+        refresh_token = connection.tokens.refresh_token if connection.tokens else None
+        regenerate = self._regeneration_credentials(profile, connection)
+        if refresh_token:
+            try:
+                return engine.refresh(settings, refresh_token=refresh_token)
+            except GrantRefused as exc:
+                if regenerate is None:
+                    raise
+                # Seed 003 "auto-regeneration": with stored credentials, a refused refresh
+                # token is replaced by a fresh password grant.
+                log.info("refresh refused for %s (%s); regenerating", connection.id, exc.error)
+        if profile.auth_type is AuthType.CLIENT_CREDENTIALS:
+            return engine.client_credentials(settings)
+        if regenerate is not None:
+            username, password = regenerate
+            return engine.password(
+                settings,
+                username=username,
+                password=password,
+                form_values={
+                    k: v
+                    for k, v in connection.fields.items()
+                    if k in {f.key for f in profile.form_fields}
+                },
+            )
+        raise GrantRefused(
+            "no_refresh_token",
+            "the identity provider issued no refresh token; authorize again",
+            None,
+        )
+
+    @staticmethod
+    def _regeneration_credentials(
+        profile: Profile, connection: Connection
+    ) -> tuple[str, str] | None:
+        if profile.auth_type is not AuthType.PASSWORD:
+            return None
+        if profile.authorization_mode is not AuthorizationMode.PREAUTHORIZED:
+            return None
+        username = connection.username or profile.username
+        password = connection.password or profile.password
+        if username and password:
+            return username, password
+        return None
+
+    # -- the background refresher ---------------------------------------------------------
+    def refresh_expiring(self) -> int:
+        """Renew tokens that expire within the lead time; returns how many were looked at."""
+        lead = float(self.s.settings.background_refresh_lead_seconds) + self.skew
+        before = self.s.clock.now() + timedelta(seconds=lead)
+        with self.s.db.read() as session:
+            ids = self.s.connection_store.expiring(session, before)
+        for connection_id in ids:
+            try:
+                self.refresh(connection_id, within_seconds=lead)
+            except (DomainError, OAuthFailure) as exc:
+                log.info("background refresh of %s: %s", connection_id, getattr(exc, "detail", exc))
+            except Exception:
+                log.exception("background refresh of %s failed", connection_id)
+        return len(ids)
+
+
+def _usable(connection: Connection) -> bool:
+    return connection.status is ConnectionStatus.ACTIVE and connection.tokens is not None
+
+
+def _stale(connection: Connection, now: object, within: float) -> bool:
+    tokens = connection.tokens
+    return tokens is None or tokens.expires_within(now, within)  # type: ignore[arg-type]
+
+
+def _raise_unless_active(connection: Connection) -> None:
+    if connection.status is ConnectionStatus.PENDING:
+        raise NeedsReauth("this connection is waiting for its authorization to finish")
+    if connection.status is ConnectionStatus.NEEDS_REAUTH:
+        raise NeedsReauth(
+            "this connection needs authorization again", last_error=connection.last_error
+        )
+
+
+class BackgroundRefresher:
+    """A daemon thread per worker; the locks make several workers safe together."""
+
+    def __init__(self, tokens: TokenService, interval: float) -> None:
+        self.tokens = tokens
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="token-refresher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.tokens.refresh_expiring()
+            except Exception:
+                log.exception("background refresher pass failed")

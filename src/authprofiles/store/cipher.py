@@ -1,0 +1,100 @@
+"""AES-256-GCM encryption of single secrets, with the key id stored beside each ciphertext.
+
+Format: ``v1.<key id>.<base64url(nonce || ciphertext+tag)>``. Every value gets a fresh
+96-bit random nonce (NIST SP 800-38D section 8.2.2). The storage location (table, row,
+field) is bound as associated data, so a ciphertext copied into another row or field
+fails to decrypt instead of leaking there.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from collections.abc import Iterable, Mapping
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+KEY_BYTES = 32
+NONCE_BYTES = 12
+_VERSION = "v1"
+
+
+class KeyError_(Exception):
+    """A master key is missing, malformed or does not match the data."""
+
+
+def new_key() -> bytes:
+    return AESGCM.generate_key(bit_length=256)
+
+
+def encode_key(key: bytes) -> str:
+    return base64.urlsafe_b64encode(key).decode()
+
+
+def decode_key(text: str) -> bytes:
+    try:
+        key = base64.urlsafe_b64decode(text.strip() + "=" * (-len(text.strip()) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise KeyError_("a master key must be base64 of 32 random bytes") from exc
+    if len(key) != KEY_BYTES:
+        raise KeyError_(f"a master key must be 32 bytes (got {len(key)})")
+    return key
+
+
+def key_id(key: bytes) -> str:
+    """A short, stable, non-secret name for a key: a hash prefix, not the key."""
+    return hashlib.sha256(b"authprofiles-key-id:" + key).hexdigest()[:12]
+
+
+class Keyring:
+    """The master keys this process knows: one active for writing, any for reading."""
+
+    def __init__(self, keys: Iterable[bytes]) -> None:
+        ordered = list(keys)
+        if not ordered:
+            raise KeyError_("no master key: set AUTHPROFILES_MASTER_KEY or a key file")
+        self._keys: dict[str, AESGCM] = {key_id(k): AESGCM(k) for k in ordered}
+        self.active_id = key_id(ordered[0])
+
+    @property
+    def key_ids(self) -> list[str]:
+        return list(self._keys)
+
+    def encrypt(self, plaintext: str, context: str) -> str:
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._keys[self.active_id].encrypt(nonce, plaintext.encode(), context.encode())
+        payload = base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
+        return f"{_VERSION}.{self.active_id}.{payload}"
+
+    def decrypt(self, token: str, context: str) -> str:
+        try:
+            version, kid, payload = token.split(".", 2)
+        except ValueError:
+            raise KeyError_("not an authprofiles ciphertext") from None
+        if version != _VERSION:
+            raise KeyError_(f"unknown ciphertext version {version!r}")
+        aead = self._keys.get(kid)
+        if aead is None:
+            raise KeyError_(
+                f"this secret is encrypted under key {kid}, which is not loaded; "
+                "set the master key it was written with"
+            )
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        try:
+            return aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode()).decode()
+        except InvalidTag:
+            raise KeyError_(f"a secret at {context} failed authentication") from None
+
+    @staticmethod
+    def key_id_of(token: str) -> str:
+        return token.split(".", 2)[1]
+
+    def without(self, ids: Mapping[str, object] | Iterable[str]) -> Keyring:
+        drop = set(ids)
+        keyring = Keyring.__new__(Keyring)
+        keyring._keys = {k: v for k, v in self._keys.items() if k not in drop}
+        keyring.active_id = self.active_id
+        return keyring

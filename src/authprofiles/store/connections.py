@@ -1,0 +1,257 @@
+"""Connections and pending authorizations in and out of the database, secrets encrypted."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from authprofiles.core.connections import Connection, ConnectionStatus, TokenSet
+from authprofiles.core.errors import NotFound
+from authprofiles.store.cipher import Keyring
+from authprofiles.store.models import AuthorizationRequestRow, ConnectionRow, utcnow
+
+
+def _context(row_id: str, field: str) -> str:
+    return f"connections:{row_id}:{field}"
+
+
+class ConnectionStore:
+    def __init__(self, keyring: Keyring) -> None:
+        self.keyring = keyring
+
+    def _enc(self, row_id: str, field: str, value: str | None) -> str | None:
+        return None if value is None else self.keyring.encrypt(value, _context(row_id, field))
+
+    def _dec(self, row_id: str, field: str, value: str | None) -> str | None:
+        return None if value is None else self.keyring.decrypt(value, _context(row_id, field))
+
+    # -- writing -----------------------------------------------------------------
+    def add(
+        self,
+        session: Session,
+        *,
+        workspace_id: str,
+        profile_id: str,
+        owner: str,
+        tenant: str | None,
+        fields: dict[str, str],
+        username: str | None,
+        password: str | None,
+        status: ConnectionStatus,
+        tokens: TokenSet | None,
+    ) -> Connection:
+        now = utcnow()
+        row = ConnectionRow(
+            id=str(uuid.uuid4()),
+            workspace_id=workspace_id,
+            profile_id=profile_id,
+            owner=owner,
+            tenant=tenant,
+            username=username,
+            status=status.value,
+            version=0,
+            created_at=now,
+            updated_at=now,
+        )
+        row.fields_enc = self._enc(row.id, "fields", json.dumps(fields)) if fields else None
+        row.password_enc = self._enc(row.id, "password", password)
+        if tokens is not None:
+            self._set_tokens(row, tokens, now)
+        session.add(row)
+        session.flush()
+        return self.to_domain(row)
+
+    def _set_tokens(self, row: ConnectionRow, tokens: TokenSet, now: datetime) -> None:
+        row.access_token_enc = self._enc(row.id, "access_token", tokens.access_token)
+        # A response without a refresh token keeps the one we hold (RFC 6749 section 6:
+        # the server MAY issue a new refresh token); one with a new token replaces it.
+        if tokens.refresh_token is not None:
+            row.refresh_token_enc = self._enc(row.id, "refresh_token", tokens.refresh_token)
+        row.token_type = tokens.token_type
+        row.expires_at = tokens.expires_at
+        if tokens.scopes is not None:
+            row.scopes = json.dumps(list(tokens.scopes))
+        row.extra_enc = (
+            self._enc(row.id, "extra", json.dumps(tokens.extra)) if tokens.extra else None
+        )
+        row.refreshed_at = now
+        row.version = (row.version or 0) + 1
+        row.updated_at = now
+
+    def store_tokens(
+        self, row: ConnectionRow, tokens: TokenSet, *, requested: Sequence[str]
+    ) -> None:
+        """Save a token response; access and (rotated) refresh token change together."""
+        now = utcnow()
+        if tokens.scopes is None and row.scopes is None and requested:
+            tokens = TokenSet(**{**tokens.__dict__, "scopes": tuple(requested)})
+        self._set_tokens(row, tokens, now)
+        row.status = ConnectionStatus.ACTIVE.value
+        row.last_error = None
+        row.last_error_at = None
+
+    def mark_error(self, row: ConnectionRow, message: str, *, needs_reauth: bool) -> None:
+        row.last_error = message
+        row.last_error_at = utcnow()
+        if needs_reauth:
+            row.status = ConnectionStatus.NEEDS_REAUTH.value
+        row.updated_at = utcnow()
+
+    # -- reading -----------------------------------------------------------------
+    def row(self, session: Session, workspace_id: str | None, connection_id: str) -> ConnectionRow:
+        row = session.get(ConnectionRow, connection_id)
+        if row is None or (workspace_id is not None and row.workspace_id != workspace_id):
+            raise NotFound(f"no connection with id {connection_id}")
+        return row
+
+    def locked_row(self, session: Session, connection_id: str) -> ConnectionRow | None:
+        """The row under a write lock: FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE
+        already holds the database's write lock for the whole transaction."""
+        statement = select(ConnectionRow).where(ConnectionRow.id == connection_id)
+        if session.get_bind().dialect.name != "sqlite":
+            statement = statement.with_for_update()
+        return session.scalars(statement.execution_options(populate_existing=True)).one_or_none()
+
+    def get(self, session: Session, workspace_id: str | None, connection_id: str) -> Connection:
+        return self.to_domain(self.row(session, workspace_id, connection_id))
+
+    def for_profile(self, session: Session, profile_id: str) -> builtins.list[ConnectionRow]:
+        return list(
+            session.scalars(select(ConnectionRow).where(ConnectionRow.profile_id == profile_id))
+        )
+
+    def list(
+        self, session: Session, workspace_id: str, profile_id: str | None = None
+    ) -> builtins.list[Connection]:
+        statement = select(ConnectionRow).where(ConnectionRow.workspace_id == workspace_id)
+        if profile_id is not None:
+            statement = statement.where(ConnectionRow.profile_id == profile_id)
+        return [
+            self.to_domain(r) for r in session.scalars(statement.order_by(ConnectionRow.created_at))
+        ]
+
+    def expiring(self, session: Session, before: datetime, limit: int = 100) -> builtins.list[str]:
+        return list(
+            session.scalars(
+                select(ConnectionRow.id)
+                .where(
+                    ConnectionRow.status == ConnectionStatus.ACTIVE.value,
+                    ConnectionRow.expires_at.is_not(None),
+                    ConnectionRow.expires_at < before,
+                )
+                .order_by(ConnectionRow.expires_at)
+                .limit(limit)
+            )
+        )
+
+    def all_rows(self, session: Session) -> builtins.list[ConnectionRow]:
+        return list(session.scalars(select(ConnectionRow).order_by(ConnectionRow.id)))
+
+    def to_domain(self, row: ConnectionRow) -> Connection:
+        access = self._dec(row.id, "access_token", row.access_token_enc)
+        tokens = None
+        if access is not None:
+            extra = self._dec(row.id, "extra", row.extra_enc)
+            tokens = TokenSet(
+                access_token=access,
+                token_type=row.token_type or "Bearer",
+                refresh_token=self._dec(row.id, "refresh_token", row.refresh_token_enc),
+                expires_at=row.expires_at,
+                scopes=tuple(json.loads(row.scopes)) if row.scopes else None,
+                extra=json.loads(extra) if extra else {},
+            )
+        fields = self._dec(row.id, "fields", row.fields_enc)
+        return Connection(
+            id=row.id,
+            workspace_id=row.workspace_id,
+            profile_id=row.profile_id,
+            owner=row.owner,
+            tenant=row.tenant,
+            fields=json.loads(fields) if fields else {},
+            status=ConnectionStatus(row.status),
+            tokens=tokens,
+            username=row.username,
+            password=self._dec(row.id, "password", row.password_enc),
+            last_error=row.last_error,
+            last_error_at=row.last_error_at,
+            refreshed_at=row.refreshed_at,
+            version=row.version,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    def reencrypt(self, row: ConnectionRow) -> None:
+        for field in ("fields", "password", "access_token", "refresh_token", "extra"):
+            column = f"{field}_enc"
+            value = self._dec(row.id, field, getattr(row, column))
+            setattr(row, column, self._enc(row.id, field, value))
+
+    # -- pending authorizations -----------------------------------------------------
+    def add_authorization_request(
+        self,
+        session: Session,
+        *,
+        workspace_id: str,
+        connection_id: str,
+        state_hash: str,
+        code_verifier: str | None,
+        redirect_uri: str,
+        expires_at: datetime,
+    ) -> None:
+        row_id = str(uuid.uuid4())
+        session.add(
+            AuthorizationRequestRow(
+                id=row_id,
+                workspace_id=workspace_id,
+                connection_id=connection_id,
+                state_hash=state_hash,
+                code_verifier_enc=(
+                    self.keyring.encrypt(code_verifier, f"authorization_requests:{row_id}:verifier")
+                    if code_verifier
+                    else None
+                ),
+                redirect_uri=redirect_uri,
+                created_at=utcnow(),
+                expires_at=expires_at,
+            )
+        )
+
+    def claim_authorization_request(
+        self, session: Session, state_hash: str
+    ) -> tuple[AuthorizationRequestRow | None, str | None, bool]:
+        """Mark the request used, atomically. Returns (row, verifier, claimed_now)."""
+        row = session.scalars(
+            select(AuthorizationRequestRow).where(AuthorizationRequestRow.state_hash == state_hash)
+        ).one_or_none()
+        if row is None:
+            return None, None, False
+        result = session.execute(
+            update(AuthorizationRequestRow)
+            .where(AuthorizationRequestRow.id == row.id, AuthorizationRequestRow.used_at.is_(None))
+            .values(used_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        claimed = getattr(result, "rowcount", 0) == 1
+        verifier = (
+            self.keyring.decrypt(row.code_verifier_enc, f"authorization_requests:{row.id}:verifier")
+            if row.code_verifier_enc
+            else None
+        )
+        return row, verifier, claimed
+
+    def all_authorization_requests(
+        self, session: Session
+    ) -> builtins.list[AuthorizationRequestRow]:
+        return list(session.scalars(select(AuthorizationRequestRow)))
+
+    def reencrypt_authorization_request(self, row: AuthorizationRequestRow) -> None:
+        if row.code_verifier_enc:
+            context = f"authorization_requests:{row.id}:verifier"
+            plain = self.keyring.decrypt(row.code_verifier_enc, context)
+            row.code_verifier_enc = self.keyring.encrypt(plain, context)

@@ -1,0 +1,214 @@
+"""Profiles in and out of the database, encrypting secrets at the boundary."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from authprofiles.core.errors import NotFound
+from authprofiles.core.profiles import (
+    AdditionalField,
+    AuthorizationField,
+    AuthType,
+    Profile,
+    ProfileDefinition,
+    ProfileStatus,
+)
+from authprofiles.core.validation import missing_fields
+from authprofiles.store.cipher import Keyring
+from authprofiles.store.models import ProfileRow, utcnow
+
+# Stored in their own columns, or derived; everything else goes to the JSON ``config``.
+_COLUMN_FIELDS = {"name", "auth_type", "identity_provider", "client_secret", "password"}
+
+
+@dataclass(frozen=True)
+class ProfileSummary:
+    id: str
+    name: str
+    auth_type: AuthType
+    identity_provider: str | None
+    status: ProfileStatus
+
+
+def _context(row_id: str, field: str) -> str:
+    return f"profiles:{row_id}:{field}"
+
+
+class ProfileStore:
+    def __init__(self, keyring: Keyring) -> None:
+        self.keyring = keyring
+
+    # -- writing -----------------------------------------------------------------
+    def add(self, session: Session, workspace_id: str, definition: ProfileDefinition) -> Profile:
+        now = utcnow()
+        row = ProfileRow(id=str(uuid.uuid4()), workspace_id=workspace_id, created_at=now)
+        self._fill(row, definition)
+        row.updated_at = now
+        session.add(row)
+        session.flush()
+        return self.to_domain(row)
+
+    def replace(self, session: Session, profile: Profile, definition: ProfileDefinition) -> Profile:
+        row = self._row(session, profile.workspace_id, profile.id)
+        self._fill(row, definition)
+        row.updated_at = utcnow()
+        session.flush()
+        return self.to_domain(row)
+
+    def set_failing(self, session: Session, profile_id: str, reason: str | None) -> None:
+        row = session.get(ProfileRow, profile_id)
+        if row is not None and row.failing_reason != reason:
+            row.failing_reason = reason
+
+    def delete(self, session: Session, profile: Profile) -> None:
+        session.delete(self._row(session, profile.workspace_id, profile.id))
+        session.flush()
+
+    def _fill(self, row: ProfileRow, definition: ProfileDefinition) -> None:
+        enc = self.keyring.encrypt
+        row.name = definition.name
+        row.auth_type = definition.auth_type.value
+        row.identity_provider = definition.identity_provider
+        row.client_secret_enc = (
+            enc(definition.client_secret, _context(row.id, "client_secret"))
+            if definition.client_secret
+            else None
+        )
+        row.password_enc = (
+            enc(definition.password, _context(row.id, "password")) if definition.password else None
+        )
+        config: dict[str, Any] = definition.model_dump(mode="json", exclude=_COLUMN_FIELDS)
+        config["additional_fields"] = [
+            {"key": f.key, "value_enc": enc(f.value, _context(row.id, f"additional:{f.key}"))}
+            for f in definition.additional_fields
+        ]
+        config["authorization_fields"] = [
+            {
+                "type": f.type.value,
+                "key": f.key,
+                "value_enc": (
+                    enc(f.value, _context(row.id, f"authorization:{f.type.value}:{f.key}"))
+                    if f.value is not None
+                    else None
+                ),
+            }
+            for f in definition.authorization_fields
+        ]
+        row.config = json.dumps(config, sort_keys=True)
+
+    # -- reading -----------------------------------------------------------------
+    def _row(self, session: Session, workspace_id: str, profile_id: str) -> ProfileRow:
+        row = session.get(ProfileRow, profile_id)
+        if row is None or row.workspace_id != workspace_id:
+            raise NotFound(f"no profile with id {profile_id}")
+        return row
+
+    def get(self, session: Session, workspace_id: str, profile_id: str) -> Profile:
+        return self.to_domain(self._row(session, workspace_id, profile_id))
+
+    def find_by_name(self, session: Session, workspace_id: str, name: str) -> Profile | None:
+        row = session.scalars(
+            select(ProfileRow).where(
+                ProfileRow.workspace_id == workspace_id, ProfileRow.name == name
+            )
+        ).one_or_none()
+        return None if row is None else self.to_domain(row)
+
+    def name_taken(self, session: Session, workspace_id: str, name: str) -> bool:
+        found = session.scalar(
+            select(ProfileRow.id).where(
+                ProfileRow.workspace_id == workspace_id, ProfileRow.name == name
+            )
+        )
+        return found is not None
+
+    def list(self, session: Session, workspace_id: str) -> builtins.list[Profile]:
+        rows = session.scalars(
+            select(ProfileRow)
+            .where(ProfileRow.workspace_id == workspace_id)
+            .order_by(ProfileRow.name)
+        )
+        return [self.to_domain(row) for row in rows]
+
+    def summaries(self, session: Session, workspace_id: str) -> builtins.list[ProfileSummary]:
+        out = []
+        for profile in self.list(session, workspace_id):
+            out.append(
+                ProfileSummary(
+                    id=profile.id,
+                    name=profile.name,
+                    auth_type=profile.auth_type,
+                    identity_provider=profile.identity_provider,
+                    status=profile.status,
+                )
+            )
+        return out
+
+    def all_rows(self, session: Session) -> builtins.list[ProfileRow]:
+        return list(session.scalars(select(ProfileRow).order_by(ProfileRow.id)))
+
+    def to_domain(self, row: ProfileRow) -> Profile:
+        dec = self.keyring.decrypt
+        config = json.loads(row.config)
+        additional = [
+            AdditionalField(
+                key=item["key"],
+                value=dec(item["value_enc"], _context(row.id, f"additional:{item['key']}")),
+            )
+            for item in config.pop("additional_fields", [])
+        ]
+        authorization = [
+            AuthorizationField(
+                type=item["type"],
+                key=item["key"],
+                value=(
+                    dec(
+                        item["value_enc"],
+                        _context(row.id, f"authorization:{item['type']}:{item['key']}"),
+                    )
+                    if item.get("value_enc")
+                    else None
+                ),
+            )
+            for item in config.pop("authorization_fields", [])
+        ]
+        return Profile.model_validate(
+            {
+                **config,
+                "id": row.id,
+                "workspace_id": row.workspace_id,
+                "name": row.name,
+                "auth_type": row.auth_type,
+                "identity_provider": row.identity_provider,
+                "client_secret": (
+                    dec(row.client_secret_enc, _context(row.id, "client_secret"))
+                    if row.client_secret_enc
+                    else None
+                ),
+                "password": (
+                    dec(row.password_enc, _context(row.id, "password"))
+                    if row.password_enc
+                    else None
+                ),
+                "additional_fields": additional,
+                "authorization_fields": authorization,
+                "failing_reason": row.failing_reason,
+                "created_at": row.created_at,
+                "updated_at": row.updated_at,
+            }
+        )
+
+    def reencrypt(self, row: ProfileRow) -> None:
+        """Write the row's secrets again under the keyring's active key."""
+        profile = self.to_domain(row)
+        self._fill(row, profile.definition())
+
+
+__all__ = ["ProfileStore", "ProfileSummary", "missing_fields"]

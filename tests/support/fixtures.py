@@ -1,0 +1,103 @@
+"""pytest plugin with the loopback test servers. Enable it with
+
+    pytest_plugins = ["tests.support.fixtures"]
+
+Fixtures:
+  idp            (session)  real OAuth 2.0 / OIDC server (django-oauth-toolkit subprocess)
+  echo_server    (function) echo upstream, reset before each test (process per session)
+  forward_proxy  (function) proxy.py forward proxy, record cleared before each test
+                            (process per session)
+  faults         (function) FaultProxy in front of the IdP, stopped after the test
+  make_fault_proxy (function) factory: FaultProxy in front of any base URL
+
+The IdP is shared by the whole session: register fresh clients/users per test, and call
+``idp.reset_counters()`` before counting. When a test using a server fails, the tail
+of that server's log is attached to the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator
+
+import pytest
+
+from .echo import EchoServer, start_echo
+from .faults import FaultProxy
+from .forward_proxy import ForwardProxy, start_forward_proxy
+from .idp import IdP, start_idp
+
+# Servers started in this session, by fixture name, for failure reports.
+_running: dict[str, IdP | EchoServer | ForwardProxy] = {}
+
+
+@pytest.fixture(scope="session")
+def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdP]:
+    server = start_idp(tmp_path_factory.mktemp("idp"))
+    _running["idp"] = server
+    yield server
+    _running.pop("idp", None)
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _echo_server_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EchoServer]:
+    server = start_echo(tmp_path_factory.mktemp("echo"))
+    _running["echo_server"] = server
+    yield server
+    _running.pop("echo_server", None)
+    server.stop()
+
+
+@pytest.fixture
+def echo_server(_echo_server_session: EchoServer) -> EchoServer:
+    _echo_server_session.reset()
+    return _echo_server_session
+
+
+@pytest.fixture(scope="session")
+def _forward_proxy_session(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ForwardProxy]:
+    server = start_forward_proxy(tmp_path_factory.mktemp("forward_proxy"))
+    _running["forward_proxy"] = server
+    yield server
+    _running.pop("forward_proxy", None)
+    server.stop()
+
+
+@pytest.fixture
+def forward_proxy(_forward_proxy_session: ForwardProxy) -> ForwardProxy:
+    _forward_proxy_session.clear()
+    return _forward_proxy_session
+
+
+@pytest.fixture
+def make_fault_proxy() -> Iterator[Callable[[str], FaultProxy]]:
+    started: list[FaultProxy] = []
+
+    def make(upstream: str, hold_seconds: float = 30.0) -> FaultProxy:
+        relay = FaultProxy(upstream, hold_seconds=hold_seconds)
+        started.append(relay)
+        return relay
+
+    yield make
+    for relay in started:
+        relay.stop()
+
+
+@pytest.fixture
+def faults(idp: IdP, make_fault_proxy: Callable[[str], FaultProxy]) -> FaultProxy:
+    return make_fault_proxy(idp.base_url)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        names = set(getattr(item, "fixturenames", ()))
+        for name, server in list(_running.items()):
+            if name in names:
+                report.sections.append((f"{name} log (tail)", server.log_tail(4000)))
+    return report

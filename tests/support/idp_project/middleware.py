@@ -1,0 +1,35 @@
+"""Counts requests per path and token-endpoint requests per grant_type.
+
+It runs before any view and whatever the outcome, so a test can prove e.g. that
+exactly one refresh reached the IdP even when the refresh failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import parse_qs
+
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+
+from . import runtime
+
+
+class CountRequestsMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self._token_path = reverse("oauth2_provider:token")
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        grant_type: str | None = None
+        if request.path == self._token_path:
+            grant_type = "(none)"
+            if request.method == "POST":
+                # request.body is cached, so DOT can still read the form afterwards;
+                # touching request.POST here could consume a multipart stream.
+                values = parse_qs(request.body.decode("utf-8", "replace")).get("grant_type")
+                if values:
+                    grant_type = values[0]
+        if not request.path.startswith("/_test/"):
+            runtime.count_request(request.path, grant_type)
+        return self.get_response(request)

@@ -1,0 +1,193 @@
+"""RFC 8414 metadata plus the /_test/ control endpoints of the test IdP."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+from oauth2_provider.generators import generate_client_secret
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_application_model,
+    get_refresh_token_model,
+)
+from oauth2_provider.settings import oauth2_settings
+from oauth2_provider.views import ConnectDiscoveryInfoView
+
+from . import runtime
+
+Application = get_application_model()
+AccessToken = get_access_token_model()
+RefreshToken = get_refresh_token_model()
+
+View = Callable[[HttpRequest], HttpResponse]
+
+
+def _absolute(view_name: str) -> str:
+    return settings.BASE_URL + reverse(f"oauth2_provider:{view_name}")
+
+
+def authorization_server_metadata(request: HttpRequest) -> HttpResponse:
+    """RFC 8414 document: the OIDC discovery metadata plus what OIDC leaves out."""
+    discovery = ConnectDiscoveryInfoView.as_view()(request)
+    data: dict[str, Any] = json.loads(discovery.content)
+    auth_methods = list(oauth2_settings.OIDC_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED)
+    data.update(
+        grant_types_supported=[
+            "authorization_code",
+            "client_credentials",
+            "password",
+            "refresh_token",
+        ],
+        response_modes_supported=["query"],
+        revocation_endpoint=_absolute("revoke-token"),
+        revocation_endpoint_auth_methods_supported=auth_methods,
+        introspection_endpoint=_absolute("introspect"),
+        introspection_endpoint_auth_methods_supported=auth_methods,
+    )
+    data.setdefault("code_challenge_methods_supported", ["plain", "S256"])
+    data.setdefault("token_endpoint_auth_methods_supported", auth_methods)
+    return JsonResponse(data)
+
+
+# --- /_test/ control endpoints ----------------------------------------------------
+
+
+def _control(view: View) -> View:
+    """JSON in/out, no CSRF, and the X-Control-Token header must match."""
+
+    @csrf_exempt
+    @wraps(view)
+    def wrapper(request: HttpRequest) -> HttpResponse:
+        given = request.headers.get("X-Control-Token", "")
+        if not hmac.compare_digest(given.encode(), settings.CONTROL_TOKEN.encode()):
+            return JsonResponse({"error": "bad control token"}, status=403)
+        return view(request)
+
+    return wrapper
+
+
+def _json(request: HttpRequest) -> dict[str, Any]:
+    if not request.body:
+        return {}
+    body: dict[str, Any] = json.loads(request.body)
+    return body
+
+
+@require_GET
+def health(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"ok": True})
+
+
+@_control
+@require_POST
+def register_client(request: HttpRequest) -> HttpResponse:
+    body = _json(request)
+    client_type = body.get("client_type", Application.CLIENT_CONFIDENTIAL)
+    # DOT hashes client_secret on save (hash_client_secret=True by default): keep the
+    # plain value to hand back, it cannot be read from the database afterwards.
+    secret = generate_client_secret() if client_type == Application.CLIENT_CONFIDENTIAL else ""
+    app = Application(
+        name=body.get("name", "test client"),
+        client_type=client_type,
+        authorization_grant_type=body["grant_type"],
+        redirect_uris=" ".join(body.get("redirect_uris", [])),
+        skip_authorization=bool(body.get("skip_authorization", True)),
+        algorithm=body.get("algorithm", Application.RS256_ALGORITHM),
+        client_secret=secret,
+    )
+    app.full_clean(exclude=["client_secret", "user"])
+    app.save()
+    return JsonResponse({"client_id": app.client_id, "client_secret": secret}, status=201)
+
+
+@_control
+@require_POST
+def create_user(request: HttpRequest) -> HttpResponse:
+    body = _json(request)
+    get_user_model().objects.create_user(
+        username=body["username"], password=body["password"], email=body.get("email", "")
+    )
+    return JsonResponse({"username": body["username"]}, status=201)
+
+
+@_control
+def counters(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":  # POST resets
+        runtime.reset_counters()
+    return JsonResponse(runtime.counters())
+
+
+@_control
+@require_POST
+def revoke_all(request: HttpRequest) -> HttpResponse:
+    """Revoke every refresh token (and so its access token) of a client and/or user."""
+    body = _json(request)
+    filters: dict[str, Any] = {}
+    if body.get("client_id"):
+        filters["application__client_id"] = body["client_id"]
+    if body.get("username"):
+        filters["user__username"] = body["username"]
+    if not filters:
+        return JsonResponse({"error": "client_id or username required"}, status=400)
+    with transaction.atomic():
+        refresh = 0
+        for token in RefreshToken.objects.filter(revoked__isnull=True, **filters):
+            token.revoke()  # marks it revoked and deletes its access token
+            refresh += 1
+        # Access tokens without a refresh token (client credentials) go too.
+        access, _ = AccessToken.objects.filter(**filters).delete()
+    return JsonResponse({"refresh_tokens_revoked": refresh, "access_tokens_deleted": access})
+
+
+def _lookup(queryset: QuerySet[Any], raw: str) -> Any:
+    """Find a token row by value: DOT >= 3 looks tokens up by a SHA-256 checksum."""
+    field_names = {f.name for f in queryset.model._meta.get_fields()}
+    if "token_checksum" in field_names:
+        checksum = hashlib.sha256(raw.encode()).hexdigest()
+        # Rotation may leave a revoked row with the same checksum: prefer a live one.
+        rows = list(queryset.filter(token_checksum=checksum))
+    else:
+        rows = list(queryset.filter(token=raw))
+    live = [r for r in rows if getattr(r, "revoked", None) is None]
+    return (live or rows or [None])[0]
+
+
+@_control
+@require_POST
+def token_status(request: HttpRequest) -> HttpResponse:
+    """Whether an access or refresh token would still be honoured by the IdP."""
+    raw = _json(request)["token"]
+    access: Model | None = _lookup(AccessToken.objects.all(), raw)
+    if access is not None:
+        return JsonResponse({"kind": "access", "active": access.is_valid()})  # type: ignore[attr-defined]
+    refresh = _lookup(RefreshToken.objects.select_related("access_token"), raw)
+    if refresh is not None:
+        # A rotated or revoked refresh token is kept with `revoked` set; a live one
+        # always still has its access token.
+        active = refresh.revoked is None and refresh.access_token_id is not None
+        return JsonResponse({"kind": "refresh", "active": active})
+    return JsonResponse({"kind": None, "active": False})
+
+
+@_control
+@require_POST
+def update_settings(request: HttpRequest) -> HttpResponse:
+    body = _json(request)
+    if "access_token_lifetime" in body:
+        seconds = int(body["access_token_lifetime"])
+        runtime.set_access_token_lifetime(seconds)
+        oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS = seconds  # DOT's own fallback
+    return JsonResponse({"access_token_lifetime": runtime.access_token_lifetime()})
