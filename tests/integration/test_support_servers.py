@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +19,6 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
-
 from tests.support.echo import EchoServer, expected_bytes, expected_sha256
 from tests.support.faults import FaultProxy
 from tests.support.forward_proxy import ForwardProxy
@@ -431,9 +431,7 @@ def test_echo_protected_and_introspected(idp: IdP, echo_server: EchoServer) -> N
 
     # A real resource server: tokens checked at the IdP's RFC 7662 endpoint.
     resource = idp.register_client("client-credentials")
-    echo_server.use_introspection(
-        idp.introspection_url, resource.client_id, resource.client_secret
-    )
+    echo_server.use_introspection(idp.introspection_url, resource.client_id, resource.client_secret)
     client, tokens = password_tokens(idp)
     bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
     with http() as h:
@@ -504,7 +502,7 @@ def test_forward_proxy_forwards_and_records(
     assert token.status_code == 200, token.text
     assert again.json()["path"] == "/again"
     assert digest.hexdigest() == expected_sha256(size)
-    assert forward_proxy.forwarded() == [
+    assert forward_proxy.forwarded_requests() == [
         f"POST {echo_server.url}/via/proxy?x=1",
         f"POST {idp.token_url}",
         f"GET {echo_server.url}/again",
@@ -513,4 +511,35 @@ def test_forward_proxy_forwards_and_records(
     # A direct request leaves no trace in the proxy.
     with http() as h:
         h.get(echo_server.url + "/direct")
-    assert len(forward_proxy.forwarded_urls()) == 4
+    assert forward_proxy.forwarded() == [
+        f"{echo_server.url}/via/proxy?x=1",
+        idp.token_url,
+        f"{echo_server.url}/again",
+        f"{echo_server.url}/bytes/{size}",
+    ]
+
+
+def test_forward_proxy_closes_after_each_request(
+    idp: IdP, echo_server: EchoServer, forward_proxy: ForwardProxy
+) -> None:
+    # proxy.py alone sends every request of a kept-alive client connection to the
+    # FIRST request's upstream, whatever its URL. The recorder plugin makes the proxy
+    # close after each answer, so a client cannot reuse the connection for another origin.
+    host, port = forward_proxy.url.removeprefix("http://").split(":")
+    request = (
+        f"GET {echo_server.url}/first HTTP/1.1\r\n"
+        f"Host: {echo_server.url.removeprefix('http://')}\r\n"
+        "Connection: keep-alive\r\n\r\n"
+    )
+    received = b""
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request.encode())
+        while chunk := sock.recv(65536):  # returns b"" once the proxy closes
+            received += chunk
+    assert b'"path": "/first"' in received
+    assert b"connection: close" in received.lower()
+    with http(proxy=forward_proxy.url) as h:
+        for _ in range(3):
+            assert h.get(echo_server.url + "/e").json()["path"] == "/e"
+            assert h.get(idp.base_url + "/_test/health").json() == {"ok": True}
+    assert [r["path"] for r in echo_server.requests()] == ["/first", "/e", "/e", "/e"]

@@ -2,7 +2,7 @@
 
 Clients use it as ``HTTP_PROXY``/``proxy=``: plain-HTTP requests arrive in absolute
 form (``GET http://127.0.0.1:8000/x HTTP/1.1``) and are forwarded; HTTPS would be
-tunnelled with CONNECT. ``forwarded()`` lists ``"METHOD URL"`` lines in arrival order.
+tunnelled with CONNECT. ``forwarded()`` lists the URLs in arrival order.
 """
 
 from __future__ import annotations
@@ -28,16 +28,17 @@ class ForwardProxy:
         self.url = f"http://127.0.0.1:{process.port}"
 
     def forwarded(self) -> list[str]:
-        """``"GET http://127.0.0.1:1234/path?q"`` (or ``"CONNECT host:443"``) per request."""
+        """URLs forwarded, in order: ``"http://127.0.0.1:1234/path?q"`` (``"host:443"``
+        for a CONNECT tunnel)."""
+        return [line.split(" ", 1)[1] for line in self.forwarded_requests()]
+
+    def forwarded_requests(self) -> list[str]:
+        """Like ``forwarded()`` with the method: ``"GET http://127.0.0.1:1234/path?q"``."""
         try:
             text = self._record_path.read_text()
         except FileNotFoundError:
             return []
         return [line for line in text.splitlines() if line]
-
-    def forwarded_urls(self) -> list[str]:
-        """Just the URLs (or host:port of CONNECT tunnels) of ``forwarded()``."""
-        return [line.split(" ", 1)[1] for line in self.forwarded()]
 
     def clear(self) -> None:
         self._record_path.write_text("")

@@ -85,3 +85,7 @@ def main() -> None:
     except DomainError as exc:
         errors.print(f"[red]{exc.detail}[/red]")
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

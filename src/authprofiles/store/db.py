@@ -88,9 +88,9 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
+        """A read-only unit: closing ends the transaction but leaves loaded rows usable."""
         with self.sessions() as session:
             yield session
-            session.rollback()
 
     @contextmanager
     def locking_session(self) -> Iterator[Session]:

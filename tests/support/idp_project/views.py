@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
@@ -36,7 +36,7 @@ View = Callable[[HttpRequest], HttpResponse]
 
 
 def _absolute(view_name: str) -> str:
-    return settings.BASE_URL + reverse(f"oauth2_provider:{view_name}")
+    return f"{settings.BASE_URL}{reverse(f'oauth2_provider:{view_name}')}"
 
 
 def authorization_server_metadata(request: HttpRequest) -> HttpResponse:
@@ -170,9 +170,9 @@ def _lookup(queryset: QuerySet[Any], raw: str) -> Any:
 def token_status(request: HttpRequest) -> HttpResponse:
     """Whether an access or refresh token would still be honoured by the IdP."""
     raw = _json(request)["token"]
-    access: Model | None = _lookup(AccessToken.objects.all(), raw)
+    access = _lookup(AccessToken.objects.all(), raw)
     if access is not None:
-        return JsonResponse({"kind": "access", "active": access.is_valid()})  # type: ignore[attr-defined]
+        return JsonResponse({"kind": "access", "active": access.is_valid()})
     refresh = _lookup(RefreshToken.objects.select_related("access_token"), raw)
     if refresh is not None:
         # A rotated or revoked refresh token is kept with `revoked` set; a live one

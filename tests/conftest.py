@@ -1,0 +1,94 @@
+"""Fixtures shared by every test layer: databases (SQLite and PostgreSQL) and the app."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from authprofiles.app import create_app
+from authprofiles.services.access import Principal, Role
+from authprofiles.services.container import Services
+from authprofiles.settings import Settings
+from authprofiles.store.cipher import encode_key, new_key
+from authprofiles.store.models import DEFAULT_WORKSPACE_ID
+from tests.support.postgres import create_database, drop_database, postgres_server
+
+pytest_plugins = ["tests.support.fixtures"]
+
+ADMIN = Principal(workspace_id=DEFAULT_WORKSPACE_ID, role=Role.ADMIN, name="test-admin")
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    url = create_database(postgres_admin_url)
+    yield url
+    drop_database(postgres_admin_url, url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test using this runs twice: on a SQLite file and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'authprofiles.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def master_key() -> str:
+    return encode_key(new_key())
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, master_key: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        master_key=master_key,
+        key_file=tmp_path / "unused.key",
+        public_url="http://127.0.0.1:8000",
+        idp_backoff_seconds=0.01,
+        http_timeout_seconds=5,
+    )
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    services = Services(settings)
+    services.db.migrate()
+    yield services
+    services.close()
+
+
+@pytest.fixture
+def client(services: Services) -> Iterator[TestClient]:
+    app = create_app(services=services, migrate=False, background_refresh=False)
+    with TestClient(app) as client:
+        yield client
+
+
+def _key(services: Services, role: str) -> dict[str, str]:
+    created = services.api_keys.create(name=f"test-{role}", role=role)
+    return {"Authorization": f"Bearer {created.key}"}
+
+
+@pytest.fixture
+def admin_headers(services: Services) -> dict[str, str]:
+    return _key(services, "admin")
+
+
+@pytest.fixture
+def developer_headers(services: Services) -> dict[str, str]:
+    return _key(services, "developer")
+
+
+@pytest.fixture
+def viewer_headers(services: Services) -> dict[str, str]:
+    return _key(services, "viewer")

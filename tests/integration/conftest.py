@@ -1,0 +1,79 @@
+"""Integration fixtures: the real app on a loopback port, talking to the real test IdP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from authprofiles.app import create_app
+from authprofiles.services.container import Services
+from authprofiles.store.models import ConnectionRow
+from tests.support.idp import IdP
+from tests.support.live import ThreadServer, free_port
+
+
+@dataclass
+class Live:
+    """The app served over HTTP, an admin API client, and the services behind it."""
+
+    url: str
+    services: Services
+    http: httpx.Client
+
+    def create_profile(self, **fields: Any) -> dict[str, Any]:
+        fields.setdefault("name", f"profile-{uuid.uuid4().hex[:8]}")
+        fields.setdefault("identity_provider", "Test IdP")
+        response = self.http.post("/api/v1/profiles", json=fields)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    def connect(self, profile_id: str, **body: Any) -> dict[str, Any]:
+        response = self.http.post(f"/api/v1/profiles/{profile_id}/connections", json=body)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    def token(self, connection_id: str) -> httpx.Response:
+        return self.http.get(f"/api/v1/connections/{connection_id}/token")
+
+    def set_expires_at(self, connection_id: str, when: datetime) -> None:
+        """Age a token in the database, as time passing would."""
+        with self.services.db.session() as session:
+            row = session.get(ConnectionRow, connection_id)
+            assert row is not None
+            row.expires_at = when
+
+    def expire(self, connection_id: str) -> None:
+        self.set_expires_at(connection_id, datetime.now(UTC) - timedelta(seconds=5))
+
+
+@pytest.fixture
+def live(services: Services) -> Iterator[Live]:
+    port = free_port()
+    services.settings.public_url = f"http://127.0.0.1:{port}"
+    app = create_app(services=services, migrate=False, background_refresh=False)
+    server = ThreadServer(app, port=port).start()
+    key = services.api_keys.create(name="integration", role="admin").key
+    http = httpx.Client(
+        base_url=server.url,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+        trust_env=False,
+    )
+    try:
+        yield Live(url=server.url, services=services, http=http)
+    finally:
+        http.close()
+        server.stop()
+
+
+@pytest.fixture
+def user(idp: IdP) -> tuple[str, str]:
+    username, password = f"user-{uuid.uuid4().hex[:8]}", "correct horse battery"
+    idp.create_user(username, password)
+    return username, password
