@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from authprofiles.core.errors import DomainError, ValidationFailed
+from authprofiles.core.validation import field_path
 from authprofiles.services.api_keys import Unauthenticated
 from authprofiles.services.errors import IdPRefused, NeedsReauth
 
@@ -25,17 +26,12 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def _field_from_loc(loc: tuple[Any, ...]) -> str:
-    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif "[" in str(part) or str(part) in ("str", "list[str]", "bool", "int"):
-            continue
-        else:
-            out += f".{part}" if out else str(part)
-    return out or str(loc[0] if loc else "body")
+def _field_from_loc(loc: tuple[Any, ...], *, keep_last: bool) -> str:
+    # The first part says where the input came from (body, query, path, header).
+    parts = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
+    if not parts:
+        return str(loc[0] if loc else "body")
+    return field_path(tuple(parts), keep_last=keep_last)
 
 
 def install(app: FastAPI) -> None:
@@ -60,7 +56,8 @@ def install(app: FastAPI) -> None:
         errors = []
         for err in exc.errors():
             message = "is not a known field" if err["type"] == "extra_forbidden" else err["msg"]
-            errors.append({"field": _field_from_loc(tuple(err["loc"])), "message": message})
+            field = _field_from_loc(tuple(err["loc"]), keep_last=err["type"] == "extra_forbidden")
+            errors.append({"field": field, "message": message})
         fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
         return problem(
             422, "Invalid input", f"{len(errors)} problem(s) with: {fields}", errors=errors

@@ -141,17 +141,37 @@ def parse_draft(data: dict[str, Any]) -> ProfileDraft:
         return ProfileDraft.model_validate(data)
     except ValidationError as exc:
         raise ValidationFailed(
-            [FieldError(_loc(err["loc"]), _pydantic_message(err)) for err in exc.errors()]
+            [
+                FieldError(
+                    field_path(err["loc"], keep_last=err["type"] == "extra_forbidden"),
+                    _pydantic_message(err),
+                )
+                for err in exc.errors()
+            ]
         ) from None
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
+def _is_union_tag(part: str) -> bool:
+    # pydantic names the union member it tried in the location ("str", "list[str]",
+    # "constrained-str", "function-after[...]"); people do not need them.
+    return (
+        part in ("str", "int", "bool", "float", "list", "dict")
+        or "[" in part
+        or part.startswith(("constrained-", "function-"))
+    )
+
+
+def field_path(loc: tuple[int | str, ...], *, keep_last: bool = False) -> str:
+    """A pydantic error location as a dotted path, e.g. ``additional_fields[0].key``.
+
+    ``keep_last`` keeps the last part verbatim: an unknown field is named as sent.
+    """
     out = ""
-    for part in loc:
+    for index, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("str", "list[str]", "bool", "int") or "[" in str(part):
-            continue  # pydantic names union members in the location; people do not need them
+        elif _is_union_tag(part) and not (keep_last and index == len(loc) - 1):
+            continue
         else:
             out += f".{part}" if out else str(part)
     return out or "body"
