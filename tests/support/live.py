@@ -69,7 +69,7 @@ class ProcessServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cwd / f"server-{self.port}.log"
         full_env = {**os.environ, **env}
-        self._log_handle = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
+        self._log_handle = open(self.log, "wb")
         self.process = subprocess.Popen(
             [
                 sys.executable,

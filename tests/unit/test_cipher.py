@@ -10,8 +10,8 @@ import pytest
 from authprofiles.store.cipher import (
     KEY_BYTES,
     NONCE_BYTES,
-    Keyring,
     KeyError_,
+    Keyring,
     decode_key,
     encode_key,
     key_id,
@@ -136,9 +136,7 @@ def test_keys_encode_and_decode_and_their_ids_do_not_reveal_them() -> None:
     assert key_id(key) != key_id(new_key())
 
 
-@pytest.mark.parametrize(
-    "text", ["", "not base64!!", encode_key(b"short"), encode_key(b"x" * 33)]
-)
+@pytest.mark.parametrize("text", ["", "not base64!!", encode_key(b"short"), encode_key(b"x" * 33)])
 def test_a_malformed_master_key_is_refused(text: str) -> None:
     with pytest.raises(KeyError_):
         decode_key(text)

@@ -90,9 +90,7 @@ def test_a_field_value_in_the_host_cannot_change_the_host(value: str) -> None:
 
 
 def test_a_field_value_cannot_inject_a_scheme_or_authority_in_the_path() -> None:
-    rendered = render_url(
-        "https://api.example.com/{{p}}", fields={"p": "//evil.com/steal"}
-    )
+    rendered = render_url("https://api.example.com/{{p}}", fields={"p": "//evil.com/steal"})
     assert urlsplit(rendered).hostname == "api.example.com"
     assert rendered == "https://api.example.com/%2F%2Fevil.com%2Fsteal"
 

@@ -490,6 +490,8 @@ def test_an_unknown_nested_field_is_named_with_its_path() -> None:
         ("tenancy", "perhaps"),
         ("pkce", {"on": True}),
         ("auth_error_status_code", "four-oh-one"),
+        ("auth_error_status_code", "401"),
+        ("pkce", "true"),
         ("additional_fields", "pin=1"),
         ("scopes", 7),
     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from authprofiles.services.access import Principal
@@ -21,11 +22,15 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_principal(
+async def get_principal(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    return services.api_keys.authenticate(credentials.credentials if credentials else None)
+    presented = credentials.credentials if credentials else None
+    # A key seen in the last seconds is checked in memory, without a thread hop.
+    if presented and (principal := services.api_keys.cached(presented)) is not None:
+        return principal
+    return await run_in_threadpool(services.api_keys.authenticate, presented)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -79,8 +79,9 @@ _LABELS: dict[str, str] = {
 
 
 class _Lenient(BaseModel):
-    # Everything optional and loosely typed, so one pass can report every problem.
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # Everything optional, so one pass can report every problem. Strict: a JSON value of
+    # the wrong type ("401" for a number, "yes" for a boolean) is named, not coerced.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
 
 class AdditionalFieldDraft(_Lenient):

@@ -84,14 +84,21 @@ class ApiKeys:
             key=f"{KEY_PREFIX}_{prefix}_{secret}",
         )
 
+    def cached(self, presented: str) -> Principal | None:
+        """A recently verified key's principal, without touching the database."""
+        with self._lock:
+            hit = self._cache.get(presented)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
+
     def authenticate(self, presented: str | None) -> Principal:
         if not presented:
             raise Unauthenticated("send an API key as `Authorization: Bearer <key>`")
         now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get(presented)
-        if cached and cached[0] > now:
-            return cached[1]
+        cached = self.cached(presented)
+        if cached is not None:
+            return cached
         parts = presented.split("_", 2)
         if len(parts) != 3 or parts[0] != KEY_PREFIX:
             raise Unauthenticated("that is not an authprofiles API key")

@@ -15,6 +15,7 @@ from authprofiles.store.connections import ConnectionStore
 from authprofiles.store.db import Database
 from authprofiles.store.keys import load_keys
 from authprofiles.store.profiles import ProfileStore
+from authprofiles.store.reads import CredentialReader
 
 
 class Services:
@@ -32,6 +33,9 @@ class Services:
         self.clock = clock or SystemClock()
         self.profile_store = ProfileStore(self.keyring)
         self.connection_store = ConnectionStore(self.keyring)
+        self.credentials = CredentialReader(
+            self.db.engine, self.connection_store, self.profile_store
+        )
         self.transports = Transports(timeout=settings.http_timeout_seconds)
         self.oauth = OAuthEngine(
             self.transports,

@@ -79,11 +79,7 @@ class TokenService:
         path: str | None = None,
     ) -> IssuedToken:
         """A token valid for at least the skew, refreshed first if need be."""
-        with self.s.db.read() as session:
-            connection = self.s.connection_store.get(session, principal.workspace_id, connection_id)
-            profile = self.s.profile_store.get(
-                session, connection.workspace_id, connection.profile_id
-            )
+        connection, profile = self.s.credentials.read(principal.workspace_id, connection_id)
         authorize_credential_use(
             principal,
             CredentialRequest(

@@ -60,7 +60,8 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        if mode != "NONE":  # "NONE": plain reads in autocommit, no transaction to open
+            connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 class Database:

@@ -14,6 +14,7 @@ from authprofiles.api.schemas import (
     RevocationPublic,
     TokenPublic,
 )
+from authprofiles.core.injection import bearer_scheme
 from authprofiles.services.connections import ConnectionRequest
 
 router = APIRouter(tags=["connections"])
@@ -77,7 +78,7 @@ def get_token(
     injection = issued.injection()
     return TokenPublic(
         access_token=issued.tokens.access_token,
-        token_type=issued.tokens.token_type,
+        token_type=bearer_scheme(issued.tokens.token_type),
         expires_at=issued.tokens.expires_at,
         scopes=list(issued.tokens.scopes) if issued.tokens.scopes is not None else None,
         inject=InjectionPublic(

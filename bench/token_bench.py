@@ -1,0 +1,119 @@
+"""The token fetch for a valid token, against a bare endpoint of the same server.
+
+Sequential p50/p99 and requests/s at concurrency 32, the load generator in its own
+process. Goals (issue #3): p50 at most 2x the bare endpoint's, throughput at least half.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from authprofiles.core.connections import ConnectionStatus, TokenSet
+from authprofiles.core.validation import parse_draft, validate_draft
+from authprofiles.services.container import Services
+from authprofiles.settings import Settings
+from authprofiles.store.cipher import encode_key, new_key
+from authprofiles.store.models import DEFAULT_WORKSPACE_ID
+from bench.common import Row, free_port, load, percentile, start_server
+
+SEQUENTIAL = 3000
+CONCURRENT = 8000
+CONCURRENCY = 32
+
+
+def _prepare(workdir: Path, key: str) -> tuple[str, str]:
+    """A configured profile with a connection whose token is valid for a day."""
+    settings = Settings(database_url=f"sqlite:///{workdir / 'bench.db'}", master_key=key)
+    services = Services(settings)
+    services.db.migrate()
+    api_key = services.api_keys.create(name="bench", role="developer").key
+    definition = validate_draft(
+        parse_draft(
+            {
+                "name": "bench",
+                "auth_type": "oauth2_client_credentials",
+                "identity_provider": "Bench",
+                "client_id": "bench-client",
+                "client_secret": "bench-secret",
+                "token_url": "https://idp.invalid/token",
+                "authorization_fields": [{"type": "header", "key": "X-Tenant", "value": "t1"}],
+            }
+        )
+    )
+    with services.db.session() as session:
+        profile = services.profile_store.add(session, DEFAULT_WORKSPACE_ID, definition)
+        connection = services.connection_store.add(
+            session,
+            workspace_id=DEFAULT_WORKSPACE_ID,
+            profile_id=profile.id,
+            owner="shared",
+            tenant=None,
+            fields={},
+            username=None,
+            password=None,
+            status=ConnectionStatus.ACTIVE,
+            tokens=TokenSet(
+                access_token="bench-access-token",
+                token_type="Bearer",
+                refresh_token="bench-refresh-token",
+                expires_at=datetime.now(UTC) + timedelta(days=1),
+            ),
+        )
+    services.close()
+    return api_key, connection.id
+
+
+def run() -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="authprofiles-bench-") as tmp:
+        workdir = Path(tmp)
+        key = encode_key(new_key())
+        api_key, connection_id = _prepare(workdir, key)
+        port = free_port()
+        env = {
+            "AUTHPROFILES_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
+            "AUTHPROFILES_MASTER_KEY": key,
+            "AUTHPROFILES_LOG_LEVEL": "warning",
+        }
+        server = start_server(env, workdir, port)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            bare_url = f"{base}/healthz"
+            token_url = f"{base}/api/v1/connections/{connection_id}/token"
+            auth = {"Authorization": f"Bearer {api_key}"}
+
+            bare_seq = load(bare_url, requests=SEQUENTIAL, concurrency=1)
+            token_seq = load(token_url, requests=SEQUENTIAL, concurrency=1, headers=auth)
+            bare_conc = load(bare_url, requests=CONCURRENT, concurrency=CONCURRENCY)
+            token_conc = load(token_url, requests=CONCURRENT, concurrency=CONCURRENCY, headers=auth)
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+    bare_p50 = percentile(bare_seq["latencies"], 50) * 1000
+    token_p50 = percentile(token_seq["latencies"], 50) * 1000
+    bare_p99 = percentile(bare_seq["latencies"], 99) * 1000
+    token_p99 = percentile(token_seq["latencies"], 99) * 1000
+    return [
+        Row("token fetch p50 (sequential)", token_p50, bare_p50, "ms", "<= 2x bare", token_p50 <= 2 * bare_p50),
+        Row("token fetch p99 (sequential)", token_p99, bare_p99, "ms", "(reported)", True),
+        Row(
+            f"token fetch req/s (concurrency {CONCURRENCY})",
+            token_conc["rps"],
+            bare_conc["rps"],
+            "req/s",
+            ">= 0.5x bare",
+            token_conc["rps"] >= 0.5 * bare_conc["rps"],
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    from bench.__main__ import print_table
+
+    print_table(run())

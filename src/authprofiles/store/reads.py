@@ -1,0 +1,73 @@
+"""The hot path's reads: a connection and its profile, as cheaply as correctness allows.
+
+A token request reads the connection row (its token may have changed in another
+worker a moment ago, so it is always read) and only the version columns of the
+profile. The decoded profile is cached per process under the values that change
+whenever the profile does, so a stale profile is never served; the cache holds
+nothing another worker would need.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Engine, select
+
+from authprofiles.core.connections import Connection
+from authprofiles.core.errors import NotFound
+from authprofiles.core.profiles import Profile
+from authprofiles.store.connections import ConnectionStore
+from authprofiles.store.models import ConnectionRow, ProfileRow
+from authprofiles.store.profiles import ProfileStore
+
+_connections = cast(Any, ConnectionRow.__table__)
+_profiles = cast(Any, ProfileRow.__table__)
+_CONNECTION_WITH_PROFILE_VERSION = (
+    select(
+        _connections,
+        _profiles.c.updated_at.label("profile_updated_at"),
+        _profiles.c.failing_reason.label("profile_failing_reason"),
+    )
+    .join(_profiles, _profiles.c.id == _connections.c.profile_id)
+)
+
+ProfileKey = tuple[str, datetime, str | None]
+
+
+class CredentialReader:
+    def __init__(
+        self, engine: Engine, connections: ConnectionStore, profiles: ProfileStore, size: int = 1024
+    ) -> None:
+        # No BEGIN on SQLite: each statement reads a consistent snapshot on its own.
+        self.engine = engine.execution_options(sqlite_begin="NONE")
+        self.connections = connections
+        self.profiles = profiles
+        self.size = size
+        self._cache: OrderedDict[ProfileKey, Profile] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def read(self, workspace_id: str | None, connection_id: str) -> tuple[Connection, Profile]:
+        with self.engine.connect() as db:
+            row = db.execute(
+                _CONNECTION_WITH_PROFILE_VERSION.where(_connections.c.id == connection_id)
+            ).one_or_none()
+            if row is None or (workspace_id is not None and row.workspace_id != workspace_id):
+                raise NotFound(f"no connection with id {connection_id}")
+            key: ProfileKey = (row.profile_id, row.profile_updated_at, row.profile_failing_reason)
+            with self._lock:
+                profile = self._cache.get(key)
+                if profile is not None:
+                    self._cache.move_to_end(key)
+            if profile is None:
+                profile_row = db.execute(
+                    select(_profiles).where(_profiles.c.id == row.profile_id)
+                ).one()
+                profile = self.profiles.to_domain(cast(ProfileRow, profile_row))
+                with self._lock:
+                    self._cache[key] = profile
+                    while len(self._cache) > self.size:
+                        self._cache.popitem(last=False)
+        return self.connections.to_domain(cast(ConnectionRow, row)), profile

@@ -1,0 +1,120 @@
+"""The token endpoint for a valid token only reads: no write reaches the database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import event
+
+from authprofiles.core.connections import ConnectionStatus, TokenSet
+from authprofiles.core.validation import parse_draft, validate_draft
+from authprofiles.services.container import Services
+from authprofiles.store.models import DEFAULT_WORKSPACE_ID
+
+
+def _valid_connection(services: Services) -> str:
+    definition = validate_draft(
+        parse_draft(
+            {
+                "name": "hot",
+                "auth_type": "oauth2_client_credentials",
+                "identity_provider": "IdP",
+                "client_id": "id",
+                "client_secret": "secret",
+                "token_url": "https://idp.invalid/token",
+                "authorization_fields": [
+                    {"type": "query", "key": "api_key", "value": "{{access_token}}"}
+                ],
+            }
+        )
+    )
+    with services.db.session() as session:
+        profile = services.profile_store.add(session, DEFAULT_WORKSPACE_ID, definition)
+        connection = services.connection_store.add(
+            session,
+            workspace_id=DEFAULT_WORKSPACE_ID,
+            profile_id=profile.id,
+            owner="shared",
+            tenant=None,
+            fields={},
+            username=None,
+            password=None,
+            status=ConnectionStatus.ACTIVE,
+            tokens=TokenSet(
+                access_token="at-1",
+                token_type="bearer",
+                refresh_token="rt-1",
+                expires_at=datetime.now(UTC) + timedelta(hours=1),
+            ),
+        )
+    return connection.id
+
+
+def test_a_valid_token_is_served_without_any_database_write(
+    services: Services, client: TestClient, developer_headers: dict[str, str]
+) -> None:
+    connection_id = _valid_connection(services)
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement.strip().split()[0].upper())
+
+    event.listen(services.db.engine, "before_cursor_execute", record)
+    try:
+        for _ in range(20):
+            response = client.get(
+                f"/api/v1/connections/{connection_id}/token", headers=developer_headers
+            )
+            assert response.status_code == 200, response.text
+    finally:
+        event.remove(services.db.engine, "before_cursor_execute", record)
+    body = response.json()
+    assert body["access_token"] == "at-1"
+    assert body["token_type"] == "Bearer"  # RFC 6749 7.1: case-insensitive; sent canonical
+    assert body["inject"]["query"] == {"api_key": "at-1"}
+    assert "SELECT" in statements
+    assert not {"INSERT", "UPDATE", "DELETE"} & set(statements), statements
+
+
+def test_a_changed_profile_is_seen_at_once_despite_the_profile_cache(
+    services: Services,
+    client: TestClient,
+    developer_headers: dict[str, str],
+    admin_headers: dict[str, str],
+) -> None:
+    connection_id = _valid_connection(services)
+    url = f"/api/v1/connections/{connection_id}/token"
+    assert client.get(url, headers=developer_headers).json()["inject"]["query"] == {
+        "api_key": "at-1"
+    }
+    profile_id = client.get(
+        f"/api/v1/connections/{connection_id}", headers=developer_headers
+    ).json()["profile_id"]
+    changed = client.patch(
+        f"/api/v1/profiles/{profile_id}",
+        headers=admin_headers,
+        json={
+            "authorization_fields": [
+                {"type": "header", "key": "X-Key", "value": "v-{{access_token}}"}
+            ]
+        },
+    )
+    assert changed.status_code == 200, changed.text
+    inject = client.get(url, headers=developer_headers).json()["inject"]
+    assert inject["query"] == {}
+    assert inject["headers"]["X-Key"] == "v-at-1"
+
+
+def test_roles_and_keys_guard_the_token(
+    services: Services, client: TestClient, viewer_headers: dict[str, str]
+) -> None:
+    connection_id = _valid_connection(services)
+    url = f"/api/v1/connections/{connection_id}/token"
+    assert client.get(url).status_code == 401
+    assert client.get(url, headers={"Authorization": "Bearer ap_nope_nope"}).status_code == 401
+    forbidden = client.get(url, headers=viewer_headers)
+    assert forbidden.status_code == 403
+    assert forbidden.headers["content-type"].startswith("application/problem+json")
+    assert "at-1" not in forbidden.text
