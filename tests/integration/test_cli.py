@@ -112,7 +112,7 @@ def _with_services(url: str, master_key: str) -> Iterator[Services]:
         services.close()
 
 
-# == api-keys ========================================================================================
+# == api-keys =====================================================================================
 
 
 def test_api_keys_create_json_prints_a_key_once_that_works_against_the_api(
@@ -161,7 +161,7 @@ def test_api_keys_create_refuses_an_unknown_role(runner: CliRunner) -> None:
     assert "root" in result.stderr
 
 
-# == profiles list / show ================================================================================
+# == profiles list / show =========================================================================
 
 
 def test_profiles_list_shows_every_profile_and_its_status(
@@ -210,7 +210,7 @@ def test_profiles_show_of_an_unknown_profile_says_so(
     assert "nope" in err
 
 
-# == export / import ==========================================================================================
+# == export / import ==============================================================================
 
 
 def test_export_leaves_secrets_out_by_default_and_says_so_on_stderr(
@@ -275,7 +275,13 @@ def test_import_round_trips_into_a_fresh_database(
         "legacy": "not_configured",
     }
     shown = json.loads(run(runner, "profiles", "show", "billing", "--json").stdout)
-    assert "client_secret" in shown["missing_fields"]
+    assert shown["missing_fields"] == ["client_secret", "additional_fields[0].value"]
+    assert shown["additional_fields"] == [{"key": "pin", "value_set": False}]
+    assert shown["authorization_fields"][0] == {
+        "type": "header",
+        "key": "X-Profile-Id",
+        "value_set": False,
+    }
 
     # With secrets: the same profiles are updated and configured, secrets identical.
     result = run(runner, "profiles", "import", str(with_secrets))

@@ -528,6 +528,29 @@ def test_status_is_not_configured_until_the_secret_is_added(
     assert stored(services, created["id"]).client_secret == CLIENT_SECRET
 
 
+def test_an_additional_field_value_left_out_of_an_incomplete_profile_is_missing(
+    client: TestClient, admin_headers: dict[str, str], services: Services
+) -> None:
+    draft = body(CC, "billing", additional_fields=[{"key": "pin"}])
+    assert_invalid(
+        client.post(PROFILES, json=draft, headers=admin_headers), "additional_fields[0].value"
+    )
+    created = create(client, admin_headers, draft, allow_incomplete="true")
+    assert created["status"] == "not_configured"
+    assert created["missing_fields"] == ["additional_fields[0].value"]
+    assert created["additional_fields"] == [{"key": "pin", "value_set": False}]
+
+    url = f"{PROFILES}/{created['id']}"
+    response = client.patch(url, json={"description": "x"}, headers=admin_headers)
+    assert_invalid(response, "additional_fields[0].value")
+    response = client.patch(
+        url, json={"additional_fields": [{"key": "pin", "value": PIN_VALUE}]}, headers=admin_headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "configured"
+    assert stored(services, created["id"]).additional_fields[0].value == PIN_VALUE
+
+
 # == secrets are write-only =======================================================================
 
 

@@ -553,3 +553,11 @@ def test_rules_other_than_completeness_still_apply_to_incomplete_profiles() -> N
     data = _with("oauth2_client_credentials", client_id="x" * 256)
     del data["client_secret"]
     assert _errors(data, require_complete=False) == ["client_id"]
+
+
+def test_an_incomplete_profile_may_keep_an_additional_field_whose_value_is_not_given_yet() -> None:
+    data = _with("oauth2_client_credentials", additional_fields=[{"key": "pin"}])
+    definition = _validate(data, require_complete=False)
+    assert definition.additional_fields[0].key == "pin"
+    assert missing_fields(definition) == ["additional_fields[0].value"]
+    assert _profile(definition).status is ProfileStatus.NOT_CONFIGURED

@@ -260,7 +260,9 @@ def validate_draft(draft: ProfileDraft, *, require_complete: bool = True) -> Pro
         )
 
     scopes = _normalise_scopes(draft.scopes, errors)
-    additional = _check_additional_fields(draft.additional_fields or [], errors)
+    additional = _check_additional_fields(
+        draft.additional_fields or [], errors, require_value=require_complete
+    )
     authorization = _check_authorization_fields(draft.authorization_fields or [], errors)
     form = _check_form_fields(draft.form_fields or [], errors)
 
@@ -328,6 +330,11 @@ def missing_fields(definition: ProfileDefinition) -> list[str]:
         value = getattr(definition, field)
         if value is None or value == "":
             missing.append(field)
+    # Seed 000: an additional field's value is required; an incomplete profile (e.g. one
+    # imported without secrets) keeps the key with an empty value until it is given.
+    for i, item in enumerate(definition.additional_fields):
+        if item.value == "":
+            missing.append(f"additional_fields[{i}].value")
     return missing
 
 
@@ -366,22 +373,23 @@ def _check_key(field: str, key: str | None, errors: list[FieldError]) -> bool:
 
 
 def _check_additional_fields(
-    items: list[AdditionalFieldDraft], errors: list[FieldError]
+    items: list[AdditionalFieldDraft], errors: list[FieldError], *, require_value: bool
 ) -> tuple[AdditionalField, ...]:
     out: list[AdditionalField] = []
     seen: set[str] = set()
     for i, item in enumerate(items):
         ok = _check_key(f"additional_fields[{i}].key", item.key, errors)
-        if item.value is None or item.value == "":
+        if require_value and (item.value is None or item.value == ""):
             errors.append(FieldError(f"additional_fields[{i}].value", "Field value is required"))
             ok = False
         if ok and item.key in seen:
             errors.append(FieldError(f"additional_fields[{i}].key", f"{item.key!r} is repeated"))
             ok = False
         if ok:
-            assert item.key is not None and item.value is not None
+            assert item.key is not None
             seen.add(item.key)
-            out.append(AdditionalField(key=item.key, value=item.value))
+            # An empty value is "not set yet" (see missing_fields).
+            out.append(AdditionalField(key=item.key, value=item.value or ""))
     return tuple(out)
 
 

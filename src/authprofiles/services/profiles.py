@@ -27,7 +27,7 @@ def public_view(profile: Profile, callback_url: str) -> dict[str, Any]:
     data["client_secret_set"] = profile.client_secret is not None
     data["password_set"] = profile.password is not None
     data["additional_fields"] = [
-        {"key": f.key, "value_set": True} for f in profile.additional_fields
+        {"key": f.key, "value_set": bool(f.value)} for f in profile.additional_fields
     ]
     data["authorization_fields"] = [
         {"type": f.type.value, "key": f.key, "value_set": f.value is not None}
