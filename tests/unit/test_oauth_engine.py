@@ -166,7 +166,9 @@ def test_transient_failures_are_retried_then_reported(failure: object) -> None:
     engine = engine_answering(failure, seen=seen)  # type: ignore[arg-type]
     with pytest.raises(IdPUnavailable):
         engine.refresh(SETTINGS, refresh_token="r")
-    assert len(seen) == 3  # the first try and two retries
+    # A complete answer without an access token is not retried; the rest are, twice.
+    malformed = isinstance(failure, httpx.Response) and failure.status_code == 200
+    assert len(seen) == (1 if malformed and b"{not" not in failure.content else 3)
 
 
 def test_a_transient_failure_then_success_returns_the_token() -> None:

@@ -15,13 +15,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio.to_thread
 import httpx
-from fastapi.concurrency import run_in_threadpool
 
 from authprofiles.core.errors import DomainError, Forbidden, UpstreamError, UpstreamTimeout
 from authprofiles.core.injection import (
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from authprofiles.services.container import Services
 
 log = logging.getLogger("authprofiles.proxy")
+T = TypeVar("T")
 
 #: RFC 9110 section 7.6.1: connection-specific fields a proxy must not forward.
 HOP_BY_HOP = frozenset(
@@ -223,7 +225,9 @@ class ProxyService:
             egress = _render(egress, connection.tenant, values)
         return ProxyPlan(issued, url, host, injection, egress)
 
-    def _plan_after_refusal(self, principal: Principal, plan: ProxyPlan, path: str, query: str) -> ProxyPlan:
+    def _plan_after_refusal(
+        self, principal: Principal, plan: ProxyPlan, path: str, query: str
+    ) -> ProxyPlan:
         issued = self.s.tokens.force_refresh(
             principal, plan.issued.connection.id, seen_version=plan.issued.connection.version
         )
@@ -251,8 +255,8 @@ class ProxyService:
         self, principal: Principal, connection_id: str, incoming: IncomingRequest
     ) -> UpstreamResponse:
         method = incoming.method.upper()
-        plan = await run_in_threadpool(
-            self.plan, principal, connection_id, method, incoming.path, incoming.query
+        plan = await _blocking(
+            partial(self.plan, principal, connection_id, method, incoming.path, incoming.query)
         )
         body = await self._read_body(incoming, plan)
         headers = _forward_headers(incoming.headers)
@@ -263,8 +267,8 @@ class ProxyService:
         # RFC 6750 section 3.1: "invalid_token" (401) means the token is expired, revoked
         # or otherwise refused; a fresh one may be accepted. Refresh once.
         try:
-            fresh = await run_in_threadpool(
-                self._plan_after_refusal, principal, plan, incoming.path, incoming.query
+            fresh = await _blocking(
+                partial(self._plan_after_refusal, principal, plan, incoming.path, incoming.query)
             )
         except NeedsReauth:
             await response.aclose()
@@ -273,7 +277,10 @@ class ProxyService:
             # The IdP is unreachable or similar: the API's own answer says the most.
             log.warning("refresh after HTTP %s failed: %s", response.status_code, exc.detail)
             return UpstreamResponse(response, retried=False)
-        if not body.replayable or fresh.issued.tokens.access_token == plan.issued.tokens.access_token:
+        if (
+            not body.replayable
+            or fresh.issued.tokens.access_token == plan.issued.tokens.access_token
+        ):
             # The body has streamed away (the caller's own retry will get the new token),
             # or there is no new token to try.
             return UpstreamResponse(response, retried=False)
@@ -352,6 +359,12 @@ class ProxyService:
             ) from None
 
 
+async def _blocking(call: Callable[[], T]) -> T:
+    """Database reads and IdP calls block: run them in the thread pool FastAPI's
+    ``run_in_threadpool`` uses, so the event loop keeps streaming other calls."""
+    return await anyio.to_thread.run_sync(call)
+
+
 def _render(template: str, tenant: str | None, values: dict[str, str]) -> str:
     try:
         return render_url(template, tenant=tenant, fields=values)
@@ -408,5 +421,3 @@ __all__ = [
     "ProxyUpstreamTimeout",
     "UpstreamResponse",
 ]
-
-_ = replace  # dataclasses.replace is re-exported for callers building plans in tests
