@@ -39,7 +39,13 @@ def _profiles() -> list[dict[str, Any]]:
             "client_secret": CLIENT_SECRET,
             "token_url": "https://idp.example.com/oauth2/token",
             "scopes": ["billing.read"],
-            "additional_fields": [{"key": "pin", "value": PIN_VALUE}],
+            # Values YAML would read as numbers, booleans or null unless quoted.
+            "additional_fields": [
+                {"key": "pin", "value": PIN_VALUE},
+                {"key": "code", "value": "007"},
+                {"key": "flag", "value": "yes"},
+                {"key": "none", "value": "null"},
+            ],
             "authorization_fields": [
                 {"type": "header", "key": "X-Profile-Id", "value": AUTH_FIELD_VALUE},
                 {"type": "query", "key": "account"},
@@ -190,7 +196,7 @@ def _id(services: Services, name: str) -> str:
 def test_profiles_show_names_secrets_only_as_set(runner: CliRunner, filled: Services) -> None:
     shown = json.loads(run(runner, "profiles", "show", "billing", "--json").stdout)
     assert shown["client_secret_set"] is True
-    assert shown["additional_fields"] == [{"key": "pin", "value_set": True}]
+    assert shown["additional_fields"][0] == {"key": "pin", "value_set": True}
     assert shown["status"] == "configured"
     by_id = json.loads(run(runner, "profiles", "show", shown["id"], "--json").stdout)
     assert by_id == shown
@@ -224,7 +230,12 @@ def test_export_leaves_secrets_out_by_default_and_says_so_on_stderr(
         assert secret not in result.stdout
     billing = document["profiles"][1]
     assert "client_secret" not in billing
-    assert billing["additional_fields"] == [{"key": "pin"}]
+    assert billing["additional_fields"] == [
+        {"key": "pin"},
+        {"key": "code"},
+        {"key": "flag"},
+        {"key": "none"},
+    ]
     assert billing["client_id"] == "billing-client"
     assert "without secrets" in result.stderr and "--include-secrets" in result.stderr
     assert "Secrets were left out" in result.stdout  # the file itself carries the note
@@ -244,7 +255,8 @@ def test_export_include_secrets_writes_them_to_a_private_file(
     billing = next(p for p in document["profiles"] if p["name"] == "billing")
     legacy = next(p for p in document["profiles"] if p["name"] == "legacy")
     assert billing["client_secret"] == CLIENT_SECRET
-    assert billing["additional_fields"] == [{"key": "pin", "value": PIN_VALUE}]
+    assert billing["additional_fields"][0] == {"key": "pin", "value": PIN_VALUE}
+    assert [f["value"] for f in billing["additional_fields"][1:]] == ["007", "yes", "null"]
     assert billing["authorization_fields"][0]["value"] == AUTH_FIELD_VALUE
     assert legacy["password"] == PASSWORD
 
@@ -275,8 +287,11 @@ def test_import_round_trips_into_a_fresh_database(
         "legacy": "not_configured",
     }
     shown = json.loads(run(runner, "profiles", "show", "billing", "--json").stdout)
-    assert shown["missing_fields"] == ["client_secret", "additional_fields[0].value"]
-    assert shown["additional_fields"] == [{"key": "pin", "value_set": False}]
+    assert shown["missing_fields"] == [
+        "client_secret",
+        *(f"additional_fields[{i}].value" for i in range(4)),
+    ]
+    assert shown["additional_fields"][0] == {"key": "pin", "value_set": False}
     assert shown["authorization_fields"][0] == {
         "type": "header",
         "key": "X-Profile-Id",

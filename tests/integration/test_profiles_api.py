@@ -449,6 +449,20 @@ def test_a_name_is_unique_within_a_workspace(
     assert client.get(f"{PROFILES}/{mine[0]['id']}", headers=other_headers).status_code == 404
 
 
+def test_two_creators_racing_for_a_name_get_one_profile_and_one_422(
+    client: TestClient,
+    admin_headers: dict[str, str],
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    create(client, admin_headers, body(CC, "billing"))
+    # The second creator checked before the first committed: the unique constraint decides.
+    monkeypatch.setattr(ProfileStore, "name_taken", lambda *_args: False)
+    response = client.post(PROFILES, json=body(AC, "billing"), headers=admin_headers)
+    assert assert_invalid(response, "name") == ["name"]
+    assert len(services.profiles.list(ADMIN)) == 1
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [({"name": "renamed"}, "name"), ({"auth_type": "oauth2_password"}, "auth_type")],

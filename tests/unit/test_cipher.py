@@ -97,6 +97,13 @@ def test_anything_but_a_v1_ciphertext_is_refused(keyring: Keyring, garbage: str)
         keyring.decrypt(garbage, CONTEXT)
 
 
+@pytest.mark.parametrize("payload", ["", "a", "!!!!", "abc$def", "AAAA", "A" * 21])
+def test_a_corrupted_payload_is_refused_as_a_key_error(keyring: Keyring, payload: str) -> None:
+    # Too short for a nonce and a tag, not base64 at all, or a length base64 cannot have.
+    with pytest.raises(KeyError_):
+        keyring.decrypt(f"v1.{keyring.active_id}.{payload}", CONTEXT)
+
+
 def test_a_key_that_is_not_loaded_is_named_not_guessed() -> None:
     token = Keyring([new_key()]).encrypt("s3cret", CONTEXT)
     with pytest.raises(KeyError_, match=Keyring.key_id_of(token)):

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
+TAG_BYTES = 16
 _VERSION = "v1"
 
 
@@ -82,7 +83,12 @@ class Keyring:
                 f"this secret is encrypted under key {kid}, which is not loaded; "
                 "set the master key it was written with"
             )
-        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        try:
+            raw = base64.b64decode(payload + "=" * (-len(payload) % 4), b"-_", validate=True)
+        except (binascii.Error, ValueError):
+            raise KeyError_(f"a secret at {context} is not valid base64") from None
+        if len(raw) < NONCE_BYTES + TAG_BYTES:
+            raise KeyError_(f"a secret at {context} is truncated")
         try:
             return aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode()).decode()
         except InvalidTag:

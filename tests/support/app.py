@@ -1,4 +1,6 @@
-"""Integration fixtures: the real app on a loopback port, talking to the real test IdP."""
+"""Fixtures for tests through the real HTTP API: the app on a loopback port, an admin client.
+
+Enabled for every test layer by tests/conftest.py."""
 
 from __future__ import annotations
 

@@ -1,0 +1,221 @@
+"""/api/v1/proxy: call the profile's API through authprofiles, credentials applied.
+
+Also ``POST /connections/{id}/token/refresh``: for clients that apply the token
+themselves (the SDK) and were refused by the API, the counterpart of the proxy's own
+refresh-once-and-retry.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import httpx
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import Message, Receive, Scope, Send
+
+from authprofiles.api.deps import CurrentPrincipal, ServicesDep
+from authprofiles.api.problems import PROBLEM_JSON, problem
+from authprofiles.api.schemas import InjectionPublic, TokenPublic
+from authprofiles.services.proxy import (
+    IncomingRequest,
+    ProxyUpstreamError,
+    ProxyUpstreamTimeout,
+    UpstreamResponse,
+)
+from authprofiles.services.tokens import IssuedToken
+
+log = logging.getLogger("authprofiles.proxy")
+router = APIRouter(tags=["proxy"])
+
+PROXY_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+_PROBLEM = {"content": {PROBLEM_JSON: {}}}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The upstream API's answer, streamed as it arrives"},
+    400: {**_PROBLEM, "description": "The path tries to leave the profile's api_base_url"},
+    403: {**_PROBLEM, "description": "The policy refused this use of the connection"},
+    409: {**_PROBLEM, "description": "The connection needs authorization again"},
+    413: {**_PROBLEM, "description": "Payload fields need a body of at most 10 MiB"},
+    415: {**_PROBLEM, "description": "Payload fields need a JSON object or form body"},
+    502: {**_PROBLEM, "description": "The upstream could not be reached (`upstream_host`)"},
+    504: {**_PROBLEM, "description": "The upstream did not answer in time (`upstream_host`)"},
+}
+
+
+class UpstreamStreamingResponse(Response):
+    """Relays the upstream body chunk by chunk and closes the upstream connection when
+    done, when the body breaks off, or as soon as the caller goes away."""
+
+    def __init__(self, upstream: UpstreamResponse) -> None:
+        self.upstream = upstream
+        self.status_code = upstream.status_code
+        self.background = None
+        self.raw_headers = list(upstream.raw_headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def relay() -> None:
+                    await self._relay(send)
+                    group.cancel_scope.cancel()
+
+                group.start_soon(relay)
+                await _until_disconnected(receive)
+                group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.upstream.aclose()
+
+    async def _relay(self, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        try:
+            async for chunk in self.upstream.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except httpx.HTTPError as exc:
+            # Headers are out: the only honest signal left is to break the connection,
+            # so the caller sees a short body rather than a complete-looking one.
+            log.warning("upstream body broke off: %s", type(exc).__name__)
+            raise
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _until_disconnected(receive: Receive) -> None:
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _raw_tail(request: Request, connection_id: str) -> str:
+    """The path after the connection id exactly as sent: the decoded one would hide
+    ``%2F`` and ``%2e%2e``, the very things an escape attempt uses."""
+    raw = bytes(request.scope.get("raw_path") or b"").decode("latin-1").split("?", 1)[0]
+    marker = f"/proxy/{connection_id}"
+    index = raw.find(marker)
+    if index < 0:
+        # The connection id itself was percent-encoded: fall back to re-encoding.
+        return quote(request.path_params.get("path", ""), safe="/!$&'()*+,;=:@-._~%")
+    return raw[index + len(marker) :].removeprefix("/")
+
+
+async def _proxy(
+    connection_id: str,
+    request: Request,
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+) -> Response:
+    incoming = IncomingRequest(
+        method=request.method,
+        path=_raw_tail(request, connection_id),
+        query=bytes(request.scope.get("query_string", b"")).decode("latin-1"),
+        headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]],
+        body=request.stream(),
+    )
+    try:
+        upstream = await services.proxy.forward(principal, connection_id, incoming)
+    except (ProxyUpstreamError, ProxyUpstreamTimeout) as exc:
+        return problem(exc.status_code, exc.title, exc.detail, upstream_host=exc.host)
+    return UpstreamStreamingResponse(upstream)
+
+
+async def proxy_call(
+    connection_id: str,
+    path: str,
+    request: Request,
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+) -> Response:
+    """Forward to the profile's `api_base_url` + `path` with the token and the
+    authorization fields applied. Method, query, headers (but hop-by-hop ones, the
+    caller's `Authorization` and `Host`) and body pass through and both bodies stream.
+    On the profile's `auth_error_status_code` (default 401) the token is refreshed once
+    and the call retried when its body could be kept (bodies up to 1 MiB)."""
+    return await _proxy(connection_id, request, services, principal)
+
+
+async def proxy_root(
+    connection_id: str,
+    request: Request,
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+) -> Response:
+    return await _proxy(connection_id, request, services, principal)
+
+
+for _method in PROXY_METHODS:
+    # One route per method, so each has its own OpenAPI operation id.
+    router.add_api_route(
+        "/proxy/{connection_id}/{path:path}",
+        proxy_call,
+        methods=[_method],
+        name=f"proxy_{_method.lower()}",
+        response_class=Response,
+        responses=_RESPONSES,
+        include_in_schema=_method != "HEAD",
+    )
+    router.add_api_route(
+        "/proxy/{connection_id}",
+        proxy_root,
+        methods=[_method],
+        name=f"proxy_root_{_method.lower()}",
+        response_class=Response,
+        include_in_schema=False,
+    )
+
+
+class TokenRefreshRequest(BaseModel):
+    """Which token the API refused, so concurrent clients cause one refresh, not many."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    refused_token_sha256: str | None = Field(
+        default=None,
+        description="Hex SHA-256 of the refused access token. When the stored token "
+        "already differs, it is returned without another refresh. Left out: refresh now.",
+        pattern=r"^[0-9a-fA-F]{64}$",
+    )
+
+
+def token_public(issued: IssuedToken) -> TokenPublic:
+    injection = issued.injection()
+    return TokenPublic(
+        access_token=issued.tokens.access_token,
+        token_type=issued.tokens.token_type,
+        expires_at=issued.tokens.expires_at,
+        scopes=list(issued.tokens.scopes) if issued.tokens.scopes is not None else None,
+        inject=InjectionPublic(
+            headers=injection.headers,
+            query=injection.query,
+            body=injection.body,
+            path=injection.path,
+        ),
+        extra={k: v for k, v in issued.tokens.extra.items() if k != "id_token"},
+    )
+
+
+@router.post(
+    "/connections/{connection_id}/token/refresh",
+    response_model=TokenPublic,
+    tags=["connections"],
+)
+async def refresh_refused_token(
+    connection_id: str,
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    body: TokenRefreshRequest | None = None,
+) -> TokenPublic:
+    """An API refused the token (its auth error status): refresh once and return the new
+    token, in the shape of `GET /connections/{id}/token`."""
+    refused = body.refused_token_sha256 if body else None
+    issued = await run_in_threadpool(
+        services.proxy.refresh_refused, principal, connection_id, refused
+    )
+    return token_public(issued)
