@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from tests.conftest import ADMIN
 from typer.testing import CliRunner, Result
 
 from authprofiles.app import create_app
@@ -20,6 +19,7 @@ from authprofiles.cli.main import app as cli
 from authprofiles.cli.main import main
 from authprofiles.services.container import Services
 from authprofiles.settings import Settings
+from tests.conftest import ADMIN
 
 CLIENT_SECRET = "cli-client-secret-6a1f"
 PASSWORD = "cli-password-93be"

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from tests.support.idp import IdP
-from tests.support.live import ProcessServer
 
 from authprofiles.services.container import Services
 from authprofiles.store.models import ConnectionRow
+from tests.support.idp import IdP
+from tests.support.live import ProcessServer
 
 CALLERS = 200
 

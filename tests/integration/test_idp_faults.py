@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+
 from tests.support.app import Live
 from tests.support.faults import FaultProxy
 from tests.support.idp import IdP

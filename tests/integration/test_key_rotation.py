@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import ADMIN
 from typer.testing import CliRunner
 
 from authprofiles.cli.main import app as cli
@@ -22,6 +21,7 @@ from authprofiles.store.cipher import KeyError_, Keyring, decode_key, key_id
 from authprofiles.store.keys import load_keys
 from authprofiles.store.models import DEFAULT_WORKSPACE_ID, ProfileRow
 from authprofiles.store.profiles import ProfileStore
+from tests.conftest import ADMIN
 
 PROFILE_COUNT = 1000
 ROTATION_BUDGET_SECONDS = 20.0

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
-from tests.conftest import ADMIN
 
 from authprofiles.api.schemas import ProfilePublic
 from authprofiles.app import create_app
@@ -20,6 +19,7 @@ from authprofiles.settings import Settings
 from authprofiles.store.cipher import encode_key, new_key
 from authprofiles.store.models import WorkspaceRow
 from authprofiles.store.profiles import ProfileStore
+from tests.conftest import ADMIN
 
 PROFILES = "/api/v1/profiles"
 PROBLEM_JSON = "application/problem+json"

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from tests.conftest import ADMIN
 
 from authprofiles.services.container import Services
 from authprofiles.store.models import ProfileRow
+from tests.conftest import ADMIN
 
 PROFILES = "/api/v1/profiles"
 CLIENT_SECRET = "cs-7f3a9c1e-client-secret"

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
+
 from tests.support.echo import EchoServer, expected_bytes, expected_sha256
 from tests.support.faults import FaultProxy
 from tests.support.forward_proxy import ForwardProxy

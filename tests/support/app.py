@@ -12,12 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.support.idp import IdP
-from tests.support.live import ThreadServer, free_port
 
 from authprofiles.app import create_app
 from authprofiles.services.container import Services
 from authprofiles.store.models import ConnectionRow
+from tests.support.idp import IdP
+from tests.support.live import ThreadServer, free_port
 
 
 @dataclass
