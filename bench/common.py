@@ -58,7 +58,9 @@ def start_server(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[
     raise RuntimeError("the server did not start")
 
 
-def load(url: str, *, requests: int, concurrency: int, headers: dict[str, str] | None = None) -> dict:
+def load(
+    url: str, *, requests: int, concurrency: int, headers: dict[str, str] | None = None
+) -> dict:
     """Run the load generator in its own process and return its figures."""
     command = [
         sys.executable,

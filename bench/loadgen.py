@@ -17,7 +17,9 @@ import time
 import httpx
 
 
-async def _run(url: str, headers: dict[str, str], total: int, concurrency: int) -> dict[str, object]:
+async def _run(
+    url: str, headers: dict[str, str], total: int, concurrency: int
+) -> dict[str, object]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     latencies: list[float] = []
     failures = 0

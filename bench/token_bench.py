@@ -100,7 +100,14 @@ def run() -> list[Row]:
     bare_p99 = percentile(bare_seq["latencies"], 99) * 1000
     token_p99 = percentile(token_seq["latencies"], 99) * 1000
     return [
-        Row("token fetch p50 (sequential)", token_p50, bare_p50, "ms", "<= 2x bare", token_p50 <= 2 * bare_p50),
+        Row(
+            "token fetch p50 (sequential)",
+            token_p50,
+            bare_p50,
+            "ms",
+            "<= 2x bare",
+            token_p50 <= 2 * bare_p50,
+        ),
         Row("token fetch p99 (sequential)", token_p99, bare_p99, "ms", "(reported)", True),
         Row(
             f"token fetch req/s (concurrency {CONCURRENCY})",

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from authprofiles import __version__
 from authprofiles.api import problems
-from authprofiles.api.routes import connections, discovery, health, profiles
+from authprofiles.api.routes import connections, discovery, health, profiles, proxy, testing
 from authprofiles.services.container import Services
 from authprofiles.services.tokens import BackgroundRefresher
 from authprofiles.settings import Settings, get_settings
@@ -61,7 +61,7 @@ def create_app(
     problems.install(app)
     app.include_router(health.router)
     app.include_router(web_routes.router)
-    for module in (profiles, connections, discovery):
+    for module in (profiles, connections, discovery, proxy, testing):
         app.include_router(module.router, prefix=API_PREFIX)
     return app
 

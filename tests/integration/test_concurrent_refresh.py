@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -77,7 +78,11 @@ def test_two_hundred_callers_on_two_processes_cause_one_refresh(
             row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
         idp.reset_counters()
 
-        responses = asyncio.run(_fire([s.url for s in servers], key, connection_id))
+        # Its own thread: another suite's event loop (Playwright's) may own this one.
+        with ThreadPoolExecutor(1) as pool:
+            responses = pool.submit(
+                asyncio.run, _fire([s.url for s in servers], key, connection_id)
+            ).result()
     finally:
         for server in servers:
             server.stop()

@@ -8,6 +8,8 @@ from authprofiles.oauth.transport import Transports
 from authprofiles.services.api_keys import ApiKeys
 from authprofiles.services.connections import ConnectionService
 from authprofiles.services.profiles import ProfileService
+from authprofiles.services.proxy import ProxyService
+from authprofiles.services.testing import ProfileTestService
 from authprofiles.services.tokens import TokenService
 from authprofiles.settings import Settings
 from authprofiles.store.cipher import Keyring
@@ -47,6 +49,7 @@ class Services:
         self.profiles = ProfileService(self)
         self.connections = ConnectionService(self)
         self.tokens = TokenService(self)
+        self.proxy, self.profile_tests = ProxyService(self), ProfileTestService(self)
 
     def close(self) -> None:
         self.transports.close()

@@ -170,11 +170,7 @@ class ProxyService:
     ) -> ProxyPlan:
         """Check the path, ask the policy, get a valid token and build the target URL."""
         split_path(path)  # refuse escape attempts before any token is touched
-        with self.s.db.read() as session:
-            connection = self.s.connection_store.get(session, principal.workspace_id, connection_id)
-            profile = self.s.profile_store.get(
-                session, connection.workspace_id, connection.profile_id
-            )
+        connection, profile = self.s.credentials.read(principal.workspace_id, connection_id)
         template = profile.api_base_url
         if not template:
             raise NotConfigured(

@@ -34,7 +34,7 @@ router = APIRouter(tags=["proxy"])
 
 PROXY_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
-_PROBLEM = {"content": {PROBLEM_JSON: {}}}
+_PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The upstream API's answer, streamed as it arrives"},
     400: {**_PROBLEM, "description": "The path tries to leave the profile's api_base_url"},
