@@ -29,6 +29,10 @@ def create_app(
     background_refresh: bool = True,
 ) -> FastAPI:
     settings = settings or (services.settings if services else get_settings())
+    # httpx logs every request line at INFO; a proxied URL may carry an injected credential
+    # in its query string, so those lines never reach the log.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     owned = services is None
     services = services or Services(settings)
 

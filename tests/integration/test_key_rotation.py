@@ -17,7 +17,7 @@ from authprofiles.core.validation import parse_draft, validate_draft
 from authprofiles.services.container import Services
 from authprofiles.services.keys import rotate_master_key
 from authprofiles.settings import Settings
-from authprofiles.store.cipher import KeyError_, Keyring, decode_key, key_id
+from authprofiles.store.cipher import KeyError_, Keyring, decode_key, encode_key, key_id
 from authprofiles.store.keys import load_keys
 from authprofiles.store.models import DEFAULT_WORKSPACE_ID, ProfileRow
 from authprofiles.store.profiles import ProfileStore
@@ -206,7 +206,11 @@ def test_rotating_keys_from_the_environment_prints_the_new_key(
     assert len(printed) == 1
     new = decode_key(printed[0])
     assert printed[0] != master_key
-    assert not settings.key_file.exists()  # nothing written: the operator stores the key
+    # The environment cannot be rewritten; the new key was saved (0600) before re-encrypting.
+    assert not settings.key_file.exists()
+    pending = settings.key_file.with_name(settings.key_file.name + ".new")
+    assert pending.stat().st_mode & 0o777 == 0o600
+    assert encode_key(new) in pending.read_text()
     _assert_rotated(services, old, new, 30)
 
 

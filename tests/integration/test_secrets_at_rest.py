@@ -120,7 +120,9 @@ def test_no_secret_is_in_any_log_line(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     # SQL echo too: the statements and their parameters are logged at INFO.
-    logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
+    sql_logger = logging.getLogger("sqlalchemy.engine")
+    sql_level = sql_logger.level
+    sql_logger.setLevel(logging.INFO)
     try:
         _flow(client, admin_headers)
         document = services.profiles.export(ADMIN, include_secrets=True)
@@ -128,7 +130,7 @@ def test_no_secret_is_in_any_log_line(
         services.profiles.export(ADMIN, include_secrets=False)
         services.profiles.import_documents(ADMIN, document)
     finally:
-        logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+        sql_logger.setLevel(sql_level)
 
     assert any("sqlalchemy.engine" in r.name for r in caplog.records), "SQL was not logged"
     for record in caplog.records:

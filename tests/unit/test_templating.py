@@ -46,6 +46,9 @@ def test_a_tenant_is_lowercased_as_dns_names_are() -> None:
         "a?b",
         "x" * 64,
         "%2e%2e",
+        "acme\n",
+        "acme\r\nHost: evil.com",
+        "acme\t",
     ],
 )
 def test_a_tenant_that_is_not_a_dns_label_is_refused(tenant: str) -> None:

@@ -34,6 +34,16 @@ def rotate(database: Annotated[str | None, typer.Option(help="Database URL")] = 
             db=db,
             on_start=lambda total: progress.update(task, total=total),
             on_row=lambda: progress.advance(task),
+            on_environment_key=lambda key, saved: console.print(
+                Panel(
+                    f"{key}\n\nThe keys come from AUTHPROFILES_MASTER_KEY, which this command "
+                    f"cannot change. The new key is also saved in {saved} (mode 0600). Once the "
+                    "re-encryption below completes, set AUTHPROFILES_MASTER_KEY to it before "
+                    "restarting: the old key will no longer decrypt anything.",
+                    title="New master key",
+                    border_style="yellow",
+                )
+            ),
         )
     db.dispose()
     console.print(
@@ -42,11 +52,6 @@ def rotate(database: Annotated[str | None, typer.Option(help="Database URL")] = 
     )
     if result.new_key_for_environment:
         console.print(
-            Panel(
-                f"{result.new_key_for_environment}\n\nThe keys came from AUTHPROFILES_MASTER_KEY. "
-                "Set it to this new key before restarting; "
-                "the old key no longer decrypts anything.",
-                title="New master key (shown once)",
-                border_style="yellow",
-            )
+            "Done. Set AUTHPROFILES_MASTER_KEY to the new key shown above, then delete the "
+            ".new key file once it is stored safely."
         )

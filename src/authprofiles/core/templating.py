@@ -43,7 +43,7 @@ def find_placeholders(template: str) -> Placeholders:
 
 
 def is_valid_tenant(tenant: str) -> bool:
-    return bool(_DNS_LABEL.match(tenant))
+    return bool(_DNS_LABEL.fullmatch(tenant))  # not match: "$" also matches before a "\n"
 
 
 def check_tenant(tenant: str | None) -> str:

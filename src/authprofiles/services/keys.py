@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from authprofiles.settings import Settings
 from authprofiles.store.cipher import Keyring, encode_key, key_id, new_key
@@ -34,12 +35,21 @@ def rotate_master_key(
     db: Database | None = None,
     on_start: Callable[[int], None] | None = None,
     on_row: Callable[[], None] | None = None,
+    on_environment_key: Callable[[str, Path], None] | None = None,
 ) -> RotationResult:
     source = load_keys(settings, create=False)
     fresh = new_key()
     keyring = Keyring([fresh, *source.keys])
     if source.path is not None:
         write_key_file(source.path, [fresh, *source.keys])
+    else:
+        # Keys from the environment cannot be rewritten here. The new key is saved (0600)
+        # and handed over before anything is re-encrypted, so no crash or broken pipe
+        # between the commit and a print can leave secrets under a key nobody has.
+        pending = settings.key_file.with_name(settings.key_file.name + ".new")
+        write_key_file(pending, [fresh, *source.keys])
+        if on_environment_key:
+            on_environment_key(encode_key(fresh), pending)
     database = db or Database(settings.database_url)
     profiles, connections = ProfileStore(keyring), ConnectionStore(keyring)
     with database.session() as session:

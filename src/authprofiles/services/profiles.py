@@ -141,7 +141,12 @@ class ProfileService:
             key=lambda item: (item.get("type"), item.get("key")),
             fallback=merged["authorization_fields"],
         )
-        return validate_draft(parse_draft(merged), require_complete=not allow_incomplete)
+        # A change may not make a configured profile incomplete unless asked; a profile that
+        # is still incomplete (an import without secrets) can be edited step by step.
+        was_complete = not missing_fields(current)
+        return validate_draft(
+            parse_draft(merged), require_complete=was_complete and not allow_incomplete
+        )
 
     def delete(self, principal: Principal, profile_id: str) -> RevocationReport:
         """Delete the profile and everything it owned; revoke its tokens where the IdP can."""

@@ -25,14 +25,11 @@ from authprofiles.store.profiles import ProfileStore
 
 _connections = cast(Any, ConnectionRow.__table__)
 _profiles = cast(Any, ProfileRow.__table__)
-_CONNECTION_WITH_PROFILE_VERSION = (
-    select(
-        _connections,
-        _profiles.c.updated_at.label("profile_updated_at"),
-        _profiles.c.failing_reason.label("profile_failing_reason"),
-    )
-    .join(_profiles, _profiles.c.id == _connections.c.profile_id)
-)
+_CONNECTION_WITH_PROFILE_VERSION = select(
+    _connections,
+    _profiles.c.updated_at.label("profile_updated_at"),
+    _profiles.c.failing_reason.label("profile_failing_reason"),
+).join(_profiles, _profiles.c.id == _connections.c.profile_id)
 
 ProfileKey = tuple[str, datetime, str | None]
 
