@@ -208,7 +208,7 @@ def test_rotating_keys_from_the_environment_prints_the_new_key(
     assert printed[0] != master_key
     # The environment cannot be rewritten; the new key was saved (0600) before re-encrypting.
     assert not settings.key_file.exists()
-    pending = settings.key_file.with_name(settings.key_file.name + ".new")
+    pending = settings.key_file.parent / "authprofiles.key.new"  # the CLI's default key file
     assert pending.stat().st_mode & 0o777 == 0o600
     assert encode_key(new) in pending.read_text()
     _assert_rotated(services, old, new, 30)
