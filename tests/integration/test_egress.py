@@ -34,7 +34,7 @@ def cc_profile(live: Live, idp: IdP, echo_server: EchoServer, **overrides: Any) 
         client_id=client.client_id,
         client_secret=client.client_secret,
         token_url=idp.token_url,
-        api_base_url=echo_server.url + "/api",
+        api_base_url=echo_server.url,
         token_test_url=echo_server.url + "/check",
         token_test_method="GET",
         token_test_content_type="json",
@@ -52,24 +52,27 @@ def test_token_refresh_test_and_proxy_all_pass_the_connector(
     profile = cc_profile(live, idp, echo_server, egress_proxy_url=forward_proxy.url)
 
     connection_id = live.connect(profile["id"])["connection_id"]
-    assert forward_proxy.forwarded() == [f"POST {idp.token_url}"]
+    assert forward_proxy.forwarded_requests() == [f"POST {idp.token_url}"]
 
     forward_proxy.clear()
     tested = live.http.post(f"/api/v1/profiles/{profile['id']}/test").json()
     assert tested["ok"] is True, tested
-    assert forward_proxy.forwarded() == [f"POST {idp.token_url}", f"GET {echo_server.url}/check"]
+    assert forward_proxy.forwarded_requests() == [
+        f"POST {idp.token_url}",
+        f"GET {echo_server.url}/check",
+    ]
 
     forward_proxy.clear()
     live.expire(connection_id)
     assert live.token(connection_id).status_code == 200  # renewed, through the connector
-    assert forward_proxy.forwarded() == [f"POST {idp.token_url}"]
+    assert forward_proxy.forwarded_requests() == [f"POST {idp.token_url}"]
 
     forward_proxy.clear()
     with httpx.Client(
         base_url=live.url, headers=developer_headers, timeout=30, trust_env=False
     ) as api:
         echoed = api.post(f"/api/v1/proxy/{connection_id}/orders?x=1", json={"a": 1}).json()
-        assert echoed["path"] == "/api/orders"
+        assert echoed["path"] == "/orders"
         assert "proxy.py" in echoed["headers"]["via"]
         size = 4 * 1024 * 1024
         digest = hashlib.sha256()
@@ -77,9 +80,9 @@ def test_token_refresh_test_and_proxy_all_pass_the_connector(
             assert response.status_code == 200
             for chunk in response.iter_raw():
                 digest.update(chunk)
-    assert forward_proxy.forwarded() == [
-        f"POST {echo_server.url}/api/orders?x=1",
-        f"GET {echo_server.url}/api/bytes/{size}",
+    assert forward_proxy.forwarded_requests() == [
+        f"POST {echo_server.url}/orders?x=1",
+        f"GET {echo_server.url}/bytes/{size}",
     ]
     assert digest.hexdigest() == expected_sha256(size)
 
@@ -100,7 +103,8 @@ def test_the_authorization_code_test_passes_the_connector(
     tested = live.http.post(f"/api/v1/profiles/{profile['id']}/test").json()
     assert tested["ok"] is True, tested
     methods_and_paths = [
-        (line.split(" ")[0], line.split(" ")[1].split("?")[0]) for line in forward_proxy.forwarded()
+        (line.split(" ")[0], line.split(" ")[1].split("?")[0])
+        for line in forward_proxy.forwarded_requests()
     ]
     assert methods_and_paths == [("GET", idp.authorization_url), ("POST", idp.token_url)]
 
@@ -120,7 +124,7 @@ def test_a_profile_without_a_connector_goes_direct(
     )
     assert proxied.status_code == 200
     assert "via" not in proxied.json()["headers"]
-    assert forward_proxy.forwarded() == []
+    assert forward_proxy.forwarded_requests() == []
 
 
 def test_an_unreachable_connector_is_a_502(

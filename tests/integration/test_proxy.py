@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,12 +19,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import StreamingResponse
 
+from authprofiles.services.proxy import CREDENTIAL_REUSE_SECONDS
 from authprofiles.settings import Settings
 from tests.support.app import Live
 from tests.support.echo import EchoServer, expected_sha256
 from tests.support.idp import IdP
-from tests.support.live import free_port
+from tests.support.live import ThreadServer, free_port
 
 pytestmark = pytest.mark.idp
 
@@ -455,3 +459,96 @@ def test_the_proxy_is_in_the_openapi_schema(live: Live) -> None:
     ids = [op["operationId"] for op in operations.values()]
     assert len(ids) == len(set(ids))
     assert "502" in operations["get"]["responses"]
+
+
+def test_a_cookie_one_upstream_sets_never_rides_along_on_another_call(
+    live: Live, api: httpx.Client, idp: IdP
+) -> None:
+    upstream = FastAPI()
+
+    @upstream.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @upstream.get("/login")
+    def login(response: Response) -> dict[str, str]:
+        response.set_cookie("session", "alice-session-cookie")
+        return {"ok": "yes"}
+
+    @upstream.get("/whoami")
+    def whoami(request: Request) -> dict[str, str | None]:
+        return {"cookie": request.headers.get("cookie")}
+
+    server = ThreadServer(upstream).start()
+    try:
+        _, alice, _ = connect(live, idp, "client_credentials", server.url, authorization_fields=[])
+        _, bob, _ = connect(live, idp, "client_credentials", server.url, authorization_fields=[])
+
+        def call(connection_id: str, path: str) -> httpx.Response:
+            # A client without a cookie jar: only the proxy could carry the cookie along.
+            return httpx.get(
+                f"{live.url}/api/v1/proxy/{connection_id}/{path}",
+                headers={"Authorization": api.headers["Authorization"]},
+                trust_env=False,
+            )
+
+        logged_in = call(alice, "login")
+        assert "alice-session-cookie" in logged_in.headers["set-cookie"]  # for the caller
+        assert call(bob, "whoami").json() == {"cookie": None}
+        assert call(alice, "whoami").json() == {"cookie": None}
+    finally:
+        server.stop()
+
+
+def test_an_answer_that_breaks_off_is_a_502_or_a_cut_connection_never_a_whole_one(
+    live: Live, api: httpx.Client, idp: IdP, echo_server: EchoServer, make_fault_proxy: Any
+) -> None:
+    relay = make_fault_proxy(echo_server.url)
+    relay.set_mode("truncated")  # promises 1000 bytes more than it sends, then hangs up
+    _, small, _ = connect(live, idp, "client_credentials", relay.url, authorization_fields=[])
+    response = api.get(f"/api/v1/proxy/{small}/x")
+    assert response.status_code == 502
+    assert response.json()["upstream_host"] == "127.0.0.1"
+    assert "broke off" in response.json()["detail"]
+
+    upstream = FastAPI()
+
+    @upstream.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @upstream.get("/big")
+    def big() -> StreamingResponse:
+        def chunks() -> Iterator[bytes]:
+            for _ in range(4):
+                yield b"z" * 65536
+            raise RuntimeError("the upstream fails mid-body")
+
+        return StreamingResponse(chunks(), headers={"Content-Length": str(1024 * 1024)})
+
+    server = ThreadServer(upstream).start()
+    try:
+        _, large, _ = connect(live, idp, "client_credentials", server.url, authorization_fields=[])
+        with pytest.raises(httpx.RemoteProtocolError):
+            api.get(f"/api/v1/proxy/{large}/big")
+    finally:
+        server.stop()
+
+
+def test_a_changed_profile_or_a_deleted_connection_takes_effect_within_the_reuse_window(
+    live: Live, api: httpx.Client, idp: IdP, echo_server: EchoServer
+) -> None:
+    profile, connection_id, _ = connect(
+        live, idp, "client_credentials", echo_server.url + "/one", authorization_fields=[]
+    )
+    assert api.get(f"/api/v1/proxy/{connection_id}/x").json()["path"] == "/one/x"
+    patched = live.http.patch(
+        f"/api/v1/profiles/{profile['id']}", json={"api_base_url": echo_server.url + "/two"}
+    )
+    assert patched.status_code == 200, patched.text
+    time.sleep(CREDENTIAL_REUSE_SECONDS + 0.1)
+    assert api.get(f"/api/v1/proxy/{connection_id}/x").json()["path"] == "/two/x"
+
+    assert live.http.delete(f"/api/v1/connections/{connection_id}").status_code == 200
+    time.sleep(CREDENTIAL_REUSE_SECONDS + 0.1)
+    assert api.get(f"/api/v1/proxy/{connection_id}/x").status_code == 404

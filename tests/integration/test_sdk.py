@@ -368,3 +368,68 @@ def test_the_sdk_depends_on_httpx_and_requests_only() -> None:
     )
     assert loaded.stdout.strip() == "['authprofiles']"
     assert (SDK_DIR / "py.typed").exists()
+
+
+def test_the_readme_example_runs(
+    live: Live,
+    idp: IdP,
+    echo_server: EchoServer,
+    developer_headers: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## The SDK", 1)[1]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "example.py"
+    script.write_text(example)
+    base = echo_server.url + "/base"
+    _, connection_id, _ = connect(live, idp, "client_credentials", base)
+    ran = subprocess.run(
+        [sys.executable, str(script)],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "AUTHPROFILES_URL": live.url,
+            "AUTHPROFILES_KEY": developer_headers["Authorization"].removeprefix("Bearer "),
+            "CONNECTION_ID": connection_id,
+            "API_BASE_URL": base,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert lines[0].startswith("active Token(")
+    assert lines[1:] == ["200", "200", "200"]
+    assert [r["path"] for r in echo_server.requests()] == ["/base/ws-7/me"] * 3
+
+
+@pytest.mark.parametrize(
+    ("url", "query", "path", "base", "expected"),
+    [
+        ("https://h/v1/x?a=1&key=c", {"key": "s e"}, {}, None, "https://h/v1/x?a=1&key=s%20e"),
+        ("https://h/v1/x", {}, {"ws": "w/7"}, "https://h/v1", "https://h/v1/w%2F7/x"),
+        ("https://h/v1", {}, {"ws": "w"}, "https://h/v1/", "https://h/v1/w"),
+        ("https://h/a/%7B%7Bws%7D%7D", {}, {"ws": "w"}, None, "https://h/a/w"),
+        ("https://h/other/x", {}, {"ws": "w"}, "https://h/v1", "https://h/w/other/x"),
+    ],
+)
+def test_inject_hints_on_urls(
+    url: str, query: dict[str, str], path: dict[str, str], base: str | None, expected: str
+) -> None:
+    from authprofiles.sdk._inject import apply_to_url
+
+    assert apply_to_url(url, query, path, base) == expected
+
+
+def test_inject_hints_on_bodies() -> None:
+    from authprofiles.sdk._inject import carries_payload, merge_body
+
+    assert merge_body(b"", None, {"o": "1"}) == (b'{"o": "1"}', "application/json")
+    assert merge_body(b'{"a": 1}', "application/json", {"o": "1"})[0] == b'{"a": 1, "o": "1"}'
+    form = merge_body(b"a=1&o=x", "application/x-www-form-urlencoded", {"o": "1"})
+    assert form == (b"a=1&o=1", "application/x-www-form-urlencoded")
+    for body, media in ((b"[1]", "application/json"), (b"text", "text/plain")):
+        with pytest.raises(InjectionError):
+            merge_body(body, media, {"o": "1"})
+    assert carries_payload("post", False) and not carries_payload("GET", False)

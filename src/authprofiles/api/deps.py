@@ -14,7 +14,7 @@ from authprofiles.services.container import Services
 _bearer = HTTPBearer(auto_error=False, description="An API key from `authprofiles api-keys create`")
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 

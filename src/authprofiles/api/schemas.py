@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from authprofiles.core.connections import Connection
+from authprofiles.core.injection import bearer_scheme
 from authprofiles.core.profiles import (
     AuthorizationMode,
     AuthType,
@@ -18,6 +19,7 @@ from authprofiles.core.profiles import (
     ProfileStatus,
     TestContentType,
 )
+from authprofiles.services.tokens import IssuedToken
 
 
 class AdditionalFieldPublic(BaseModel):
@@ -139,7 +141,29 @@ class TokenPublic(BaseModel):
     expires_at: datetime | None
     scopes: list[str] | None
     inject: InjectionPublic
+    #: The status by which an API says "this token was refused" (seed 000).
+    auth_error_status_code: int
     extra: dict[str, Any] = {}
+
+    @classmethod
+    def of(cls, issued: IssuedToken) -> TokenPublic:
+        injection = issued.injection()
+        tokens = issued.tokens
+        return cls(
+            access_token=tokens.access_token,
+            token_type=bearer_scheme(tokens.token_type),
+            expires_at=tokens.expires_at,
+            scopes=list(tokens.scopes) if tokens.scopes is not None else None,
+            inject=InjectionPublic(
+                headers=injection.headers,
+                query=injection.query,
+                body=injection.body,
+                path=injection.path,
+            ),
+            auth_error_status_code=issued.profile.effective_auth_error_status_code,
+            # An ID token identifies the user to us; agents have no use for it.
+            extra={k: v for k, v in tokens.extra.items() if k != "id_token"},
+        )
 
 
 class RevocationPublic(BaseModel):

@@ -128,6 +128,7 @@ def build_injection(
 #: RFC 3986 section 3.3: pchar = unreserved / pct-encoded / sub-delims / ":" / "@".
 _PCHAR_SAFE = "!$&'()*+,;=:@-._~"
 _VALID_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_CLEAN_SEGMENT = re.compile(r"(?:[A-Za-z0-9!$&'()*+,;=:@\-._~]|%[0-9A-Fa-f]{2})*\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # ``{{key}}`` as typed, or as an HTTP client percent-encodes it (``%7B%7Bkey%7D%7D``).
 _RAW_FIELD = re.compile(r"(?:\{\{|%7[Bb]%7[Bb])\s*([A-Za-z0-9_.\-]+)\s*(?:\}\}|%7[Dd]%7[Dd])")
@@ -139,6 +140,10 @@ def _check_segment(segment: str, what: str) -> None:
     Decoding repeats (up to three times) because some servers and frameworks decode a
     path twice: ``%252e%252e`` is ``..`` to them. ``..;x`` is ``..`` to servlet containers.
     """
+    if "%" not in segment:  # nothing encoded: what is written is what it means
+        if segment.split(";", 1)[0] in (".", ".."):
+            raise PathEscape(f"{what} may not hold '.' or '..' segments")
+        return
     current = segment
     for _ in range(3):
         decoded = unquote(current)
@@ -153,6 +158,8 @@ def _check_segment(segment: str, what: str) -> None:
 
 def _encode_segment(segment: str) -> str:
     """Keep valid percent-escapes as sent; encode what may not appear raw in a segment."""
+    if _CLEAN_SEGMENT.match(segment):
+        return segment
     out: list[str] = []
     i = 0
     while i < len(segment):

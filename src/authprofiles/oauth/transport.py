@@ -7,6 +7,7 @@ every OAuth call and every proxied request reuses these instead.
 from __future__ import annotations
 
 import threading
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
@@ -46,6 +47,9 @@ class Transports:
             client = self._async_clients.get(egress_proxy_url)
             if client is None:
                 client = httpx.AsyncClient(
+                    # One client serves every caller: a cookie an upstream sets for one
+                    # must never ride along on another's call, so none is ever kept.
+                    cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
                     transport=httpx.AsyncHTTPTransport(
                         proxy=httpx.Proxy(egress_proxy_url) if egress_proxy_url else None,
                         limits=_LIMITS,

@@ -303,6 +303,7 @@ class ConnectionService:
             session.delete(
                 self.s.connection_store.row(session, principal.workspace_id, connection_id)
             )
+        self.s.proxy.forget(connection_id)
         return report
 
     def delete_profile(self, principal: Principal, profile_id: str) -> RevocationReport:
@@ -320,6 +321,8 @@ class ConnectionService:
         with self.s.db.session() as session:
             # Connections and pending authorizations go with it (ON DELETE CASCADE).
             self.s.profile_store.delete(session, profile)
+        for connection in connections:
+            self.s.proxy.forget(connection.id)
         return report
 
     def revoke(self, profile: Profile, connection: Connection) -> RevocationReport:

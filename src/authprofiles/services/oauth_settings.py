@@ -51,7 +51,7 @@ def client_settings(
         revocation_url=render(profile, "revocation_url", tenant, fields),
         scopes=profile.scopes,
         extra_params={f.key: f.value for f in profile.additional_fields},
-        egress_proxy_url=profile.egress_proxy_url,
+        egress_proxy_url=render(profile, "egress_proxy_url", tenant, fields),
         pkce=profile.pkce,
     )
 

@@ -3,7 +3,14 @@
 ``ANY /proxy/{connection_id}/{path}`` reaches ``api_base_url`` + ``path``. Both bodies
 stream: the request body is held in memory only when payload fields must be merged into
 it, or when it is small enough to replay after a refused token; the response body is
-never held. One pool per egress route (``Transports.async_client``) serves every call.
+relayed chunk by chunk (the edge sends a small one of known length in one piece). One
+pool per egress route (``Transports.async_client``) serves every call, so that a call
+costs a request on a warm connection, not a TLS handshake.
+
+Every call asks the policy (``authorize_credential_use``, purpose ``proxy``, with the
+method, host and path it will reach). The token comes from the token service; a token
+this process used for the same connection within the last second is used again without
+reading it anew (see :meth:`ProxyService.plan_from_memory`).
 
 On the profile's auth error status (seed 000 "Auth Error Status Code", default 401) the
 token is refreshed once (single-flight, see ``TokenService.force_refresh``) and the call
@@ -15,16 +22,27 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from http.cookiejar import DefaultCookiePolicy
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio.to_thread
 import httpx
 
-from authprofiles.core.errors import DomainError, Forbidden, UpstreamError, UpstreamTimeout
+from authprofiles.core.connections import Connection
+from authprofiles.core.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from authprofiles.core.injection import (
     Injection,
     InjectionError,
@@ -37,8 +55,14 @@ from authprofiles.core.injection import (
     merge_raw_query,
     split_path,
 )
+from authprofiles.core.profiles import Profile
 from authprofiles.core.templating import TemplateError, render_url
-from authprofiles.services.access import Principal, Purpose
+from authprofiles.services.access import (
+    CredentialRequest,
+    Principal,
+    Purpose,
+    authorize_credential_use,
+)
 from authprofiles.services.errors import NeedsReauth, NotConfigured
 from authprofiles.services.oauth_settings import field_values
 from authprofiles.services.tokens import IssuedToken
@@ -68,6 +92,10 @@ _DROP_REQUEST = HOP_BY_HOP | {"authorization", "host", "content-length", "expect
 #: The server adds its own Date and Server; two of each would confuse clients.
 _DROP_RESPONSE = HOP_BY_HOP | {"date", "server"}
 
+_NO_COOKIES = DefaultCookiePolicy(allowed_domains=[])
+#: A connection's token and target are reused this long within one process without
+#: reading them again (the policy is still asked on every call).
+CREDENTIAL_REUSE_SECONDS = 1.0
 #: A body up to this size is buffered so the call can be replayed after a refused token.
 REPLAY_LIMIT = 1024 * 1024
 #: Payload fields need the whole body in memory; larger bodies are refused.
@@ -139,8 +167,9 @@ class UpstreamResponse:
     """The upstream's answer, body not yet read. The edge streams it and must call
     :meth:`aclose` (also when the caller goes away)."""
 
-    def __init__(self, response: httpx.Response, *, retried: bool) -> None:
+    def __init__(self, response: httpx.Response, *, host: str, retried: bool) -> None:
         self._response = response
+        self.host = host
         self.status_code = response.status_code
         self.retried = retried
         connection_tokens = {
@@ -152,6 +181,18 @@ class UpstreamResponse:
             if name.decode("latin-1").lower() not in _DROP_RESPONSE | connection_tokens
         ]
 
+    @property
+    def content_length(self) -> int | None:
+        value = self._response.headers.get("content-length")
+        return int(value) if value is not None and value.isdigit() else None
+
+    async def read_raw(self) -> bytes:
+        """The whole body as sent, for small ones (see ``content_length``); closes."""
+        try:
+            return b"".join([chunk async for chunk in self._response.aiter_raw()])
+        finally:
+            await self._response.aclose()
+
     def aiter_raw(self) -> AsyncIterator[bytes]:
         """The body as sent (still compressed, if it was): Content-Length stays true."""
         return self._response.aiter_raw()
@@ -160,74 +201,216 @@ class UpstreamResponse:
         await self._response.aclose()
 
 
+@dataclass(frozen=True)
+class _PolicyTarget:
+    """What the policy is asked about: the upstream host and the base URL's path.
+
+    Placeholders that need a token (``{{access_token}}``, path fields) stay as written:
+    the policy sees the resource, not the credential.
+    """
+
+    host: str
+    base: str
+
+    def path_for(self, path: str) -> str:
+        return urlsplit(join_path(self.base, path)).path
+
+
+def _policy_target(connection: Connection, profile: Profile) -> _PolicyTarget:
+    template = profile.api_base_url
+    if not template:
+        raise NotConfigured(
+            f"profile {profile.name!r} has no api_base_url; set it to use the proxy"
+        )
+    known = field_values(profile, connection.fields)
+    sketch = {**{k: "{{" + k + "}}" for k in fields_in_template(template)}, **known}
+    base = _render(template, connection.tenant, sketch)
+    return _PolicyTarget(urlsplit(base).hostname or "", base)
+
+
+@dataclass(frozen=True)
+class _Credentials:
+    """What one issued token puts in every call: the same whatever the path."""
+
+    injection: Injection
+    base: str
+    path_params: dict[str, str]
+    egress_proxy_url: str | None
+
+
+def _credentials_of(issued: IssuedToken) -> _Credentials:
+    profile, connection = issued.profile, issued.connection
+    template = profile.api_base_url
+    if not template:
+        raise NotConfigured(f"profile {profile.name!r} has no api_base_url")
+    try:
+        injection = issued.injection()
+    except TemplateError as exc:
+        raise InjectionError(f"an authorization field cannot be filled: {exc}") from None
+    values = {
+        **field_values(profile, connection.fields),
+        "access_token": issued.tokens.access_token,
+        **injection.path,
+    }
+    in_template = fields_in_template(template)
+    egress = profile.egress_proxy_url
+    credentials = _Credentials(
+        injection=injection,
+        base=_render(template, connection.tenant, values),
+        path_params={k: v for k, v in injection.path.items() if k not in in_template},
+        egress_proxy_url=_render(egress, connection.tenant, values) if egress else None,
+    )
+    return credentials
+
+
+@dataclass(frozen=True)
+class _Recent:
+    """What the last call through a connection used: its policy target and token."""
+
+    target: _PolicyTarget
+    issued: IssuedToken
+    credentials: _Credentials
+    at: float
+
+
+class _RecentCache:
+    """Connection id to :class:`_Recent`, bounded, shared by the threads."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._items: OrderedDict[str, _Recent] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> _Recent | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def put(
+        self, key: str, target: _PolicyTarget, issued: IssuedToken, credentials: _Credentials
+    ) -> None:
+        with self._lock:
+            self._items[key] = _Recent(target, issued, credentials, time.monotonic())
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+
 class ProxyService:
     def __init__(self, services: Services) -> None:
         self.s = services
+        self._recent = _RecentCache()
 
     # -- planning (blocking: runs in the thread pool) --------------------------------
     def plan(
         self, principal: Principal, connection_id: str, method: str, path: str, query: str
     ) -> ProxyPlan:
-        """Check the path, ask the policy, get a valid token and build the target URL."""
-        split_path(path)  # refuse escape attempts before any token is touched
-        connection, profile = self.s.credentials.read(principal.workspace_id, connection_id)
-        template = profile.api_base_url
-        if not template:
-            raise NotConfigured(
-                f"profile {profile.name!r} has no api_base_url; set it to use the proxy"
-            )
-        # The policy sees the host and the resource path before a token exists, so
-        # placeholders that need one stay as written: a host never depends on them.
-        known = field_values(profile, connection.fields)
-        sketch = {**{k: "{{" + k + "}}" for k in fields_in_template(template)}, **known}
-        policy_base = _render(template, connection.tenant, sketch)
-        host = urlsplit(policy_base).hostname or ""
-        issued = self.s.tokens.get_token(
-            principal,
-            connection_id,
-            purpose=Purpose.PROXY,
-            method=method,
-            host=host,
-            path=urlsplit(join_path(policy_base, path)).path,
-        )
-        return self._build(issued, path, query, host)
+        """Check the path, ask the policy, get a valid token and build the target URL.
 
-    def _build(self, issued: IssuedToken, path: str, query: str, host: str) -> ProxyPlan:
-        profile, connection = issued.profile, issued.connection
-        template = profile.api_base_url
-        if not template:
-            raise NotConfigured(f"profile {profile.name!r} has no api_base_url")
-        try:
-            injection = issued.injection()
-        except TemplateError as exc:
-            raise InjectionError(f"an authorization field cannot be filled: {exc}") from None
-        values = {
-            **field_values(profile, connection.fields),
-            "access_token": issued.tokens.access_token,
-            **injection.path,
-        }
-        base = _render(template, connection.tenant, values)
-        in_template = fields_in_template(template)
-        params = {k: v for k, v in injection.path.items() if k not in in_template}
-        parts = urlsplit(join_path(base, path, params))
+        The policy is asked about the host and resource path the call will reach. Those
+        come from the profile and the connection, which the token service reads anyway;
+        so the target seen last time for this connection is asked about, and checked
+        against what the read returned: when it changed (the profile was edited), the
+        policy is asked again about the new one. Only the first call reads twice.
+        """
+        split_path(path)  # refuse escape attempts before any token is touched
+        recent = self._recent.get(connection_id)
+        if recent is not None:
+            target = recent.target
+        else:
+            connection, profile = self.s.credentials.read(principal.workspace_id, connection_id)
+            target = _policy_target(connection, profile)
+        for _ in range(2):
+            issued = self.s.tokens.get_token(
+                principal,
+                connection_id,
+                purpose=Purpose.PROXY,
+                method=method,
+                host=target.host,
+                path=target.path_for(path),
+            )
+            current = _policy_target(issued.connection, issued.profile)
+            if current == target:
+                credentials = _credentials_of(issued)
+                self._recent.put(connection_id, target, issued, credentials)
+                return self._build(issued, credentials, path, query, target.host)
+            target = current
+        raise Conflict("the profile changed twice while this call was prepared; try again")
+
+    def forget(self, connection_id: str) -> None:
+        """Stop reusing this connection's token now (e.g. right after it was deleted),
+        rather than within ``CREDENTIAL_REUSE_SECONDS``."""
+        self._recent.drop(connection_id)
+
+    def plan_from_memory(
+        self, principal: Principal, connection_id: str, method: str, path: str, query: str
+    ) -> ProxyPlan | None:
+        """The same without I/O, from a token this process used within the last
+        ``CREDENTIAL_REUSE_SECONDS``; None when there is none (then :meth:`plan`).
+
+        The policy is asked every time, exactly as :meth:`plan` asks it. Reuse is bounded
+        so that a deleted connection or an edited profile takes effect within that time;
+        a token replaced by another worker meanwhile is caught by the refused-token
+        retry, which then finds the stored token without calling the IdP.
+        """
+        recent = self._recent.get(connection_id)
+        if recent is None:
+            return None
+        issued = recent.issued
+        if time.monotonic() - recent.at > CREDENTIAL_REUSE_SECONDS:
+            return None
+        if issued.connection.workspace_id != principal.workspace_id:
+            return None
+        if issued.tokens.expires_within(self.s.clock.now(), self.s.tokens.skew):
+            return None
+        authorize_credential_use(
+            principal,
+            CredentialRequest(
+                connection_id=connection_id,
+                connection_owner=issued.connection.owner,
+                purpose=Purpose.PROXY,
+                method=method,
+                host=recent.target.host,
+                path=recent.target.path_for(path),
+            ),
+        )
+        return self._build(issued, recent.credentials, path, query, recent.target.host)
+
+    def _build(
+        self,
+        issued: IssuedToken,
+        credentials: _Credentials,
+        path: str,
+        query: str,
+        host: str,
+    ) -> ProxyPlan:
+        parts = urlsplit(join_path(credentials.base, path, credentials.path_params))
         raw_query = "&".join(q for q in (parts.query, query) if q)
-        if injection.query:
-            raw_query = merge_raw_query(raw_query, list(injection.query.items()))
+        if credentials.injection.query:
+            raw_query = merge_raw_query(raw_query, list(credentials.injection.query.items()))
         url = urlunsplit(parts._replace(query=raw_query))
         if (parts.hostname or "") != host:
             raise Forbidden("the rendered URL would reach another host than the one allowed")
-        egress = profile.egress_proxy_url
-        if egress:
-            egress = _render(egress, connection.tenant, values)
-        return ProxyPlan(issued, url, host, injection, egress)
+        return ProxyPlan(issued, url, host, credentials.injection, credentials.egress_proxy_url)
 
     def _plan_after_refusal(
         self, principal: Principal, plan: ProxyPlan, path: str, query: str
     ) -> ProxyPlan:
-        issued = self.s.tokens.force_refresh(
-            principal, plan.issued.connection.id, seen_version=plan.issued.connection.version
-        )
-        return self._build(issued, path, query, plan.host)
+        connection_id = plan.issued.connection.id
+        try:
+            issued = self.s.tokens.force_refresh(
+                principal, connection_id, seen_version=plan.issued.connection.version
+            )
+        except DomainError:
+            self._recent.drop(connection_id)
+            raise
+        target = _policy_target(issued.connection, issued.profile)
+        credentials = _credentials_of(issued)
+        self._recent.put(connection_id, target, issued, credentials)
+        return self._build(issued, credentials, path, query, plan.host)
 
     def refresh_refused(
         self, principal: Principal, connection_id: str, refused_sha256: str | None
@@ -237,6 +420,7 @@ class ProxyService:
         Refresh once, unless the stored token already differs from the refused one (then
         another caller refreshed first, and the new token is the answer).
         """
+        self._recent.drop(connection_id)  # the proxy must not reuse the refused token
         issued = self.s.tokens.get_token(principal, connection_id)
         if refused_sha256 is not None:
             current = hashlib.sha256(issued.tokens.access_token.encode()).hexdigest()
@@ -251,14 +435,18 @@ class ProxyService:
         self, principal: Principal, connection_id: str, incoming: IncomingRequest
     ) -> UpstreamResponse:
         method = incoming.method.upper()
-        plan = await _blocking(
-            partial(self.plan, principal, connection_id, method, incoming.path, incoming.query)
+        plan = self.plan_from_memory(
+            principal, connection_id, method, incoming.path, incoming.query
         )
+        if plan is None:
+            plan = await _blocking(
+                partial(self.plan, principal, connection_id, method, incoming.path, incoming.query)
+            )
         body = await self._read_body(incoming, plan)
         headers = _forward_headers(incoming.headers)
         response = await self._send(plan, method, headers, body)
         if response.status_code != plan.auth_error_status:
-            return UpstreamResponse(response, retried=False)
+            return UpstreamResponse(response, host=plan.host, retried=False)
 
         # RFC 6750 section 3.1: "invalid_token" (401) means the token is expired, revoked
         # or otherwise refused; a fresh one may be accepted. Refresh once.
@@ -272,17 +460,17 @@ class ProxyService:
         except DomainError as exc:
             # The IdP is unreachable or similar: the API's own answer says the most.
             log.warning("refresh after HTTP %s failed: %s", response.status_code, exc.detail)
-            return UpstreamResponse(response, retried=False)
+            return UpstreamResponse(response, host=plan.host, retried=False)
         if (
             not body.replayable
             or fresh.issued.tokens.access_token == plan.issued.tokens.access_token
         ):
             # The body has streamed away (the caller's own retry will get the new token),
             # or there is no new token to try.
-            return UpstreamResponse(response, retried=False)
+            return UpstreamResponse(response, host=plan.host, retried=False)
         await response.aclose()
         retry = await self._send(fresh, method, headers, body)
-        return UpstreamResponse(retry, retried=True)
+        return UpstreamResponse(retry, host=fresh.host, retried=True)
 
     async def _read_body(self, incoming: IncomingRequest, plan: ProxyPlan) -> _Body:
         headers = {k.lower(): v for k, v in incoming.headers}
@@ -334,6 +522,9 @@ class ProxyService:
                 # The caller's length is still true: the body passes through unchanged.
                 out.append(("Content-Length", str(body.length)))
         client = self.s.transports.async_client(plan.egress_proxy_url)
+        # The client is shared by every connection and user: a cookie one upstream sets
+        # must never ride along on anyone else's call, so its jar takes none.
+        client.cookies.jar.set_policy(_NO_COOKIES)
         request = client.build_request(method, plan.url, headers=out, content=content)
         try:
             return await client.send(request, stream=True)

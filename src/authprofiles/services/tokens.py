@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING
 
 from authprofiles.core.connections import Connection, ConnectionStatus, TokenSet
 from authprofiles.core.errors import DomainError, NotFound
-from authprofiles.core.injection import Injection, build_injection
+from authprofiles.core.injection import Injection, InjectionError, build_injection
 from authprofiles.core.profiles import AuthorizationMode, AuthType, Profile
+from authprofiles.core.templating import TemplateError
 from authprofiles.oauth.errors import GrantRefused, IdPUnavailable, OAuthFailure
 from authprofiles.services.access import (
     CredentialRequest,
@@ -48,12 +49,17 @@ class IssuedToken:
     tokens: TokenSet
 
     def injection(self) -> Injection:
-        return build_injection(
-            access_token=self.tokens.access_token,
-            token_type=self.tokens.token_type,
-            authorization_fields=self.profile.authorization_fields,
-            field_values=field_values(self.profile, self.connection.fields),
-        )
+        try:
+            return build_injection(
+                access_token=self.tokens.access_token,
+                token_type=self.tokens.token_type,
+                authorization_fields=self.profile.authorization_fields,
+                field_values=field_values(self.profile, self.connection.fields),
+            )
+        except TemplateError as exc:
+            raise InjectionError(
+                f"an authorization field cannot be filled in for this connection: {exc}"
+            ) from None
 
 
 class TokenService:

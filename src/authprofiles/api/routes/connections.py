@@ -10,11 +10,9 @@ from authprofiles.api.schemas import (
     ConnectionList,
     ConnectionPublic,
     ConnectionStarted,
-    InjectionPublic,
     RevocationPublic,
     TokenPublic,
 )
-from authprofiles.core.injection import bearer_scheme
 from authprofiles.services.connections import ConnectionRequest
 
 router = APIRouter(tags=["connections"])
@@ -74,18 +72,4 @@ def get_token(
 ) -> TokenPublic:
     """A valid access token, refreshed first if it expires within the skew, with where to
     put it and the profile's authorization fields (`inject`)."""
-    issued = services.tokens.get_token(principal, connection_id)
-    injection = issued.injection()
-    return TokenPublic(
-        access_token=issued.tokens.access_token,
-        token_type=bearer_scheme(issued.tokens.token_type),
-        expires_at=issued.tokens.expires_at,
-        scopes=list(issued.tokens.scopes) if issued.tokens.scopes is not None else None,
-        inject=InjectionPublic(
-            headers=injection.headers,
-            query=injection.query,
-            body=injection.body,
-            path=injection.path,
-        ),
-        extra={k: v for k, v in issued.tokens.extra.items() if k != "id_token"},
-    )
+    return TokenPublic.of(services.tokens.get_token(principal, connection_id))

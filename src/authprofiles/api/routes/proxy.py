@@ -20,18 +20,19 @@ from starlette.types import Message, Receive, Scope, Send
 
 from authprofiles.api.deps import CurrentPrincipal, ServicesDep
 from authprofiles.api.problems import PROBLEM_JSON, problem
-from authprofiles.api.schemas import InjectionPublic, TokenPublic
+from authprofiles.api.schemas import TokenPublic
 from authprofiles.services.proxy import (
     IncomingRequest,
     ProxyUpstreamError,
     ProxyUpstreamTimeout,
     UpstreamResponse,
 )
-from authprofiles.services.tokens import IssuedToken
 
 log = logging.getLogger("authprofiles.proxy")
 router = APIRouter(tags=["proxy"])
 
+#: Upstream bodies of known length up to this are relayed in one piece.
+SMALL_BODY = 64 * 1024
 PROXY_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
@@ -123,6 +124,24 @@ async def _proxy(
         upstream = await services.proxy.forward(principal, connection_id, incoming)
     except (ProxyUpstreamError, ProxyUpstreamTimeout) as exc:
         return problem(exc.status_code, exc.title, exc.detail, upstream_host=exc.host)
+    length = upstream.content_length
+    if request.method != "HEAD" and length is not None and length <= SMALL_BODY:
+        # A small body of known size goes in one message: memory stays bounded (at most
+        # SMALL_BODY), and typical API answers skip the disconnect-watching relay.
+        try:
+            body = await upstream.read_raw()
+        except httpx.HTTPError as exc:
+            # Nothing was sent to the caller yet, so this can still be an honest 502.
+            return problem(
+                502,
+                "Bad gateway",
+                f"the answer from {upstream.host} broke off ({type(exc).__name__})",
+                upstream_host=upstream.host,
+            )
+        response = Response(status_code=upstream.status_code)
+        response.body = body
+        response.raw_headers = list(upstream.raw_headers)
+        return response
     return UpstreamStreamingResponse(upstream)
 
 
@@ -184,23 +203,6 @@ class TokenRefreshRequest(BaseModel):
     )
 
 
-def token_public(issued: IssuedToken) -> TokenPublic:
-    injection = issued.injection()
-    return TokenPublic(
-        access_token=issued.tokens.access_token,
-        token_type=issued.tokens.token_type,
-        expires_at=issued.tokens.expires_at,
-        scopes=list(issued.tokens.scopes) if issued.tokens.scopes is not None else None,
-        inject=InjectionPublic(
-            headers=injection.headers,
-            query=injection.query,
-            body=injection.body,
-            path=injection.path,
-        ),
-        extra={k: v for k, v in issued.tokens.extra.items() if k != "id_token"},
-    )
-
-
 @router.post(
     "/connections/{connection_id}/token/refresh",
     response_model=TokenPublic,
@@ -218,4 +220,4 @@ async def refresh_refused_token(
     issued = await run_in_threadpool(
         services.proxy.refresh_refused, principal, connection_id, refused
     )
-    return token_public(issued)
+    return TokenPublic.of(issued)

@@ -1,0 +1,249 @@
+"""The proxy against a direct call to the same upstream, and a 200 MB stream through it.
+
+The echo upstream and the app server (``authprofiles serve``, uvicorn) each run in their
+own process; so does the load generator. Goals (issue #4): proxied p50 at most 3x the
+direct p50; streaming 200 MB through the proxy grows the server's memory by less than
+50 MB (the body must never be held).
+
+    .venv/bin/python -m bench.proxy_bench
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psutil
+
+from authprofiles.core.connections import ConnectionStatus, TokenSet
+from authprofiles.core.validation import parse_draft, validate_draft
+from authprofiles.services.container import Services
+from authprofiles.settings import Settings
+from authprofiles.store.cipher import encode_key, new_key
+from authprofiles.store.models import DEFAULT_WORKSPACE_ID
+from bench.common import ROOT, Row, free_port, load, percentile, start_server
+from tests.support.echo import EchoServer, expected_sha256, start_echo
+
+SEQUENTIAL = 3000
+CONCURRENT = 4000
+CONCURRENCY = 16
+STREAM_BYTES = 200 * 1024 * 1024
+RSS_GOAL_MB = 50.0
+MB = 1024 * 1024
+
+# The streaming client, run in its own process: reads the body chunk by chunk, keeps
+# nothing but a digest, and reports what it got and how long it took.
+_STREAM_CLIENT = """
+import hashlib, json, sys, time, httpx
+url, header = sys.argv[1], sys.argv[2]
+headers = dict([header.split(": ", 1)]) if header else {}
+digest, size = hashlib.sha256(), 0
+began = time.perf_counter()
+with httpx.Client(timeout=120, trust_env=False) as client:
+    with client.stream("GET", url, headers=headers) as response:
+        status = response.status_code
+        for chunk in response.iter_raw():
+            size += len(chunk)
+            digest.update(chunk)
+print(json.dumps({"status": status, "bytes": size, "sha256": digest.hexdigest(),
+                  "seconds": time.perf_counter() - began}))
+"""
+
+
+def _prepare(workdir: Path, key: str, upstream: str) -> tuple[str, str]:
+    """A profile whose API is the echo upstream, with a connection holding a valid token
+    and one authorization field of each cheap kind (header and query)."""
+    settings = Settings(database_url=f"sqlite:///{workdir / 'bench.db'}", master_key=key)
+    services = Services(settings)
+    services.db.migrate()
+    api_key = services.api_keys.create(name="bench", role="developer").key
+    definition = validate_draft(
+        parse_draft(
+            {
+                "name": "bench-proxy",
+                "auth_type": "oauth2_client_credentials",
+                "identity_provider": "Bench",
+                "client_id": "bench-client",
+                "client_secret": "bench-secret",
+                "token_url": "https://idp.invalid/token",
+                "api_base_url": upstream,
+                "authorization_fields": [
+                    {"type": "header", "key": "X-Tenant", "value": "t1"},
+                    {"type": "query", "key": "api_key", "value": "k1"},
+                ],
+            }
+        )
+    )
+    with services.db.session() as session:
+        profile = services.profile_store.add(session, DEFAULT_WORKSPACE_ID, definition)
+        connection = services.connection_store.add(
+            session,
+            workspace_id=DEFAULT_WORKSPACE_ID,
+            profile_id=profile.id,
+            owner="shared",
+            tenant=None,
+            fields={},
+            username=None,
+            password=None,
+            status=ConnectionStatus.ACTIVE,
+            tokens=TokenSet(
+                access_token="bench-access-token",
+                token_type="Bearer",
+                expires_at=datetime.now(UTC) + timedelta(days=1),
+            ),
+        )
+    services.close()
+    return api_key, connection.id
+
+
+def _tree_rss(process: psutil.Process) -> int:
+    total = 0
+    for member in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):  # a worker may just have gone
+            total += member.memory_info().rss
+    return total
+
+
+def _stream(url: str, header: str, server: psutil.Process | None) -> tuple[dict, int]:
+    """Stream ``url`` in a client process; sample the server's RSS meanwhile (peak)."""
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _tree_rss(server)) if server else 0
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", _STREAM_CLIENT, url, header],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+            timeout=600,
+        ).stdout
+    finally:
+        done.set()
+        sampler.join()
+    result: dict = json.loads(out)
+    if result["status"] != 200 or result["bytes"] != STREAM_BYTES:
+        raise RuntimeError(f"{url}: HTTP {result['status']}, {result['bytes']} bytes")
+    if result["sha256"] != expected_sha256(STREAM_BYTES):
+        raise RuntimeError(f"{url}: the streamed body differs from what the upstream sent")
+    return result, peak
+
+
+def run() -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="authprofiles-proxy-bench-") as tmp:
+        workdir = Path(tmp)
+        echo: EchoServer = start_echo(workdir)
+        server = None
+        try:
+            key = encode_key(new_key())
+            api_key, connection_id = _prepare(workdir, key, echo.url)
+            port = free_port()
+            env = {
+                "AUTHPROFILES_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
+                "AUTHPROFILES_MASTER_KEY": key,
+                "AUTHPROFILES_LOG_LEVEL": "warning",
+            }
+            server = start_server(env, workdir, port)
+            proxy = f"http://127.0.0.1:{port}/api/v1/proxy/{connection_id}"
+            auth = {"Authorization": f"Bearer {api_key}"}
+
+            direct_seq = load(f"{echo.url}/bench/items", requests=SEQUENTIAL, concurrency=1)
+            proxied_seq = load(
+                f"{proxy}/bench/items", requests=SEQUENTIAL, concurrency=1, headers=auth
+            )
+            direct_conc = load(
+                f"{echo.url}/bench/items", requests=CONCURRENT, concurrency=CONCURRENCY
+            )
+            proxied_conc = load(
+                f"{proxy}/bench/items",
+                requests=CONCURRENT,
+                concurrency=CONCURRENCY,
+                headers=auth,
+            )
+
+            direct_stream, _ = _stream(f"{echo.url}/bytes/{STREAM_BYTES}", "", None)
+            server_process = psutil.Process(server.pid)
+            rss_before = _tree_rss(server_process)
+            proxied_stream, rss_peak = _stream(
+                f"{proxy}/bytes/{STREAM_BYTES}",
+                f"Authorization: Bearer {api_key}",
+                server_process,
+            )
+        finally:
+            if server is not None:
+                server.terminate()
+                try:
+                    server.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+            echo.stop()
+
+    direct_p50 = percentile(direct_seq["latencies"], 50) * 1000
+    proxied_p50 = percentile(proxied_seq["latencies"], 50) * 1000
+    direct_p99 = percentile(direct_seq["latencies"], 99) * 1000
+    proxied_p99 = percentile(proxied_seq["latencies"], 99) * 1000
+    growth = max(0.0, (rss_peak - rss_before) / MB)
+    direct_rate = STREAM_BYTES / MB / direct_stream["seconds"]
+    proxied_rate = STREAM_BYTES / MB / proxied_stream["seconds"]
+    return [
+        Row(
+            "proxied call p50 vs direct (sequential)",
+            proxied_p50,
+            direct_p50,
+            "ms",
+            "<= 3x direct",
+            proxied_p50 <= 3 * direct_p50,
+        ),
+        Row(
+            "proxied call p99 vs direct (sequential)",
+            proxied_p99,
+            direct_p99,
+            "ms",
+            "(reported)",
+            True,
+        ),
+        Row(
+            f"proxied req/s vs direct (concurrency {CONCURRENCY})",
+            proxied_conc["rps"],
+            direct_conc["rps"],
+            "req/s",
+            "(reported)",
+            True,
+        ),
+        Row(
+            "stream 200 MB: server RSS growth vs RSS before",
+            growth,
+            rss_before / MB,
+            "MB",
+            f"growth < {RSS_GOAL_MB:.0f} MB",
+            growth < RSS_GOAL_MB,
+        ),
+        Row(
+            "stream 200 MB: proxied vs direct throughput",
+            proxied_rate,
+            direct_rate,
+            "MB/s",
+            "(reported)",
+            True,
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    from bench.__main__ import print_table
+
+    print_table(run())
