@@ -56,6 +56,8 @@ def settings(database_url: str, tmp_path: Path, master_key: str) -> Settings:
         public_url="http://127.0.0.1:8000",
         idp_backoff_seconds=0.01,
         http_timeout_seconds=5,
+        # Tests age tokens by editing the database; a reused token would hide that.
+        token_reuse_seconds=0,
     )
 
 

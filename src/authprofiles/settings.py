@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     workers: int = 1
     #: A token expiring within this many seconds is refreshed before it is handed out.
     refresh_skew_seconds: int = Field(default=60, ge=0)
+    #: A token this worker handed out is handed out again for this long without reading
+    #: the database (it must still be valid beyond the skew; the policy is still asked).
+    #: 0 reads every time.
+    token_reuse_seconds: float = Field(default=1.0, ge=0)
     #: How often the background refresher looks for tokens about to expire.
     background_refresh_interval_seconds: float = Field(default=30.0, gt=0)
     #: Refresh ahead of expiry by this much in the background (beyond the skew).

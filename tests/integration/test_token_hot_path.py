@@ -118,3 +118,35 @@ def test_roles_and_keys_guard_the_token(
     assert forbidden.status_code == 403
     assert forbidden.headers["content-type"].startswith("application/problem+json")
     assert "at-1" not in forbidden.text
+
+
+def test_a_token_just_handed_out_is_reused_without_any_database_read(
+    services: Services,
+    client: TestClient,
+    developer_headers: dict[str, str],
+    admin_headers: dict[str, str],
+) -> None:
+    services.settings.token_reuse_seconds = 30
+    connection_id = _valid_connection(services)
+    url = f"/api/v1/connections/{connection_id}/token"
+    assert client.get(url, headers=developer_headers).status_code == 200
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(services.db.engine, "before_cursor_execute", record)
+    try:
+        for _ in range(10):
+            assert client.get(url, headers=developer_headers).json()["access_token"] == "at-1"
+    finally:
+        event.remove(services.db.engine, "before_cursor_execute", record)
+    assert statements == []
+    # The policy is still asked every time, and a deleted connection is gone at once.
+    viewer = services.api_keys.create(name="v", role="viewer").key
+    assert client.get(url, headers={"Authorization": f"Bearer {viewer}"}).status_code == 403
+    assert (
+        client.delete(f"/api/v1/connections/{connection_id}", headers=admin_headers).status_code
+        == 200
+    )
+    assert client.get(url, headers=developer_headers).status_code == 404

@@ -304,6 +304,7 @@ class ConnectionService:
                 self.s.connection_store.row(session, principal.workspace_id, connection_id)
             )
         self.s.proxy.forget(connection_id)
+        self.s.tokens.forget(connection_id)
         return report
 
     def delete_profile(self, principal: Principal, profile_id: str) -> RevocationReport:
@@ -323,6 +324,7 @@ class ConnectionService:
             self.s.profile_store.delete(session, profile)
         for connection in connections:
             self.s.proxy.forget(connection.id)
+            self.s.tokens.forget(connection.id)
         return report
 
     def revoke(self, profile: Profile, connection: Connection) -> RevocationReport:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -62,10 +64,79 @@ class IssuedToken:
             ) from None
 
 
+class _RecentTokens:
+    """Tokens this worker handed out a moment ago, by connection: bounded, thread-safe.
+
+    Many agents asking for one connection's token at once is the common case; within
+    ``token_reuse_seconds`` they get the token just read instead of a database read each.
+    Nothing here is needed by another worker: it only ever saves a read.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._items: OrderedDict[str, tuple[float, IssuedToken]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, connection_id: str, max_age: float) -> IssuedToken | None:
+        with self._lock:
+            item = self._items.get(connection_id)
+        if item is None or time.monotonic() - item[0] > max_age:
+            return None
+        return item[1]
+
+    def put(self, issued: IssuedToken) -> None:
+        with self._lock:
+            self._items[issued.connection.id] = (time.monotonic(), issued)
+            self._items.move_to_end(issued.connection.id)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def drop(self, connection_id: str) -> None:
+        with self._lock:
+            self._items.pop(connection_id, None)
+
+
 class TokenService:
     def __init__(self, services: Services) -> None:
         self.s = services
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
+        self._recent = _RecentTokens()
+
+    def recent_token(self, principal: Principal, connection_id: str) -> IssuedToken | None:
+        """A token handed out within ``token_reuse_seconds``, still valid beyond the skew,
+        without any I/O; None when there is none (then :meth:`get_token`)."""
+        max_age = self.s.settings.token_reuse_seconds
+        issued = self._recent.get(connection_id, max_age) if max_age > 0 else None
+        if issued is None or issued.connection.workspace_id != principal.workspace_id:
+            return None
+        if issued.tokens.expires_within(self.s.clock.now(), self.skew):
+            return None
+        self._authorize(principal, issued.connection, Purpose.READ_TOKEN, None, None, None)
+        return issued
+
+    def forget(self, connection_id: str) -> None:
+        self._recent.drop(connection_id)
+
+    def _authorize(
+        self,
+        principal: Principal,
+        connection: Connection,
+        purpose: Purpose,
+        method: str | None,
+        host: str | None,
+        path: str | None,
+    ) -> None:
+        authorize_credential_use(
+            principal,
+            CredentialRequest(
+                connection_id=connection.id,
+                connection_owner=connection.owner,
+                purpose=purpose,
+                method=method,
+                host=host,
+                path=path,
+            ),
+        )
 
     def _lock_for(self, connection_id: str) -> threading.Lock:
         return self._locks[zlib.crc32(connection_id.encode()) % _STRIPES]
@@ -86,30 +157,24 @@ class TokenService:
     ) -> IssuedToken:
         """A token valid for at least the skew, refreshed first if need be."""
         connection, profile = self.s.credentials.read(principal.workspace_id, connection_id)
-        authorize_credential_use(
-            principal,
-            CredentialRequest(
-                connection_id=connection.id,
-                connection_owner=connection.owner,
-                purpose=purpose,
-                method=method,
-                host=host,
-                path=path,
-            ),
-        )
+        self._authorize(principal, connection, purpose, method, host, path)
         now = self.s.clock.now()
         if _usable(connection) and not _stale(connection, now, self.skew):
             assert connection.tokens is not None
-            return IssuedToken(connection, profile, connection.tokens)
-        _raise_unless_active(connection)
-        connection, profile = self.refresh(connection.id, within_seconds=self.skew)
-        return self._issued(connection, profile)
+            issued = IssuedToken(connection, profile, connection.tokens)
+        else:
+            _raise_unless_active(connection)
+            connection, profile = self.refresh(connection.id, within_seconds=self.skew)
+            issued = self._issued(connection, profile)
+        self._recent.put(issued)
+        return issued
 
     def force_refresh(
         self, principal: Principal, connection_id: str, seen_version: int
     ) -> IssuedToken:
         """After an API refused the token (the profile's auth error status): refresh once,
         unless another caller already replaced the token we saw."""
+        self._recent.drop(connection_id)
         connection, profile = self.refresh(connection_id, seen_version=seen_version)
         if connection.workspace_id != principal.workspace_id:
             raise NotFound(f"no connection with id {connection_id}")

@@ -67,9 +67,12 @@ async def delete_connection(
 
 
 @router.get("/connections/{connection_id}/token", response_model=TokenPublic)
-def get_token(
+async def get_token(
     connection_id: str, services: ServicesDep, principal: CurrentPrincipal
 ) -> TokenPublic:
     """A valid access token, refreshed first if it expires within the skew, with where to
     put it and the profile's authorization fields (`inject`)."""
-    return TokenPublic.of(services.tokens.get_token(principal, connection_id))
+    issued = services.tokens.recent_token(principal, connection_id)
+    if issued is None:
+        issued = await run_in_threadpool(services.tokens.get_token, principal, connection_id)
+    return TokenPublic.of(issued)
