@@ -29,7 +29,10 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# wrk generates the load (a Python generator would saturate before the server does).
 bench: install
+	command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || \
+	  echo "wrk is not installed: falling back to the slower Python load generator"
 	$(BIN)/python -m bench
 
 clean:

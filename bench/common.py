@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -59,9 +61,21 @@ def start_server(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[
 
 
 def load(
-    url: str, *, requests: int, concurrency: int, headers: dict[str, str] | None = None
+    url: str,
+    *,
+    requests: int,
+    concurrency: int,
+    headers: dict[str, str] | None = None,
+    seconds: float = 5.0,
 ) -> dict:
-    """Run the load generator in its own process and return its figures."""
+    """Load ``url`` from another process: {"p50", "p99" (seconds), "rps"}.
+
+    wrk (C, event-driven) when installed, so the generator is not what is measured; `make
+    bench` installs it. Otherwise the Python generator in bench/loadgen.py (`requests`
+    requests) stands in, which saturates before a fast server does: the table says which.
+    """
+    if shutil.which("wrk"):
+        return _wrk(url, concurrency=concurrency, headers=headers or {}, seconds=seconds)
     command = [
         sys.executable,
         "-m",
@@ -78,7 +92,48 @@ def load(
     result: dict = json.loads(out)
     if result["failures"]:
         raise RuntimeError(f"{url}: {result['failures']} answers were not 200")
-    return result
+    latencies = result["latencies"]
+    return {
+        "p50": percentile(latencies, 50),
+        "p99": percentile(latencies, 99),
+        "rps": result["rps"],
+        "generator": "python",
+    }
+
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def _wrk_seconds(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not match:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _wrk(url: str, *, concurrency: int, headers: dict[str, str], seconds: float) -> dict:
+    def command(duration: int) -> list[str]:
+        line = ["wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--latency"]
+        for name, value in headers.items():
+            line += ["-H", f"{name}: {value}"]
+        return [*line, url]
+
+    subprocess.run(command(1), capture_output=True, check=True)  # warm up: pools, caches
+    out = subprocess.run(
+        command(max(1, round(seconds))), capture_output=True, check=True, text=True
+    ).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"{url}: some answers were not 2xx:\n{out}")
+    found = dict(re.findall(r"^\s+(50|99)\.?0*%\s+(\S+)$", out, re.M))
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if rate is None or set(found) != {"50", "99"}:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    return {
+        "p50": _wrk_seconds(found["50"]),
+        "p99": _wrk_seconds(found["99"]),
+        "rps": float(rate.group(1)),
+        "generator": "wrk",
+    }
 
 
 def percentile(values: list[float], q: float) -> float:

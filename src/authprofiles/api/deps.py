@@ -6,12 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from authprofiles.services.access import Principal
 from authprofiles.services.container import Services
-
-_bearer = HTTPBearer(auto_error=False, description="An API key from `authprofiles api-keys create`")
 
 
 async def get_services(request: Request) -> Services:
@@ -22,15 +20,23 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def get_principal(
-    services: ServicesDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    presented = credentials.credentials if credentials else None
-    # A key seen in the last seconds is checked in memory, without a thread hop.
-    if presented and (principal := services.api_keys.cached(presented)) is not None:
-        return principal
-    return await run_in_threadpool(services.api_keys.authenticate, presented)
+class ApiKeyAuth(HTTPBearer):
+    """`Authorization: Bearer <api key>` to the calling principal, in one dependency
+    (it runs on every request, so it stays small), published as the OpenAPI scheme."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            auto_error=False, description="An API key from `authprofiles api-keys create`"
+        )
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        services: Services = request.app.state.services
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        key = presented.strip() if scheme.lower() == "bearer" else None
+        # A key seen in the last seconds is checked in memory, without a thread hop.
+        if key and (principal := services.api_keys.cached(key)) is not None:
+            return principal
+        return await run_in_threadpool(services.api_keys.authenticate, key or None)
 
 
-CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+CurrentPrincipal = Annotated[Principal, Depends(ApiKeyAuth())]

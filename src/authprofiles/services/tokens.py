@@ -17,9 +17,9 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from authprofiles.core.connections import Connection, ConnectionStatus, TokenSet
 from authprofiles.core.errors import DomainError, NotFound
@@ -49,6 +49,9 @@ class IssuedToken:
     connection: Connection
     profile: Profile
     tokens: TokenSet
+    #: What the edges derived from this token once (e.g. its rendered JSON), so a reused
+    #: token is not rendered again for every caller.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def injection(self) -> Injection:
         try:

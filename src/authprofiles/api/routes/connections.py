@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from authprofiles.api.deps import CurrentPrincipal, ServicesDep
@@ -69,10 +69,14 @@ async def delete_connection(
 @router.get("/connections/{connection_id}/token", response_model=TokenPublic)
 async def get_token(
     connection_id: str, services: ServicesDep, principal: CurrentPrincipal
-) -> TokenPublic:
+) -> Response:
     """A valid access token, refreshed first if it expires within the skew, with where to
     put it and the profile's authorization fields (`inject`)."""
     issued = services.tokens.recent_token(principal, connection_id)
     if issued is None:
         issued = await run_in_threadpool(services.tokens.get_token, principal, connection_id)
-    return TokenPublic.of(issued)
+    # Rendered once per token and reused while the worker reuses the token itself.
+    body = issued.memo.get("token_json")
+    if body is None:
+        body = issued.memo["token_json"] = TokenPublic.of(issued).model_dump_json().encode()
+    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
