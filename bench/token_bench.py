@@ -96,7 +96,7 @@ def _measure(workdir: Path, key: str, api_key: str, connection_id: str, reuse: s
             server.kill()
 
 
-def _rows(figures: dict, label: str) -> list[Row]:
+def _rows(figures: dict, label: str, *, judged: bool) -> list[Row]:
     def ms(name: str, q: int) -> float:
         return float(figures[name][f"p{q}"]) * 1000
 
@@ -119,8 +119,8 @@ def _rows(figures: dict, label: str) -> list[Row]:
             token_rps,
             bare_rps,
             "req/s",
-            ">= 0.5x bare",
-            token_rps >= 0.5 * bare_rps,
+            ">= 0.5x bare" if judged else "(reported)",
+            token_rps >= 0.5 * bare_rps or not judged,
         ),
     ]
 
@@ -134,7 +134,10 @@ def run() -> list[Row]:
         api_key, connection_id = _prepare(workdir, key)
         default = _measure(workdir, key, api_key, connection_id, reuse="1")
         no_reuse = _measure(workdir, key, api_key, connection_id, reuse="0")
-    return _rows(default, "default (1 s reuse)") + _rows(no_reuse, "every request reads the db")
+    # The goals judge the service as shipped; the second run shows what the reuse saves.
+    return _rows(default, "default (1 s reuse)", judged=True) + _rows(
+        no_reuse, "reuse off: every request reads the db", judged=False
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from authprofiles.api.deps import CurrentPrincipal, ServicesDep
@@ -14,6 +14,7 @@ from authprofiles.api.schemas import (
     TokenPublic,
 )
 from authprofiles.services.connections import ConnectionRequest
+from authprofiles.services.container import Services
 
 router = APIRouter(tags=["connections"])
 
@@ -67,11 +68,11 @@ async def delete_connection(
 
 
 @router.get("/connections/{connection_id}/token", response_model=TokenPublic)
-async def get_token(
-    connection_id: str, services: ServicesDep, principal: CurrentPrincipal
-) -> Response:
+async def get_token(connection_id: str, request: Request, principal: CurrentPrincipal) -> Response:
     """A valid access token, refreshed first if it expires within the skew, with where to
     put it and the profile's authorization fields (`inject`)."""
+    # The hottest route: the services come straight off the app, one dependency fewer.
+    services: Services = request.app.state.services
     issued = services.tokens.recent_token(principal, connection_id)
     if issued is None:
         issued = await run_in_threadpool(services.tokens.get_token, principal, connection_id)
