@@ -11,13 +11,12 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from authprofiles.core.connections import ConnectionStatus, TokenSet
-from authprofiles.core.validation import parse_draft, validate_draft
+from authprofiles.core.connections import TokenSet
 from authprofiles.services.container import Services
 from authprofiles.settings import Settings
 from authprofiles.store.cipher import encode_key, new_key
-from authprofiles.store.models import DEFAULT_WORKSPACE_ID
 from bench.common import Row, free_port, load, start_server
+from tests.support.seed import seed_connection
 
 SEQUENTIAL = 3000
 CONCURRENT = 8000
@@ -30,38 +29,24 @@ def _prepare(workdir: Path, key: str) -> tuple[str, str]:
     services = Services(settings)
     services.db.migrate()
     api_key = services.api_keys.create(name="bench", role="developer").key
-    definition = validate_draft(
-        parse_draft(
-            {
-                "name": "bench",
-                "auth_type": "oauth2_client_credentials",
-                "identity_provider": "Bench",
-                "client_id": "bench-client",
-                "client_secret": "bench-secret",
-                "token_url": "https://idp.invalid/token",
-                "authorization_fields": [{"type": "header", "key": "X-Tenant", "value": "t1"}],
-            }
-        )
+    _, connection = seed_connection(
+        services,
+        {
+            "name": "bench",
+            "auth_type": "oauth2_client_credentials",
+            "identity_provider": "Bench",
+            "client_id": "bench-client",
+            "client_secret": "bench-secret",
+            "token_url": "https://idp.invalid/token",
+            "authorization_fields": [{"type": "header", "key": "X-Tenant", "value": "t1"}],
+        },
+        TokenSet(
+            access_token="bench-access-token",
+            token_type="Bearer",
+            refresh_token="bench-refresh-token",
+            expires_at=datetime.now(UTC) + timedelta(days=1),
+        ),
     )
-    with services.db.session() as session:
-        profile = services.profile_store.add(session, DEFAULT_WORKSPACE_ID, definition)
-        connection = services.connection_store.add(
-            session,
-            workspace_id=DEFAULT_WORKSPACE_ID,
-            profile_id=profile.id,
-            owner="shared",
-            tenant=None,
-            fields={},
-            username=None,
-            password=None,
-            status=ConnectionStatus.ACTIVE,
-            tokens=TokenSet(
-                access_token="bench-access-token",
-                token_type="Bearer",
-                refresh_token="bench-refresh-token",
-                expires_at=datetime.now(UTC) + timedelta(days=1),
-            ),
-        )
     services.close()
     return api_key, connection.id
 

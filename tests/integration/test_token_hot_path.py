@@ -8,47 +8,32 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from authprofiles.core.connections import ConnectionStatus, TokenSet
-from authprofiles.core.validation import parse_draft, validate_draft
+from authprofiles.core.connections import TokenSet
 from authprofiles.services.container import Services
-from authprofiles.store.models import DEFAULT_WORKSPACE_ID
+from tests.support.seed import seed_connection
 
 
 def _valid_connection(services: Services) -> str:
-    definition = validate_draft(
-        parse_draft(
-            {
-                "name": "hot",
-                "auth_type": "oauth2_client_credentials",
-                "identity_provider": "IdP",
-                "client_id": "id",
-                "client_secret": "secret",
-                "token_url": "https://idp.invalid/token",
-                "authorization_fields": [
-                    {"type": "query", "key": "api_key", "value": "{{access_token}}"}
-                ],
-            }
-        )
+    _, connection = seed_connection(
+        services,
+        {
+            "name": "hot",
+            "auth_type": "oauth2_client_credentials",
+            "identity_provider": "IdP",
+            "client_id": "id",
+            "client_secret": "secret",
+            "token_url": "https://idp.invalid/token",
+            "authorization_fields": [
+                {"type": "query", "key": "api_key", "value": "{{access_token}}"}
+            ],
+        },
+        TokenSet(
+            access_token="at-1",
+            token_type="bearer",
+            refresh_token="rt-1",
+            expires_at=datetime.now(UTC) + timedelta(hours=1),
+        ),
     )
-    with services.db.session() as session:
-        profile = services.profile_store.add(session, DEFAULT_WORKSPACE_ID, definition)
-        connection = services.connection_store.add(
-            session,
-            workspace_id=DEFAULT_WORKSPACE_ID,
-            profile_id=profile.id,
-            owner="shared",
-            tenant=None,
-            fields={},
-            username=None,
-            password=None,
-            status=ConnectionStatus.ACTIVE,
-            tokens=TokenSet(
-                access_token="at-1",
-                token_type="bearer",
-                refresh_token="rt-1",
-                expires_at=datetime.now(UTC) + timedelta(hours=1),
-            ),
-        )
     return connection.id
 
 

@@ -14,11 +14,10 @@ from authprofiles.core.connections import SHARED_OWNER, Connection, ConnectionSt
 from authprofiles.core.errors import FieldError, NotFound, ValidationFailed
 from authprofiles.core.profiles import AuthorizationMode, AuthType, FieldLocation, Profile
 from authprofiles.core.templating import is_valid_tenant
-from authprofiles.core.validation import missing_fields
 from authprofiles.oauth.errors import GrantRefused, OAuthFailure
 from authprofiles.oauth.grants import new_code_verifier, new_state
 from authprofiles.services.access import Principal, Role, require_role
-from authprofiles.services.errors import NotConfigured, from_oauth
+from authprofiles.services.errors import from_oauth
 from authprofiles.services.oauth_settings import client_settings, connection_settings
 
 if TYPE_CHECKING:
@@ -73,13 +72,7 @@ class ConnectionService:
         self, principal: Principal, profile_id: str, request: ConnectionRequest
     ) -> StartedConnection:
         require_role(principal, Role.DEVELOPER)
-        with self.s.db.read() as session:
-            profile = self.s.profile_store.get(session, principal.workspace_id, profile_id)
-        missing = missing_fields(profile)
-        if missing:
-            raise NotConfigured(
-                f"profile {profile.name!r} is not configured; set: {', '.join(missing)}"
-            )
+        profile = self.s.profiles.get_configured(principal, profile_id)
         tenant = self._check_request(profile, request)
         if profile.auth_type is AuthType.AUTHORIZATION_CODE:
             return self._start_authorization_code(principal, profile, request, tenant)

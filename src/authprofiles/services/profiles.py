@@ -13,6 +13,7 @@ from authprofiles.core.errors import FieldError, ValidationFailed
 from authprofiles.core.profiles import IMMUTABLE_FIELDS, SECRET_FIELDS, Profile, ProfileDefinition
 from authprofiles.core.validation import missing_fields, parse_draft, validate_draft
 from authprofiles.services.access import Principal, Role, require_role
+from authprofiles.services.errors import NotConfigured
 
 if TYPE_CHECKING:
     from authprofiles.services.connections import RevocationReport
@@ -77,6 +78,17 @@ class ProfileService:
         require_role(principal, Role.VIEWER)
         with self.s.db.read() as session:
             return self.s.profile_store.get(session, principal.workspace_id, profile_id)
+
+    def get_configured(self, principal: Principal, profile_id: str) -> Profile:
+        """A profile that can be used: every mandatory field set, else a 409 naming them."""
+        with self.s.db.read() as session:
+            profile = self.s.profile_store.get(session, principal.workspace_id, profile_id)
+        missing = missing_fields(profile)
+        if missing:
+            raise NotConfigured(
+                f"profile {profile.name!r} is not configured; set: {', '.join(missing)}"
+            )
+        return profile
 
     # -- writing -----------------------------------------------------------------
     def create(

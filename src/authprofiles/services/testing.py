@@ -50,12 +50,10 @@ from authprofiles.core.profiles import (
     TestContentType,
 )
 from authprofiles.core.templating import TemplateError, is_valid_tenant, render_url
-from authprofiles.core.validation import missing_fields
 from authprofiles.oauth.errors import GrantRefused, OAuthFailure
 from authprofiles.oauth.grants import ClientSettings, OAuthEngine, new_code_verifier, new_state
 from authprofiles.oauth.transport import Transports
 from authprofiles.services.access import Principal, Role, require_role
-from authprofiles.services.errors import NotConfigured
 from authprofiles.services.oauth_settings import client_settings, field_values
 
 if TYPE_CHECKING:
@@ -438,13 +436,7 @@ class ProfileTestService:
         self, principal: Principal, profile_id: str, request: ProfileTestRequest
     ) -> ProfileTestResult:
         require_role(principal, Role.DEVELOPER)
-        with self.s.db.read() as session:
-            profile = self.s.profile_store.get(session, principal.workspace_id, profile_id)
-        missing = missing_fields(profile)
-        if missing:
-            raise NotConfigured(
-                f"profile {profile.name!r} is not configured; set: {', '.join(missing)}"
-            )
+        profile = self.s.profiles.get_configured(principal, profile_id)
         run = _Run(profile, self._tenant(profile, request), self._fields(profile, request))
         self._collect_secrets(run, request)
         transports = _RecordingTransports(
