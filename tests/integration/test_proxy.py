@@ -22,7 +22,6 @@ import pytest
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 
-from authprofiles.services.proxy import CREDENTIAL_REUSE_SECONDS
 from authprofiles.settings import Settings
 from tests.support.app import Live
 from tests.support.echo import EchoServer, expected_sha256
@@ -538,6 +537,7 @@ def test_an_answer_that_breaks_off_is_a_502_or_a_cut_connection_never_a_whole_on
 def test_a_changed_profile_or_a_deleted_connection_takes_effect_within_the_reuse_window(
     live: Live, api: httpx.Client, idp: IdP, echo_server: EchoServer
 ) -> None:
+    window = live.services.settings.token_reuse_seconds = 1.0  # as shipped
     profile, connection_id, _ = connect(
         live, idp, "client_credentials", echo_server.url + "/one", authorization_fields=[]
     )
@@ -546,9 +546,9 @@ def test_a_changed_profile_or_a_deleted_connection_takes_effect_within_the_reuse
         f"/api/v1/profiles/{profile['id']}", json={"api_base_url": echo_server.url + "/two"}
     )
     assert patched.status_code == 200, patched.text
-    time.sleep(CREDENTIAL_REUSE_SECONDS + 0.1)
+    time.sleep(window + 0.1)
     assert api.get(f"/api/v1/proxy/{connection_id}/x").json()["path"] == "/two/x"
 
     assert live.http.delete(f"/api/v1/connections/{connection_id}").status_code == 200
-    time.sleep(CREDENTIAL_REUSE_SECONDS + 0.1)
+    time.sleep(window + 0.1)
     assert api.get(f"/api/v1/proxy/{connection_id}/x").status_code == 404

@@ -93,9 +93,6 @@ _DROP_REQUEST = HOP_BY_HOP | {"authorization", "host", "content-length", "expect
 _DROP_RESPONSE = HOP_BY_HOP | {"date", "server"}
 
 _NO_COOKIES = DefaultCookiePolicy(allowed_domains=[])
-#: A connection's token and target are reused this long within one process without
-#: reading them again (the policy is still asked on every call).
-CREDENTIAL_REUSE_SECONDS = 1.0
 #: A body up to this size is buffered so the call can be replayed after a refused token.
 REPLAY_LIMIT = 1024 * 1024
 #: Payload fields need the whole body in memory; larger bodies are refused.
@@ -342,14 +339,15 @@ class ProxyService:
 
     def forget(self, connection_id: str) -> None:
         """Stop reusing this connection's token now (e.g. right after it was deleted),
-        rather than within ``CREDENTIAL_REUSE_SECONDS``."""
+        rather than within the ``token_reuse_seconds`` setting."""
         self._recent.drop(connection_id)
 
     def plan_from_memory(
         self, principal: Principal, connection_id: str, method: str, path: str, query: str
     ) -> ProxyPlan | None:
-        """The same without I/O, from a token this process used within the last
-        ``CREDENTIAL_REUSE_SECONDS``; None when there is none (then :meth:`plan`).
+        """The same without I/O, from a token this process used within the
+        ``token_reuse_seconds`` setting (the token endpoint's window too); None when there
+        is none (then :meth:`plan`).
 
         The policy is asked every time, exactly as :meth:`plan` asks it. Reuse is bounded
         so that a deleted connection or an edited profile takes effect within that time;
@@ -360,7 +358,7 @@ class ProxyService:
         if recent is None:
             return None
         issued = recent.issued
-        if time.monotonic() - recent.at > CREDENTIAL_REUSE_SECONDS:
+        if time.monotonic() - recent.at > self.s.settings.token_reuse_seconds:
             return None
         if issued.connection.workspace_id != principal.workspace_id:
             return None
