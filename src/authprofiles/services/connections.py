@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from authprofiles.core.connections import SHARED_OWNER, Connection, ConnectionStatus, TokenSet
+from authprofiles.core.connections import SHARED_OWNER, Connection, ConnectionStatus
 from authprofiles.core.errors import FieldError, NotFound, ValidationFailed
 from authprofiles.core.profiles import AuthorizationMode, AuthType, FieldLocation, Profile
 from authprofiles.core.templating import is_valid_tenant
@@ -108,7 +108,8 @@ class ConnectionService:
                 username=username if store_password else None,
                 password=password if store_password and request.password else None,
                 status=ConnectionStatus.ACTIVE,
-                tokens=_with_requested_scopes(tokens, profile),
+                tokens=tokens,
+                requested_scopes=profile.scopes,
             )
             if connection.is_shared:
                 self.s.profile_store.set_failing(session, profile.id, None)
@@ -296,7 +297,6 @@ class ConnectionService:
             session.delete(
                 self.s.connection_store.row(session, principal.workspace_id, connection_id)
             )
-        self.s.proxy.forget(connection_id)
         self.s.tokens.forget(connection_id)
         return report
 
@@ -316,7 +316,6 @@ class ConnectionService:
             # Connections and pending authorizations go with it (ON DELETE CASCADE).
             self.s.profile_store.delete(session, profile)
         for connection in connections:
-            self.s.proxy.forget(connection.id)
             self.s.tokens.forget(connection.id)
         return report
 
@@ -353,13 +352,6 @@ class ConnectionService:
 
 def _refused(message: str, status: int = 400) -> CallbackOutcome:
     return CallbackOutcome(ok=False, title="Not connected", message=message, status_code=status)
-
-
-def _with_requested_scopes(tokens: TokenSet, profile: Profile) -> TokenSet:
-    # RFC 6749 section 5.1: an omitted scope means the scope requested.
-    if tokens.scopes is None and profile.scopes:
-        return TokenSet(**{**tokens.__dict__, "scopes": tuple(profile.scopes)})
-    return tokens
 
 
 __all__ = ["ConnectionRequest", "ConnectionService", "FieldLocation"]

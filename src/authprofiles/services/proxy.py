@@ -10,7 +10,7 @@ costs a request on a warm connection, not a TLS handshake.
 Every call asks the policy (``authorize_credential_use``, purpose ``proxy``, with the
 method, host and path it will reach). The token comes from the token service; a token
 this process used for the same connection within the last second is used again without
-reading it anew (see :meth:`ProxyService.plan_from_memory`).
+reading it anew (the token service's reuse window; see :meth:`ProxyService.plan_from_memory`).
 
 On the profile's auth error status (seed 000 "Auth Error Status Code", default 401) the
 token is refreshed once (single-flight, see ``TokenService.force_refresh``) and the call
@@ -19,12 +19,10 @@ is sent again when its body can be replayed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -58,10 +56,8 @@ from authprofiles.core.injection import (
 from authprofiles.core.profiles import Profile
 from authprofiles.core.templating import TemplateError, render_url
 from authprofiles.services.access import (
-    CredentialRequest,
     Principal,
     Purpose,
-    authorize_credential_use,
 )
 from authprofiles.services.errors import NeedsReauth, NotConfigured
 from authprofiles.services.oauth_settings import field_values
@@ -240,10 +236,7 @@ def _credentials_of(issued: IssuedToken) -> _Credentials:
     template = profile.api_base_url
     if not template:
         raise NotConfigured(f"profile {profile.name!r} has no api_base_url")
-    try:
-        injection = issued.injection()
-    except TemplateError as exc:
-        raise InjectionError(f"an authorization field cannot be filled: {exc}") from None
+    injection = issued.injection()  # raises InjectionError for an unfillable field
     values = {
         **field_values(profile, connection.fields),
         "access_token": issued.tokens.access_token,
@@ -260,46 +253,22 @@ def _credentials_of(issued: IssuedToken) -> _Credentials:
     return credentials
 
 
-@dataclass(frozen=True)
-class _Recent:
-    """What the last call through a connection used: its policy target and token."""
-
-    target: _PolicyTarget
-    issued: IssuedToken
-    credentials: _Credentials
-    at: float
-
-
-class _RecentCache:
-    """Connection id to :class:`_Recent`, bounded, shared by the threads."""
-
-    def __init__(self, size: int = 4096) -> None:
-        self.size = size
-        self._items: OrderedDict[str, _Recent] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> _Recent | None:
-        with self._lock:
-            return self._items.get(key)
-
-    def put(
-        self, key: str, target: _PolicyTarget, issued: IssuedToken, credentials: _Credentials
-    ) -> None:
-        with self._lock:
-            self._items[key] = _Recent(target, issued, credentials, time.monotonic())
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def drop(self, key: str) -> None:
-        with self._lock:
-            self._items.pop(key, None)
+def _derived(issued: IssuedToken) -> tuple[_PolicyTarget, _Credentials]:
+    """Where calls with this token go and what they carry: worked out once per token and
+    kept on it, so a token reused by the token service is not worked out again."""
+    derived = issued.memo.get("proxy")
+    if derived is None:
+        derived = issued.memo["proxy"] = (
+            _policy_target(issued.connection, issued.profile),
+            _credentials_of(issued),
+        )
+    target, credentials = derived
+    return target, credentials
 
 
 class ProxyService:
     def __init__(self, services: Services) -> None:
         self.s = services
-        self._recent = _RecentCache()
 
     # -- planning (blocking: runs in the thread pool) --------------------------------
     def plan(
@@ -314,10 +283,13 @@ class ProxyService:
         policy is asked again about the new one. Only the first call reads twice.
         """
         split_path(path)  # refuse escape attempts before any token is touched
-        recent = self._recent.get(connection_id)
-        if recent is not None:
-            target = recent.target
-        else:
+        last = self.s.tokens.last_issued(connection_id)
+        target: _PolicyTarget | None = None
+        if last is not None:
+            # Only a guess, checked below against what the token service reads.
+            with contextlib.suppress(DomainError):
+                target = _policy_target(last.connection, last.profile)
+        if target is None:
             connection, profile = self.s.credentials.read(principal.workspace_id, connection_id)
             target = _policy_target(connection, profile)
         for _ in range(2):
@@ -329,18 +301,11 @@ class ProxyService:
                 host=target.host,
                 path=target.path_for(path),
             )
-            current = _policy_target(issued.connection, issued.profile)
+            current, credentials = _derived(issued)
             if current == target:
-                credentials = _credentials_of(issued)
-                self._recent.put(connection_id, target, issued, credentials)
                 return self._build(issued, credentials, path, query, target.host)
             target = current
         raise Conflict("the profile changed twice while this call was prepared; try again")
-
-    def forget(self, connection_id: str) -> None:
-        """Stop reusing this connection's token now (e.g. right after it was deleted),
-        rather than within the ``token_reuse_seconds`` setting."""
-        self._recent.drop(connection_id)
 
     def plan_from_memory(
         self, principal: Principal, connection_id: str, method: str, path: str, query: str
@@ -354,28 +319,19 @@ class ProxyService:
         a token replaced by another worker meanwhile is caught by the refused-token
         retry, which then finds the stored token without calling the IdP.
         """
-        recent = self._recent.get(connection_id)
-        if recent is None:
+        issued = self.s.tokens.reusable(principal, connection_id)
+        if issued is None:
             return None
-        issued = recent.issued
-        if time.monotonic() - recent.at > self.s.settings.token_reuse_seconds:
-            return None
-        if issued.connection.workspace_id != principal.workspace_id:
-            return None
-        if issued.tokens.expires_within(self.s.clock.now(), self.s.tokens.skew):
-            return None
-        authorize_credential_use(
+        target, credentials = _derived(issued)
+        self.s.tokens.authorize(
             principal,
-            CredentialRequest(
-                connection_id=connection_id,
-                connection_owner=issued.connection.owner,
-                purpose=Purpose.PROXY,
-                method=method,
-                host=recent.target.host,
-                path=recent.target.path_for(path),
-            ),
+            issued.connection,
+            Purpose.PROXY,
+            method=method,
+            host=target.host,
+            path=target.path_for(path),
         )
-        return self._build(issued, recent.credentials, path, query, recent.target.host)
+        return self._build(issued, credentials, path, query, target.host)
 
     def _build(
         self,
@@ -403,12 +359,9 @@ class ProxyService:
                 principal, connection_id, seen_version=plan.issued.connection.version
             )
         except DomainError:
-            self._recent.drop(connection_id)
+            self.s.tokens.forget(connection_id)
             raise
-        target = _policy_target(issued.connection, issued.profile)
-        credentials = _credentials_of(issued)
-        self._recent.put(connection_id, target, issued, credentials)
-        return self._build(issued, credentials, path, query, plan.host)
+        return self._build(issued, _derived(issued)[1], path, query, plan.host)
 
     def refresh_refused(
         self, principal: Principal, connection_id: str, refused_sha256: str | None
@@ -418,7 +371,7 @@ class ProxyService:
         Refresh once, unless the stored token already differs from the refused one (then
         another caller refreshed first, and the new token is the answer).
         """
-        self._recent.drop(connection_id)  # the proxy must not reuse the refused token
+        self.s.tokens.forget(connection_id)  # nobody may reuse the refused token
         issued = self.s.tokens.get_token(principal, connection_id)
         if refused_sha256 is not None:
             current = hashlib.sha256(issued.tokens.access_token.encode()).hexdigest()

@@ -80,10 +80,11 @@ class _RecentTokens:
         self._items: OrderedDict[str, tuple[float, IssuedToken]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, connection_id: str, max_age: float) -> IssuedToken | None:
+    def get(self, connection_id: str, max_age: float | None) -> IssuedToken | None:
+        """The last token handed out, if at most ``max_age`` seconds ago (None: any age)."""
         with self._lock:
             item = self._items.get(connection_id)
-        if item is None or time.monotonic() - item[0] > max_age:
+        if item is None or (max_age is not None and time.monotonic() - item[0] > max_age):
             return None
         return item[1]
 
@@ -105,29 +106,41 @@ class TokenService:
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
         self._recent = _RecentTokens()
 
-    def recent_token(self, principal: Principal, connection_id: str) -> IssuedToken | None:
+    def reusable(self, principal: Principal, connection_id: str) -> IssuedToken | None:
         """A token handed out within ``token_reuse_seconds``, still valid beyond the skew,
-        without any I/O; None when there is none (then :meth:`get_token`)."""
+        without any I/O; None when there is none. The caller asks the policy
+        (:meth:`authorize`) about its own use before handing the token on."""
         max_age = self.s.settings.token_reuse_seconds
         issued = self._recent.get(connection_id, max_age) if max_age > 0 else None
         if issued is None or issued.connection.workspace_id != principal.workspace_id:
             return None
         if issued.tokens.expires_within(self.s.clock.now(), self.skew):
             return None
-        self._authorize(principal, issued.connection, Purpose.READ_TOKEN, None, None, None)
+        return issued
+
+    def last_issued(self, connection_id: str) -> IssuedToken | None:
+        """The last token this worker handed out for the connection, however long ago:
+        a hint only (e.g. where a call will go), never a credential to use unchecked."""
+        return self._recent.get(connection_id, None)
+
+    def recent_token(self, principal: Principal, connection_id: str) -> IssuedToken | None:
+        """:meth:`reusable`, with the policy asked about reading the token."""
+        issued = self.reusable(principal, connection_id)
+        if issued is not None:
+            self.authorize(principal, issued.connection, Purpose.READ_TOKEN)
         return issued
 
     def forget(self, connection_id: str) -> None:
         self._recent.drop(connection_id)
 
-    def _authorize(
+    def authorize(
         self,
         principal: Principal,
         connection: Connection,
         purpose: Purpose,
-        method: str | None,
-        host: str | None,
-        path: str | None,
+        method: str | None = None,
+        host: str | None = None,
+        path: str | None = None,
     ) -> None:
         authorize_credential_use(
             principal,
@@ -160,7 +173,7 @@ class TokenService:
     ) -> IssuedToken:
         """A token valid for at least the skew, refreshed first if need be."""
         connection, profile = self.s.credentials.read(principal.workspace_id, connection_id)
-        self._authorize(principal, connection, purpose, method, host, path)
+        self.authorize(principal, connection, purpose, method, host, path)
         now = self.s.clock.now()
         if _usable(connection) and not _stale(connection, now, self.skew):
             assert connection.tokens is not None
@@ -181,7 +194,9 @@ class TokenService:
         connection, profile = self.refresh(connection_id, seen_version=seen_version)
         if connection.workspace_id != principal.workspace_id:
             raise NotFound(f"no connection with id {connection_id}")
-        return self._issued(connection, profile)
+        issued = self._issued(connection, profile)
+        self._recent.put(issued)
+        return issued
 
     def _issued(self, connection: Connection, profile: Profile) -> IssuedToken:
         _raise_unless_active(connection)

@@ -45,6 +45,7 @@ class ConnectionStore:
         password: str | None,
         status: ConnectionStatus,
         tokens: TokenSet | None,
+        requested_scopes: Sequence[str] = (),
     ) -> Connection:
         now = utcnow()
         row = ConnectionRow(
@@ -62,12 +63,14 @@ class ConnectionStore:
         row.fields_enc = self._enc(row.id, "fields", json.dumps(fields)) if fields else None
         row.password_enc = self._enc(row.id, "password", password)
         if tokens is not None:
-            self._set_tokens(row, tokens, now)
+            self._set_tokens(row, tokens, now, requested_scopes)
         session.add(row)
         session.flush()
         return self.to_domain(row)
 
-    def _set_tokens(self, row: ConnectionRow, tokens: TokenSet, now: datetime) -> None:
+    def _set_tokens(
+        self, row: ConnectionRow, tokens: TokenSet, now: datetime, requested: Sequence[str]
+    ) -> None:
         row.access_token_enc = self._enc(row.id, "access_token", tokens.access_token)
         # A response without a refresh token keeps the one we hold (RFC 6749 section 6:
         # the server MAY issue a new refresh token); one with a new token replaces it.
@@ -77,6 +80,9 @@ class ConnectionStore:
         row.expires_at = tokens.expires_at
         if tokens.scopes is not None:
             row.scopes = json.dumps(list(tokens.scopes))
+        elif row.scopes is None and requested:
+            # RFC 6749 section 5.1: an omitted scope means the scope requested.
+            row.scopes = json.dumps(list(requested))
         row.extra_enc = (
             self._enc(row.id, "extra", json.dumps(tokens.extra)) if tokens.extra else None
         )
@@ -88,10 +94,7 @@ class ConnectionStore:
         self, row: ConnectionRow, tokens: TokenSet, *, requested: Sequence[str]
     ) -> None:
         """Save a token response; access and (rotated) refresh token change together."""
-        now = utcnow()
-        if tokens.scopes is None and row.scopes is None and requested:
-            tokens = TokenSet(**{**tokens.__dict__, "scopes": tuple(requested)})
-        self._set_tokens(row, tokens, now)
+        self._set_tokens(row, tokens, utcnow(), requested)
         row.status = ConnectionStatus.ACTIVE.value
         row.last_error = None
         row.last_error_at = None
