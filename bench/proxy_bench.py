@@ -5,6 +5,9 @@ own process; so does the load generator. Goals (issue #4): proxied p50 at most 3
 direct p50; streaming 200 MB through the proxy grows the server's memory by less than
 50 MB (the body must never be held).
 
+A third server, ``bench.bare_forwarder`` (uvicorn + aiohttp and nothing else), is measured
+too: what the libraries alone cost for one hop, the floor under any proxy built on them.
+
     .venv/bin/python -m bench.proxy_bench
 """
 
@@ -20,6 +23,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import psutil
 
 from authprofiles.core.connections import TokenSet
@@ -88,6 +92,35 @@ def _prepare(workdir: Path, key: str, upstream: str) -> tuple[str, str]:
     return api_key, connection.id
 
 
+def _start_bare_forwarder(upstream: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.bare_forwarder", upstream, str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/_echo/health", timeout=1).status_code == 200:
+                return process, url
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("the bare forwarder did not start")
+
+
+def _stop(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 def _tree_rss(process: psutil.Process) -> int:
     total = 0
     for member in [process, *process.children(recursive=True)]:
@@ -132,7 +165,7 @@ def run() -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="authprofiles-proxy-bench-") as tmp:
         workdir = Path(tmp)
         echo: EchoServer = start_echo(workdir)
-        server = None
+        server = bare = None
         try:
             key = encode_key(new_key())
             api_key, connection_id = _prepare(workdir, key, echo.url)
@@ -146,7 +179,10 @@ def run() -> list[Row]:
             proxy = f"http://127.0.0.1:{port}/api/v1/proxy/{connection_id}"
             auth = {"Authorization": f"Bearer {api_key}"}
 
+            bare, bare_url = _start_bare_forwarder(echo.url)
+
             direct_seq = load(f"{echo.url}/bench/items", requests=SEQUENTIAL, concurrency=1)
+            bare_seq = load(f"{bare_url}/bench/items", requests=SEQUENTIAL, concurrency=1)
             proxied_seq = load(
                 f"{proxy}/bench/items", requests=SEQUENTIAL, concurrency=1, headers=auth
             )
@@ -169,15 +205,12 @@ def run() -> list[Row]:
                 server_process,
             )
         finally:
-            if server is not None:
-                server.terminate()
-                try:
-                    server.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    server.kill()
+            _stop(bare)
+            _stop(server)
             echo.stop()
 
     direct_p50 = direct_seq["p50"] * 1000
+    bare_p50 = bare_seq["p50"] * 1000
     proxied_p50 = proxied_seq["p50"] * 1000
     direct_p99 = direct_seq["p99"] * 1000
     proxied_p99 = proxied_seq["p99"] * 1000
@@ -192,6 +225,22 @@ def run() -> list[Row]:
             "ms",
             "<= 3x direct",
             proxied_p50 <= 3 * direct_p50,
+        ),
+        Row(
+            "bare forwarder p50 vs direct: the libraries' floor",
+            bare_p50,
+            direct_p50,
+            "ms",
+            "(reported)",
+            True,
+        ),
+        Row(
+            "proxied call p50 vs bare forwarder",
+            proxied_p50,
+            bare_p50,
+            "ms",
+            "(reported)",
+            True,
         ),
         Row(
             "proxied call p99 vs direct (sequential)",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from authprofiles import __version__
 from authprofiles.api import problems
@@ -67,7 +69,29 @@ def create_app(
     app.include_router(web_routes.router)
     for module in (profiles, connections, discovery, proxy, testing):
         app.include_router(module.router, prefix=API_PREFIX)
+    proxy.mount(app, API_PREFIX)
+    _describe(app, proxy.DESCRIBED)
     return app
+
+
+def _describe(app: FastAPI, described: APIRouter) -> None:
+    """Add to the OpenAPI schema operations served by a bare ASGI app (the proxy), which
+    FastAPI cannot see: ``described`` holds them as routes that are never routed to."""
+    prefixed = APIRouter()
+    prefixed.include_router(described, prefix=API_PREFIX)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=[*app.routes, *prefixed.routes],
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented hook
 
 
 def create_default_app() -> FastAPI:

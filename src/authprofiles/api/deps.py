@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -30,13 +31,18 @@ class ApiKeyAuth(HTTPBearer):
         )
 
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
-        services: Services = request.app.state.services
-        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-        key = presented.strip() if scheme.lower() == "bearer" else None
-        # A key seen in the last seconds is checked in memory, without a thread hop.
-        if key and (principal := services.api_keys.cached(key)) is not None:
-            return principal
-        return await run_in_threadpool(services.api_keys.authenticate, key or None)
+        return await authenticate(request.app.state.services, request.headers)
+
+
+async def authenticate(services: Services, headers: Mapping[str, str]) -> Principal:
+    """The caller's principal from its `Authorization: Bearer` API key (lowercase keys, as
+    Starlette's headers give them); raises Unauthenticated."""
+    scheme, _, presented = headers.get("authorization", "").partition(" ")
+    key = presented.strip() if scheme.lower() == "bearer" else None
+    # A key seen in the last seconds is checked in memory, without a thread hop.
+    if key and (principal := services.api_keys.cached(key)) is not None:
+        return principal
+    return await run_in_threadpool(services.api_keys.authenticate, key or None)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(ApiKeyAuth())]

@@ -4,8 +4,8 @@
 stream: the request body is held in memory only when payload fields must be merged into
 it, or when it is small enough to replay after a refused token; the response body is
 relayed chunk by chunk (the edge sends a small one of known length in one piece). One
-pool per egress route (``Transports.async_client``) serves every call, so that a call
-costs a request on a warm connection, not a TLS handshake.
+pool per egress route (``Transports.upstream``) serves every call, so that a call costs
+a request on a warm connection, not a TLS handshake.
 
 Every call asks the policy (``authorize_credential_use``, purpose ``proxy``, with the
 method, host and path it will reach). The token comes from the token service; a token
@@ -26,12 +26,12 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from http.cookiejar import DefaultCookiePolicy
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import anyio.to_thread
-import httpx
+import yarl
 
 from authprofiles.core.connections import Connection
 from authprofiles.core.errors import (
@@ -88,7 +88,6 @@ _DROP_REQUEST = HOP_BY_HOP | {"authorization", "host", "content-length", "expect
 #: The server adds its own Date and Server; two of each would confuse clients.
 _DROP_RESPONSE = HOP_BY_HOP | {"date", "server"}
 
-_NO_COOKIES = DefaultCookiePolicy(allowed_domains=[])
 #: A body up to this size is buffered so the call can be replayed after a refused token.
 REPLAY_LIMIT = 1024 * 1024
 #: Payload fields need the whole body in memory; larger bodies are refused.
@@ -156,42 +155,57 @@ class _Body:
         return self.data is not None
 
 
+class UpstreamBodyBrokeOff(Exception):
+    """The upstream's body ended before its headers said it would, or the connection
+    broke while it streamed. Not a :class:`DomainError`: once the response has begun,
+    the edge can only cut the caller's connection."""
+
+
 class UpstreamResponse:
     """The upstream's answer, body not yet read. The edge streams it and must call
     :meth:`aclose` (also when the caller goes away)."""
 
-    def __init__(self, response: httpx.Response, *, host: str, retried: bool) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, *, host: str, retried: bool) -> None:
         self._response = response
         self.host = host
-        self.status_code = response.status_code
+        self.status_code = response.status
         self.retried = retried
         connection_tokens = {
-            t.strip().lower() for t in response.headers.get("connection", "").split(",")
+            t.strip().lower() for t in response.headers.get("Connection", "").split(",")
         }
         self.raw_headers: list[tuple[bytes, bytes]] = [
-            (name.lower(), value)
-            for name, value in response.headers.raw
-            if name.decode("latin-1").lower() not in _DROP_RESPONSE | connection_tokens
+            (lowered, value)
+            for name, value in response.raw_headers
+            if (lowered := name.lower()).decode("latin-1") not in _DROP_RESPONSE
+            and lowered.decode("latin-1") not in connection_tokens
         ]
 
     @property
     def content_length(self) -> int | None:
-        value = self._response.headers.get("content-length")
+        value = self._response.headers.get("Content-Length")
         return int(value) if value is not None and value.isdigit() else None
 
     async def read_raw(self) -> bytes:
         """The whole body as sent, for small ones (see ``content_length``); closes."""
         try:
-            return b"".join([chunk async for chunk in self._response.aiter_raw()])
+            return await self._response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamBodyBrokeOff(type(exc).__name__) from None
         finally:
-            await self._response.aclose()
+            self._response.release()
 
-    def aiter_raw(self) -> AsyncIterator[bytes]:
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
         """The body as sent (still compressed, if it was): Content-Length stays true."""
-        return self._response.aiter_raw()
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamBodyBrokeOff(type(exc).__name__) from None
 
     async def aclose(self) -> None:
-        await self._response.aclose()
+        # A body read to its end gives the connection back to the pool; one cut short
+        # closes it (aiohttp decides which).
+        self._response.release()
 
 
 @dataclass(frozen=True)
@@ -396,7 +410,7 @@ class ProxyService:
         body = await self._read_body(incoming, plan)
         headers = _forward_headers(incoming.headers)
         response = await self._send(plan, method, headers, body)
-        if response.status_code != plan.auth_error_status:
+        if response.status != plan.auth_error_status:
             return UpstreamResponse(response, host=plan.host, retried=False)
 
         # RFC 6750 section 3.1: "invalid_token" (401) means the token is expired, revoked
@@ -406,11 +420,11 @@ class ProxyService:
                 partial(self._plan_after_refusal, principal, plan, incoming.path, incoming.query)
             )
         except NeedsReauth:
-            await response.aclose()
+            response.release()
             raise
         except DomainError as exc:
             # The IdP is unreachable or similar: the API's own answer says the most.
-            log.warning("refresh after HTTP %s failed: %s", response.status_code, exc.detail)
+            log.warning("refresh after HTTP %s failed: %s", response.status, exc.detail)
             return UpstreamResponse(response, host=plan.host, retried=False)
         if (
             not body.replayable
@@ -419,7 +433,7 @@ class ProxyService:
             # The body has streamed away (the caller's own retry will get the new token),
             # or there is no new token to try.
             return UpstreamResponse(response, host=plan.host, retried=False)
-        await response.aclose()
+        response.release()
         retry = await self._send(fresh, method, headers, body)
         return UpstreamResponse(retry, host=fresh.host, retried=True)
 
@@ -455,7 +469,7 @@ class ProxyService:
 
     async def _send(
         self, plan: ProxyPlan, method: str, headers: list[tuple[str, str]], body: _Body
-    ) -> httpx.Response:
+    ) -> aiohttp.ClientResponse:
         content: bytes | AsyncIterator[bytes] | None
         out = apply_header_list(headers, plan.injection)
         if body.merge_payload:
@@ -472,26 +486,30 @@ class ProxyService:
             if body.length is not None:
                 # The caller's length is still true: the body passes through unchanged.
                 out.append(("Content-Length", str(body.length)))
-        client = self.s.transports.async_client(plan.egress_proxy_url)
-        # The client is shared by every connection and user: a cookie one upstream sets
-        # must never ride along on anyone else's call, so its jar takes none.
-        client.cookies.jar.set_policy(_NO_COOKIES)
-        request = client.build_request(method, plan.url, headers=out, content=content)
+        session = self.s.transports.upstream(plan.egress_proxy_url)
         try:
-            return await client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
+            return await session.request(
+                method,
+                # Already encoded and checked (join_path): sent exactly as built.
+                yarl.URL(plan.url, encoded=True),
+                headers=out,
+                data=content,
+                allow_redirects=False,
+                proxy=plan.egress_proxy_url,
+            )
+        except TimeoutError as exc:  # aiohttp's connect and read timeouts are these
             raise ProxyUpstreamTimeout(
                 f"{plan.host} did not answer in time ({type(exc).__name__})", plan.host
             ) from None
-        except httpx.ProxyError as exc:
+        except (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError) as exc:
             raise ProxyUpstreamError(
                 f"the egress proxy could not reach {plan.host}: {_safe(exc, plan)}", plan.host
             ) from None
-        except httpx.ConnectError as exc:
+        except aiohttp.ClientConnectorError as exc:
             raise ProxyUpstreamError(
                 f"could not connect to {plan.host}: {_safe(exc, plan)}", plan.host
             ) from None
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             raise ProxyUpstreamError(
                 f"the connection to {plan.host} failed: {_safe(exc, plan)}", plan.host
             ) from None
@@ -557,5 +575,6 @@ __all__ = [
     "ProxyService",
     "ProxyUpstreamError",
     "ProxyUpstreamTimeout",
+    "UpstreamBodyBrokeOff",
     "UpstreamResponse",
 ]
