@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ def create_app(
     services: Services | None = None,
     migrate: bool = True,
     background_refresh: bool = True,
+    freeze_startup_objects: bool = False,
 ) -> FastAPI:
     settings = settings or (services.settings if services else get_settings())
     # httpx logs every request line at INFO; a proxied URL may carry an injected credential
@@ -48,6 +50,14 @@ def create_app(
                 services.tokens, settings.background_refresh_interval_seconds
             )
             refresher.start()
+        if freeze_startup_objects:
+            # What importing and starting left behind (modules, schemas, mappers: millions
+            # of objects) lives as long as the process. Left in the collector's oldest
+            # generation, each full collection walked all of it: 100-110 ms pauses every
+            # few seconds under load, a p99 of ~90 ms at 16 concurrent calls. Frozen,
+            # a full collection takes about 2 ms.
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
@@ -101,4 +111,6 @@ def create_default_app() -> FastAPI:
     """
     import os
 
-    return create_app(migrate=os.environ.get("AUTHPROFILES_SKIP_MIGRATE") != "1")
+    return create_app(
+        migrate=os.environ.get("AUTHPROFILES_SKIP_MIGRATE") != "1", freeze_startup_objects=True
+    )

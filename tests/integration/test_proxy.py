@@ -451,6 +451,47 @@ def test_proxy_needs_the_developer_role_and_an_api_base_url(
     assert "api_base_url" in response.json()["detail"]
 
 
+def test_the_proxy_answers_its_own_errors_as_problems(
+    live: Live, idp: IdP, echo_server: EchoServer, api: httpx.Client
+) -> None:
+    _, connection_id, _ = connect(live, idp, "client_credentials", echo_server.url)
+    anonymous = httpx.get(f"{live.url}/api/v1/proxy/{connection_id}/x", trust_env=False)
+    assert anonymous.headers["content-type"] == "application/problem+json"
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
+
+    trace = api.request("TRACE", f"/api/v1/proxy/{connection_id}/x")
+    assert trace.status_code == 405
+    assert trace.headers["content-type"] == "application/problem+json"
+    assert "GET" in trace.headers["allow"]
+
+    no_id = api.get("/api/v1/proxy/")
+    assert no_id.status_code == 404
+    assert no_id.headers["content-type"] == "application/problem+json"
+
+    # The connection's root: the api_base_url itself (plus the path field's segment).
+    root = api.get(f"/api/v1/proxy/{connection_id}")
+    assert root.status_code == 200, root.text
+    assert root.json()["path"] == "/ws-7"
+
+
+def test_the_proxy_adds_no_encoding_or_type_the_caller_did_not_ask_for(
+    live: Live, idp: IdP, echo_server: EchoServer, api: httpx.Client
+) -> None:
+    _, connection_id, _ = connect(
+        live, idp, "client_credentials", echo_server.url, authorization_fields=[]
+    )
+    raw = http.client.HTTPConnection(urlsplit(live.url).netloc, timeout=30)
+    raw.putrequest("PUT", f"/api/v1/proxy/{connection_id}/upload", skip_accept_encoding=True)
+    raw.putheader("Authorization", api.headers["authorization"])
+    raw.putheader("Content-Length", "5")
+    raw.endheaders(b"hello")
+    echoed = json.loads(raw.getresponse().read())
+    raw.close()
+    assert echoed["body"] == "hello"
+    assert "accept-encoding" not in echoed["headers"]
+    assert "content-type" not in echoed["headers"]
+
+
 def test_the_proxy_is_in_the_openapi_schema(live: Live) -> None:
     schema = live.http.get("/openapi.json").json()
     operations = schema["paths"]["/api/v1/proxy/{connection_id}/{path}"]

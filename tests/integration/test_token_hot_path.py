@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
+from authprofiles.app import create_app
 from authprofiles.core.connections import TokenSet
 from authprofiles.services.container import Services
+from tests.support.app import Live
 from tests.support.seed import seed_connection
 
 
@@ -135,3 +140,47 @@ def test_a_token_just_handed_out_is_reused_without_any_database_read(
         == 200
     )
     assert client.get(url, headers=developer_headers).status_code == 404
+
+
+def test_callers_missing_the_reuse_window_together_share_one_read(
+    services: Services, live: Live, developer_headers: dict[str, str]
+) -> None:
+    services.settings.token_reuse_seconds = 30
+    connection_id = _valid_connection(services)
+    url = f"{live.url}/api/v1/connections/{connection_id}/token"
+    reads: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM connections" in statement:
+            reads.append(statement)
+
+    async def many(n: int) -> list[httpx.Response]:
+        async with httpx.AsyncClient(headers=developer_headers, trust_env=False) as http:
+            return await asyncio.gather(*(http.get(url, timeout=30) for _ in range(n)))
+
+    assert httpx.get(url, headers=developer_headers, trust_env=False).status_code == 200
+    services.tokens.forget(connection_id)  # as if the window had just lapsed
+    event.listen(services.db.engine, "before_cursor_execute", record)
+    try:
+        answers = asyncio.run(many(40))
+    finally:
+        event.remove(services.db.engine, "before_cursor_execute", record)
+    assert {a.status_code for a in answers} == {200}
+    assert {a.json()["access_token"] for a in answers} == {"at-1"}
+    # Requests that arrived while the first read was under way waited for it; one that
+    # arrived after it found the token in memory. Neither read again.
+    assert len(reads) == 1, reads
+
+
+def test_the_server_freezes_what_it_started_with_out_of_the_collectors_way(
+    services: Services,
+) -> None:
+    app = create_app(
+        services=services, migrate=False, background_refresh=False, freeze_startup_objects=True
+    )
+    try:
+        with TestClient(app) as client:
+            assert client.get("/healthz").status_code == 200
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -400,13 +400,12 @@ class ProxyService:
         self, principal: Principal, connection_id: str, incoming: IncomingRequest
     ) -> UpstreamResponse:
         method = incoming.method.upper()
-        plan = self.plan_from_memory(
-            principal, connection_id, method, incoming.path, incoming.query
+        args = (principal, connection_id, method, incoming.path, incoming.query)
+        plan = await self.s.tokens.reuse_or_read(
+            connection_id,
+            partial(self.plan_from_memory, *args),
+            partial(_blocking, partial(self.plan, *args)),
         )
-        if plan is None:
-            plan = await _blocking(
-                partial(self.plan, principal, connection_id, method, incoming.path, incoming.query)
-            )
         body = await self._read_body(incoming, plan)
         headers = _forward_headers(incoming.headers)
         response = await self._send(plan, method, headers, body)

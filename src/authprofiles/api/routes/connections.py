@@ -73,9 +73,11 @@ async def get_token(connection_id: str, request: Request, principal: CurrentPrin
     put it and the profile's authorization fields (`inject`)."""
     # The hottest route: the services come straight off the app, one dependency fewer.
     services: Services = request.app.state.services
-    issued = services.tokens.recent_token(principal, connection_id)
-    if issued is None:
-        issued = await run_in_threadpool(services.tokens.get_token, principal, connection_id)
+    issued = await services.tokens.reuse_or_read(
+        connection_id,
+        lambda: services.tokens.recent_token(principal, connection_id),
+        lambda: run_in_threadpool(services.tokens.get_token, principal, connection_id),
+    )
     # Rendered once per token and reused while the worker reuses the token itself.
     body = issued.memo.get("token_json")
     if body is None:
