@@ -76,9 +76,10 @@ def create_app(
     app.state.services = services
     problems.install(app)
     app.include_router(health.router)
-    app.include_router(web_routes.router)
-    for module in (profiles, connections, discovery, proxy, testing):
+    # Routes are matched in order: the token route (the hottest) is tried first.
+    for module in (connections, profiles, discovery, proxy, testing):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(web_routes.router)
     proxy.mount(app, API_PREFIX)
     _describe(app, proxy.DESCRIBED)
     return app

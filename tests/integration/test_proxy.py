@@ -27,6 +27,7 @@ from tests.support.app import Live
 from tests.support.echo import EchoServer, expected_sha256
 from tests.support.idp import IdP
 from tests.support.live import ThreadServer, free_port
+from tests.support.tls import HttpsUpstream, issue_certificates
 
 pytestmark = pytest.mark.idp
 
@@ -490,6 +491,35 @@ def test_the_proxy_adds_no_encoding_or_type_the_caller_did_not_ask_for(
     assert echoed["body"] == "hello"
     assert "accept-encoding" not in echoed["headers"]
     assert "content-type" not in echoed["headers"]
+
+
+def test_an_https_api_is_reached_over_verified_tls(
+    live: Live, idp: IdP, api: httpx.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    certificates = issue_certificates(tmp_path)
+    # The CAs the proxy trusts are the OAuth calls' ones: certifi, or SSL_CERT_FILE.
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificates.ca))
+    with HttpsUpstream(certificates) as upstream:
+        _, connection_id, _ = connect(
+            live, idp, "client_credentials", upstream.url, authorization_fields=[]
+        )
+        answer = api.get(f"/api/v1/proxy/{connection_id}/me")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["tls"] is True
+        assert answer.json()["auth"] == f"Bearer {access_token(live, connection_id)}"
+
+        # The certificate names 127.0.0.1 only: reached by another name, it is refused.
+        _, by_name, _ = connect(
+            live,
+            idp,
+            "client_credentials",
+            f"https://localhost:{upstream.port}",
+            authorization_fields=[],
+        )
+        refused = api.get(f"/api/v1/proxy/{by_name}/me")
+        assert refused.status_code == 502, refused.text
+        assert refused.json()["upstream_host"] == "localhost"
+        assert "certificate" in refused.json()["detail"].lower(), refused.json()
 
 
 def test_the_proxy_is_in_the_openapi_schema(live: Live) -> None:

@@ -12,6 +12,7 @@ the same upstream, and the proxy is where agents' calls pile up.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import weakref
 
@@ -30,6 +31,7 @@ class Transports:
         self._upstream: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[str | None, aiohttp.ClientSession]
         ] = weakref.WeakKeyDictionary()
+        self._ssl: ssl.SSLContext | None = None
         self._lock = threading.Lock()
 
     def sync(self, egress_proxy_url: str | None) -> httpx.HTTPTransport:
@@ -69,6 +71,8 @@ class Transports:
                     connector=aiohttp.TCPConnector(
                         limit=_LIMITS.max_connections or 0,
                         keepalive_timeout=_LIMITS.keepalive_expiry or 30,
+                        # The CAs the OAuth calls trust (certifi, or SSL_CERT_FILE/DIR).
+                        ssl=self._ssl_context(),
                     ),
                     cookie_jar=aiohttp.DummyCookieJar(),
                     auto_decompress=False,
@@ -85,6 +89,11 @@ class Transports:
                 )
                 sessions[egress_proxy_url] = session
             return session
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context()
+        return self._ssl
 
     def close(self) -> None:
         with self._lock:

@@ -19,6 +19,24 @@ from authprofiles.services.container import Services
 router = APIRouter(tags=["connections"])
 
 
+@router.get("/connections/{connection_id}/token", response_model=TokenPublic)
+async def get_token(connection_id: str, request: Request, principal: CurrentPrincipal) -> Response:
+    """A valid access token, refreshed first if it expires within the skew, with where to
+    put it and the profile's authorization fields (`inject`)."""
+    # The hottest route: the services come straight off the app, one dependency fewer.
+    services: Services = request.app.state.services
+    issued = await services.tokens.reuse_or_read(
+        connection_id,
+        lambda: services.tokens.recent_token(principal, connection_id),
+        lambda: run_in_threadpool(services.tokens.get_token, principal, connection_id),
+    )
+    # Rendered once per token and reused while the worker reuses the token itself.
+    body = issued.memo.get("token_json")
+    if body is None:
+        body = issued.memo["token_json"] = TokenPublic.of(issued).model_dump_json().encode()
+    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
 @router.post(
     "/profiles/{profile_id}/connections",
     status_code=status.HTTP_201_CREATED,
@@ -65,21 +83,3 @@ async def delete_connection(
     """Disconnect: revoke at the IdP where it offers revocation, then forget the tokens."""
     report = await run_in_threadpool(services.connections.delete, principal, connection_id)
     return RevocationPublic(deleted=True, revoked=report.revoked, revocation_errors=report.errors)
-
-
-@router.get("/connections/{connection_id}/token", response_model=TokenPublic)
-async def get_token(connection_id: str, request: Request, principal: CurrentPrincipal) -> Response:
-    """A valid access token, refreshed first if it expires within the skew, with where to
-    put it and the profile's authorization fields (`inject`)."""
-    # The hottest route: the services come straight off the app, one dependency fewer.
-    services: Services = request.app.state.services
-    issued = await services.tokens.reuse_or_read(
-        connection_id,
-        lambda: services.tokens.recent_token(principal, connection_id),
-        lambda: run_in_threadpool(services.tokens.get_token, principal, connection_id),
-    )
-    # Rendered once per token and reused while the worker reuses the token itself.
-    body = issued.memo.get("token_json")
-    if body is None:
-        body = issued.memo["token_json"] = TokenPublic.of(issued).model_dump_json().encode()
-    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
