@@ -18,6 +18,7 @@ from tests.support.app import Live
 from tests.support.echo import EchoServer, expected_sha256
 from tests.support.forward_proxy import ForwardProxy
 from tests.support.idp import IdP
+from tests.support.tls import HttpsUpstream, issue_certificates
 
 pytestmark = pytest.mark.idp
 
@@ -146,3 +147,36 @@ def test_an_unreachable_connector_is_a_502(
     assert tested["ok"] is False
     assert tested["stage"] == "token"
     assert tested["response"]["error"].startswith(("ProxyError", "ConnectError"))
+
+
+def test_an_https_api_is_tunnelled_through_the_connector(
+    live: Live,
+    idp: IdP,
+    forward_proxy: ForwardProxy,
+    developer_headers: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    certificates = issue_certificates(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificates.ca))
+    with HttpsUpstream(certificates) as upstream:
+        client = idp.register_client("client-credentials")
+        profile = live.create_profile(
+            auth_type="oauth2_client_credentials",
+            client_id=client.client_id,
+            client_secret=client.client_secret,
+            token_url=idp.token_url,
+            api_base_url=upstream.url,
+            egress_proxy_url=forward_proxy.url,
+        )
+        connection_id = live.connect(profile["id"])["connection_id"]
+        forward_proxy.clear()
+        answer = httpx.get(
+            f"{live.url}/api/v1/proxy/{connection_id}/me",
+            headers=developer_headers,
+            trust_env=False,
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["tls"] is True
+        # The connector saw a tunnel to the API, never the request (nor the token) in it.
+        assert forward_proxy.forwarded_requests() == [f"CONNECT 127.0.0.1:{upstream.port}"]

@@ -271,6 +271,19 @@ def test_a_url_must_be_a_valid_http_or_https_url(field: str, url: str) -> None:
     assert field in _errors(_with("oauth2_authorization_code", **{field: url}))
 
 
+@pytest.mark.parametrize(
+    "url", ["http://user:secret@proxy.example.com:3128", "https://token@api.example.com/v1"]
+)
+@pytest.mark.parametrize("field", URL_FIELDS_ANY_TYPE)
+def test_a_url_may_not_carry_credentials(field: str, url: str) -> None:
+    """They would be stored and shown in plain text; the error says so without echoing."""
+    with pytest.raises(ValidationFailed) as failed:
+        _validate(_with("oauth2_authorization_code", **{field: url}))
+    errors = [e for e in failed.value.errors if e.field == field]
+    assert errors and "credentials" in errors[0].message
+    assert "secret" not in errors[0].message and "token@" not in errors[0].message
+
+
 @pytest.mark.parametrize("url", ["http://localhost:8080/token", "https://idp.example.com/t?x=1"])
 def test_http_and_https_urls_with_ports_and_queries_are_accepted(url: str) -> None:
     assert _validate(_with("oauth2_client_credentials", token_url=url)).token_url == url

@@ -517,9 +517,16 @@ def check_url(
     except ValueError:
         parts, port_ok = None, False
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-        errors.append(FieldError(field, f"{value!r} is not a valid http or https URL"))
+        shown = "this" if "@" in value else repr(value)  # never echo what may be a password
+        errors.append(FieldError(field, f"{shown} is not a valid http or https URL"))
     elif any(c.isspace() for c in sample):
         errors.append(FieldError(field, "a URL may not contain spaces"))
+    elif "@" in parts.netloc:
+        # URLs are stored and shown as they are; a password in one would be neither
+        # encrypted nor hidden.
+        errors.append(
+            FieldError(field, "a URL may not carry credentials (user:password@ before the host)")
+        )
     return errors
 
 
