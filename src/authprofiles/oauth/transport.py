@@ -26,7 +26,6 @@ class Transports:
     def __init__(self, *, timeout: float) -> None:
         self.timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
         self._sync: dict[str | None, httpx.HTTPTransport] = {}
-        self._async: dict[str | None, httpx.AsyncHTTPTransport] = {}
         # aiohttp sessions belong to the loop they were made on: one set per loop.
         self._upstream: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[str | None, aiohttp.ClientSession]
