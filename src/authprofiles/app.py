@@ -76,20 +76,31 @@ def create_app(
     app.state.services = services
     problems.install(app)
     app.include_router(health.router)
-    # Routes are matched in order: the token route (the hottest) is tried first.
-    for module in (connections, profiles, discovery, proxy, testing):
-        app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(web_routes.router)
+    for module in (profiles, connections, discovery, proxy, testing):
+        app.include_router(module.router, prefix=API_PREFIX)
+    # The hot paths, matched before anything else (each says why it is bare).
     proxy.mount(app, API_PREFIX)
-    _describe(app, proxy.DESCRIBED)
+    connections.mount_token_route(app, API_PREFIX)
+    health.mount_liveness_route(app)
+    _describe(
+        app,
+        [
+            (proxy.DESCRIBED, API_PREFIX),
+            (connections.DESCRIBED, API_PREFIX),
+            (health.DESCRIBED, ""),
+        ],
+    )
     return app
 
 
-def _describe(app: FastAPI, described: APIRouter) -> None:
-    """Add to the OpenAPI schema operations served by a bare ASGI app (the proxy), which
-    FastAPI cannot see: ``described`` holds them as routes that are never routed to."""
+def _describe(app: FastAPI, described: list[tuple[APIRouter, str]]) -> None:
+    """Add to the OpenAPI schema the operations served outside FastAPI's routing (the hot
+    paths), which it cannot see: ``described`` holds them, with their prefixes, as routes
+    never routed to."""
     prefixed = APIRouter()
-    prefixed.include_router(described, prefix=API_PREFIX)
+    for router, prefix in described:
+        prefixed.include_router(router, prefix=prefix)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

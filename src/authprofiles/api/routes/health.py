@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from starlette.routing import Route
 
 from authprofiles.api.deps import ServicesDep
 
 router = APIRouter(tags=["health"])
 
+_ALIVE = b'{"status":"ok"}'
 
-@router.get("/healthz")
+
+async def healthz_endpoint(_request: Request) -> Response:
+    return Response(_ALIVE, media_type="application/json")
+
+
+def mount_liveness_route(app: FastAPI) -> None:
+    """``GET /healthz`` as a plain Starlette route matched first, like the token route:
+    probes hit it constantly, and it is the benchmarks' "bare endpoint", which must cost
+    no more than the cheapest route the server has. ``DESCRIBED`` documents it."""
+    app.router.routes.insert(0, Route("/healthz", healthz_endpoint, methods=["GET"]))
+
+
+DESCRIBED = APIRouter(tags=["health"])
+
+
+@DESCRIBED.get("/healthz")
 async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+    """200 while the process serves."""
+    raise NotImplementedError("served by healthz_endpoint")
 
 
 @router.get("/readyz")
