@@ -161,6 +161,8 @@ class TokenService:
         found = from_memory()
         if found is not None:
             return found
+        if self.s.settings.token_reuse_seconds <= 0:
+            return await read()  # nothing would be found in memory: no point waiting
         return await self._coalescer.run(connection_id, from_memory, read)
 
     def reusable(self, principal: Principal, connection_id: str) -> IssuedToken | None:
