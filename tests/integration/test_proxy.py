@@ -570,6 +570,36 @@ def test_a_cookie_one_upstream_sets_never_rides_along_on_another_call(
         server.stop()
 
 
+def test_a_connection_the_api_closed_while_idle_is_not_reused(
+    live: Live, api: httpx.Client, idp: IdP
+) -> None:
+    """APIs close idle keep-alive connections (uvicorn after 5 s, here 1 s); a POST, which
+    may not be sent twice, must then go out on a fresh connection, not fail on the old."""
+    upstream = FastAPI()
+
+    @upstream.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @upstream.post("/orders")
+    async def orders(request: Request) -> dict[str, str]:
+        return {"got": (await request.body()).decode()}
+
+    server = ThreadServer(upstream, timeout_keep_alive=1).start()
+    try:
+        _, connection_id, _ = connect(
+            live, idp, "client_credentials", server.url, authorization_fields=[]
+        )
+        url = f"/api/v1/proxy/{connection_id}/orders"
+        assert api.post(url, content=b"first").json() == {"got": "first"}
+        time.sleep(2.5)  # the API has closed the proxy's idle connection by now
+        again = api.post(url, content=b"second")
+        assert again.status_code == 200, again.text
+        assert again.json() == {"got": "second"}
+    finally:
+        server.stop()
+
+
 def test_an_answer_that_breaks_off_is_a_502_or_a_cut_connection_never_a_whole_one(
     live: Live, api: httpx.Client, idp: IdP, echo_server: EchoServer, make_fault_proxy: Any
 ) -> None:
