@@ -265,20 +265,24 @@ ESCAPES = [
 
 
 @pytest.mark.parametrize("path", ESCAPES)
+@pytest.mark.parametrize("prefix", ["/api/v1/proxy", "/api/v1/%70roxy"])
 def test_path_escape_attempts_are_refused_with_400(
     live: Live,
     developer_headers: dict[str, str],
     idp: IdP,
     echo_server: EchoServer,
     path: str,
+    prefix: str,
 ) -> None:
+    """Also when the proxy's own prefix is percent-encoded: the raw path cannot be cut at
+    it then, and the decoded one would turn ``a%2Fb`` into ``a/b``; the call is refused."""
     _, connection_id, _ = connect(live, idp, "client_credentials", echo_server.url + "/base")
     echo_server.clear_requests()
     # http.client sends the path byte for byte (httpx would remove dot segments first).
     host, port = urlsplit(live.url).hostname, urlsplit(live.url).port
     conn = http.client.HTTPConnection(str(host), port, timeout=30)
     try:
-        conn.request("GET", f"/api/v1/proxy/{connection_id}/{path}", headers=developer_headers)
+        conn.request("GET", f"{prefix}/{connection_id}/{path}", headers=developer_headers)
         response = conn.getresponse()
         body = json.loads(response.read())
     finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import quote
 
 import anyio
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -22,6 +21,7 @@ from authprofiles.api.deps import CurrentPrincipal, ServicesDep, authenticate
 from authprofiles.api.problems import PROBLEM_JSON, problem
 from authprofiles.api.schemas import TokenPublic
 from authprofiles.core.errors import NotFound
+from authprofiles.core.injection import PathEscape
 from authprofiles.services.access import Principal
 from authprofiles.services.container import Services
 from authprofiles.services.proxy import (
@@ -103,11 +103,12 @@ async def _until_disconnected(receive: Receive) -> None:
 def _target(scope: Scope, mount: str) -> tuple[str, str]:
     """(connection id, path after it) from the request line. The path stays exactly as
     sent: the decoded one would hide ``%2F`` and ``%2e%2e``, the very things an escape
-    attempt uses. The id is a UUID, never encoded."""
+    attempt uses. The prefix and the id (a UUID) need no encoding; when the prefix came
+    encoded, the raw path cannot be cut at it, and the request is refused."""
     raw = bytes(scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
     _, marker, rest = raw.split("?", 1)[0].partition(mount + "/")
-    if not marker:  # the prefix itself was percent-encoded: fall back to re-encoding
-        rest = quote(scope["path"], safe="/!$&'()*+,;=:@-._~%").partition(mount + "/")[2]
+    if not marker:
+        raise PathEscape(f"send the proxy's path as {mount}/{{connection_id}}/..., unencoded")
     connection_id, _, tail = rest.partition("/")
     return connection_id, tail
 
