@@ -12,9 +12,16 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+from authprofiles.core.connections import TokenSet
+from authprofiles.services.container import Services
+from authprofiles.settings import Settings
+from tests.support.seed import seed_connection
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,10 +48,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[bytes]:
+def start_process(
+    args: list[str], health_url: str, *, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.Popen[bytes]:
+    """``python <args>`` in its own process, returned once ``health_url`` answers 200."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "authprofiles.cli.main", "serve", "--port", str(port)],
-        env={**os.environ, **env},
+        [sys.executable, *args],
+        env={**os.environ, **(env or {})},
         cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -52,12 +62,74 @@ def start_server(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+            if httpx.get(health_url, timeout=1).status_code == 200:
                 return process
         except httpx.HTTPError:
             time.sleep(0.1)
     process.kill()
-    raise RuntimeError("the server did not start")
+    raise RuntimeError(f"python {' '.join(args)} did not start")
+
+
+def stop(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def start_server(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[bytes]:
+    """``authprofiles serve`` on ``port``, as an operator runs it."""
+    return start_process(
+        ["-m", "authprofiles.cli.main", "serve", "--port", str(port)],
+        f"http://127.0.0.1:{port}/healthz",
+        env=env,
+        cwd=cwd,
+    )
+
+
+def server_env(workdir: Path, key: str, **settings: str) -> dict[str, str]:
+    """The server's environment for the database ``prepare_connection`` made."""
+    env = {
+        "AUTHPROFILES_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
+        "AUTHPROFILES_MASTER_KEY": key,
+        "AUTHPROFILES_LOG_LEVEL": "warning",
+    }
+    return env | {f"AUTHPROFILES_{name.upper()}": value for name, value in settings.items()}
+
+
+def prepare_connection(workdir: Path, key: str, profile: dict[str, Any]) -> tuple[str, str]:
+    """A database in ``workdir`` with ``profile`` (client credentials against an IdP that
+    is never called) and a connection whose token is valid for a day: (developer API key,
+    connection id)."""
+    services = Services(
+        Settings(database_url=server_env(workdir, key)["AUTHPROFILES_DATABASE_URL"], master_key=key)
+    )
+    try:
+        services.db.migrate()
+        api_key = services.api_keys.create(name="bench", role="developer").key
+        _, connection = seed_connection(
+            services,
+            {
+                "auth_type": "oauth2_client_credentials",
+                "identity_provider": "Bench",
+                "client_id": "bench-client",
+                "client_secret": "bench-secret",
+                "token_url": "https://idp.invalid/token",
+                **profile,
+            },
+            TokenSet(
+                access_token="bench-access-token",
+                token_type="Bearer",
+                refresh_token="bench-refresh-token",
+                expires_at=datetime.now(UTC) + timedelta(days=1),
+            ),
+        )
+    finally:
+        services.close()
+    return api_key, connection.id
 
 
 def load(

@@ -20,19 +20,23 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import psutil
 
-from authprofiles.core.connections import TokenSet
-from authprofiles.services.container import Services
-from authprofiles.settings import Settings
 from authprofiles.store.cipher import encode_key, new_key
-from bench.common import ROOT, Row, free_port, load, start_server
+from bench.common import (
+    ROOT,
+    Row,
+    free_port,
+    load,
+    prepare_connection,
+    server_env,
+    start_process,
+    start_server,
+    stop,
+)
 from tests.support.echo import EchoServer, expected_sha256, start_echo
-from tests.support.seed import seed_connection
 
 SEQUENTIAL = 3000
 CONCURRENT = 4000
@@ -60,65 +64,12 @@ print(json.dumps({"status": status, "bytes": size, "sha256": digest.hexdigest(),
 """
 
 
-def _prepare(workdir: Path, key: str, upstream: str) -> tuple[str, str]:
-    """A profile whose API is the echo upstream, with a connection holding a valid token
-    and one authorization field of each cheap kind (header and query)."""
-    settings = Settings(database_url=f"sqlite:///{workdir / 'bench.db'}", master_key=key)
-    services = Services(settings)
-    services.db.migrate()
-    api_key = services.api_keys.create(name="bench", role="developer").key
-    _, connection = seed_connection(
-        services,
-        {
-            "name": "bench-proxy",
-            "auth_type": "oauth2_client_credentials",
-            "identity_provider": "Bench",
-            "client_id": "bench-client",
-            "client_secret": "bench-secret",
-            "token_url": "https://idp.invalid/token",
-            "api_base_url": upstream,
-            "authorization_fields": [
-                {"type": "header", "key": "X-Tenant", "value": "t1"},
-                {"type": "query", "key": "api_key", "value": "k1"},
-            ],
-        },
-        TokenSet(
-            access_token="bench-access-token",
-            token_type="Bearer",
-            expires_at=datetime.now(UTC) + timedelta(days=1),
-        ),
-    )
-    services.close()
-    return api_key, connection.id
-
-
 def _start_bare_forwarder(upstream: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.bare_forwarder", upstream, str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    url = f"http://127.0.0.1:{free_port()}"
+    process = start_process(
+        ["-m", "bench.bare_forwarder", upstream, url.rsplit(":", 1)[1]], f"{url}/_echo/health"
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/_echo/health", timeout=1).status_code == 200:
-                return process, url
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the bare forwarder did not start")
-
-
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    return process, url
 
 
 def _tree_rss(process: psutil.Process) -> int:
@@ -168,14 +119,22 @@ def run() -> list[Row]:
         server = bare = None
         try:
             key = encode_key(new_key())
-            api_key, connection_id = _prepare(workdir, key, echo.url)
+            # A profile whose API is the echo upstream, with one authorization field of
+            # each cheap kind (header and query).
+            api_key, connection_id = prepare_connection(
+                workdir,
+                key,
+                {
+                    "name": "bench-proxy",
+                    "api_base_url": echo.url,
+                    "authorization_fields": [
+                        {"type": "header", "key": "X-Tenant", "value": "t1"},
+                        {"type": "query", "key": "api_key", "value": "k1"},
+                    ],
+                },
+            )
             port = free_port()
-            env = {
-                "AUTHPROFILES_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
-                "AUTHPROFILES_MASTER_KEY": key,
-                "AUTHPROFILES_LOG_LEVEL": "warning",
-            }
-            server = start_server(env, workdir, port)
+            server = start_server(server_env(workdir, key), workdir, port)
             proxy = f"http://127.0.0.1:{port}/api/v1/proxy/{connection_id}"
             auth = {"Authorization": f"Bearer {api_key}"}
 
@@ -205,8 +164,8 @@ def run() -> list[Row]:
                 server_process,
             )
         finally:
-            _stop(bare)
-            _stop(server)
+            stop(bare)
+            stop(server)
             echo.stop()
 
     direct_p50 = direct_seq["p50"] * 1000

@@ -6,60 +6,20 @@ process. Goals (issue #3): p50 at most 2x the bare endpoint's, throughput at lea
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from authprofiles.core.connections import TokenSet
-from authprofiles.services.container import Services
-from authprofiles.settings import Settings
 from authprofiles.store.cipher import encode_key, new_key
-from bench.common import Row, free_port, load, start_server
-from tests.support.seed import seed_connection
+from bench.common import Row, free_port, load, prepare_connection, server_env, start_server, stop
 
 SEQUENTIAL = 3000
 CONCURRENT = 8000
 CONCURRENCY = 32
 
 
-def _prepare(workdir: Path, key: str) -> tuple[str, str]:
-    """A configured profile with a connection whose token is valid for a day."""
-    settings = Settings(database_url=f"sqlite:///{workdir / 'bench.db'}", master_key=key)
-    services = Services(settings)
-    services.db.migrate()
-    api_key = services.api_keys.create(name="bench", role="developer").key
-    _, connection = seed_connection(
-        services,
-        {
-            "name": "bench",
-            "auth_type": "oauth2_client_credentials",
-            "identity_provider": "Bench",
-            "client_id": "bench-client",
-            "client_secret": "bench-secret",
-            "token_url": "https://idp.invalid/token",
-            "authorization_fields": [{"type": "header", "key": "X-Tenant", "value": "t1"}],
-        },
-        TokenSet(
-            access_token="bench-access-token",
-            token_type="Bearer",
-            refresh_token="bench-refresh-token",
-            expires_at=datetime.now(UTC) + timedelta(days=1),
-        ),
-    )
-    services.close()
-    return api_key, connection.id
-
-
 def _measure(workdir: Path, key: str, api_key: str, connection_id: str, reuse: str) -> dict:
     port = free_port()
-    env = {
-        "AUTHPROFILES_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
-        "AUTHPROFILES_MASTER_KEY": key,
-        "AUTHPROFILES_LOG_LEVEL": "warning",
-        "AUTHPROFILES_TOKEN_REUSE_SECONDS": reuse,
-    }
-    server = start_server(env, workdir, port)
+    server = start_server(server_env(workdir, key, token_reuse_seconds=reuse), workdir, port)
     try:
         base = f"http://127.0.0.1:{port}"
         bare_url = f"{base}/healthz"
@@ -74,11 +34,7 @@ def _measure(workdir: Path, key: str, api_key: str, connection_id: str, reuse: s
             ),
         }
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
 
 
 def _rows(figures: dict, label: str, *, judged: bool) -> list[Row]:
@@ -116,7 +72,14 @@ def run() -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="authprofiles-bench-") as tmp:
         workdir = Path(tmp)
         key = encode_key(new_key())
-        api_key, connection_id = _prepare(workdir, key)
+        api_key, connection_id = prepare_connection(
+            workdir,
+            key,
+            {
+                "name": "bench",
+                "authorization_fields": [{"type": "header", "key": "X-Tenant", "value": "t1"}],
+            },
+        )
         default = _measure(workdir, key, api_key, connection_id, reuse="1")
         no_reuse = _measure(workdir, key, api_key, connection_id, reuse="0")
     # The goals judge the service as shipped; the second run shows what the reuse saves.

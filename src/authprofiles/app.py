@@ -79,10 +79,12 @@ def create_app(
     app.include_router(web_routes.router)
     for module in (profiles, connections, discovery, proxy, testing):
         app.include_router(module.router, prefix=API_PREFIX)
-    # The hot paths, matched before anything else (each says why it is bare).
-    proxy.mount(app, API_PREFIX)
-    connections.mount_token_route(app, API_PREFIX)
-    health.mount_liveness_route(app)
+    # The hot paths, plain Starlette routes matched before FastAPI's (each says why).
+    app.router.routes[:0] = [
+        health.liveness_route(),
+        connections.token_route(API_PREFIX),
+        proxy.proxy_route(API_PREFIX),
+    ]
     _describe(
         app,
         [

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.app import Live
+from tests.support.app import Live, oauth_profile
 from tests.support.echo import EchoServer, expected_sha256
 from tests.support.forward_proxy import ForwardProxy
 from tests.support.idp import IdP
@@ -29,18 +29,17 @@ def database_url(tmp_path: Path) -> str:
 
 
 def cc_profile(live: Live, idp: IdP, echo_server: EchoServer, **overrides: Any) -> dict[str, Any]:
-    client = idp.register_client("client-credentials")
-    return live.create_profile(
-        auth_type="oauth2_client_credentials",
-        client_id=client.client_id,
-        client_secret=client.client_secret,
-        token_url=idp.token_url,
+    profile, _ = oauth_profile(
+        live,
+        idp,
+        "client-credentials",
         api_base_url=echo_server.url,
         token_test_url=echo_server.url + "/check",
         token_test_method="GET",
         token_test_content_type="json",
         **overrides,
     )
+    return profile
 
 
 def test_token_refresh_test_and_proxy_all_pass_the_connector(
@@ -91,16 +90,7 @@ def test_token_refresh_test_and_proxy_all_pass_the_connector(
 def test_the_authorization_code_test_passes_the_connector(
     live: Live, idp: IdP, forward_proxy: ForwardProxy
 ) -> None:
-    client = idp.register_client("authorization-code", redirect_uris=[live.url + "/oauth/callback"])
-    profile = live.create_profile(
-        auth_type="oauth2_authorization_code",
-        client_id=client.client_id,
-        client_secret=client.client_secret,
-        authorization_url=idp.authorization_url,
-        token_url=idp.token_url,
-        tenancy=False,
-        egress_proxy_url=forward_proxy.url,
-    )
+    profile, _ = oauth_profile(live, idp, "authorization-code", egress_proxy_url=forward_proxy.url)
     tested = live.http.post(f"/api/v1/profiles/{profile['id']}/test").json()
     assert tested["ok"] is True, tested
     methods_and_paths = [
@@ -160,12 +150,10 @@ def test_an_https_api_is_tunnelled_through_the_connector(
     certificates = issue_certificates(tmp_path)
     monkeypatch.setenv("SSL_CERT_FILE", str(certificates.ca))
     with HttpsUpstream(certificates) as upstream:
-        client = idp.register_client("client-credentials")
-        profile = live.create_profile(
-            auth_type="oauth2_client_credentials",
-            client_id=client.client_id,
-            client_secret=client.client_secret,
-            token_url=idp.token_url,
+        profile, _ = oauth_profile(
+            live,
+            idp,
+            "client-credentials",
             api_base_url=upstream.url,
             egress_proxy_url=forward_proxy.url,
         )

@@ -6,53 +6,40 @@ Each test runs on SQLite and on PostgreSQL (the ``database_url`` fixture).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
-from tests.support.app import Live
+from tests.support.app import Live, oauth_profile
 from tests.support.idp import IdP
 
 
 def _auth_code_profile(
-    live: Live, idp: IdP, *, skip_consent: bool = True, **overrides: object
+    live: Live, idp: IdP, *, skip_consent: bool = True, **overrides: Any
 ) -> tuple[dict, object]:
-    client = idp.register_client(
+    return oauth_profile(
+        live,
+        idp,
         "authorization-code",
-        redirect_uris=[live.url + "/oauth/callback"],
         skip_authorization=skip_consent,
-    )
-    profile = live.create_profile(
-        auth_type="oauth2_authorization_code",
-        client_id=client.client_id,
-        client_secret=client.client_secret,
-        authorization_url=idp.authorization_url,
-        token_url=idp.token_url,
         revocation_url=idp.revocation_url,
         scopes=["read", "write"],
-        tenancy=False,
         **overrides,
     )
-    return profile, client
 
 
-def _password_profile(
-    live: Live, idp: IdP, mode: str = "preauthorized", **overrides: object
-) -> dict:
-    client = idp.register_client("password")
-    return live.create_profile(
-        auth_type="oauth2_password",
-        client_id=client.client_id,
-        client_secret=client.client_secret,
-        token_url=idp.token_url,
+def _password_profile(live: Live, idp: IdP, mode: str = "preauthorized", **overrides: Any) -> dict:
+    profile, _ = oauth_profile(
+        live,
+        idp,
+        "password",
         revocation_url=idp.revocation_url,
         authorization_mode=mode,
-        token_test_url=idp.base_url + "/o/userinfo/",
-        token_test_method="GET",
-        token_test_content_type="json",
         **overrides,
     )
+    return profile
 
 
 def test_authorization_code_with_pkce_connects_and_serves_a_token(
@@ -111,14 +98,8 @@ def test_authorization_code_refused_at_the_idp_is_reported(
 
 @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
 def test_client_credentials_in_both_client_auth_methods(live: Live, idp: IdP, method: str) -> None:
-    client = idp.register_client("client-credentials")
-    profile = live.create_profile(
-        auth_type="oauth2_client_credentials",
-        client_id=client.client_id,
-        client_secret=client.client_secret,
-        token_url=idp.token_url,
-        client_auth_method=method,
-        scopes=["read"],
+    profile, _ = oauth_profile(
+        live, idp, "client-credentials", client_auth_method=method, scopes=["read"]
     )
     idp.reset_counters()
     started = live.connect(profile["id"])
@@ -136,13 +117,7 @@ def test_client_credentials_in_both_client_auth_methods(live: Live, idp: IdP, me
 
 
 def test_client_credentials_with_a_wrong_secret_stores_nothing(live: Live, idp: IdP) -> None:
-    client = idp.register_client("client-credentials")
-    profile = live.create_profile(
-        auth_type="oauth2_client_credentials",
-        client_id=client.client_id,
-        client_secret="not-the-secret",
-        token_url=idp.token_url,
-    )
+    profile, _ = oauth_profile(live, idp, "client-credentials", client_secret="not-the-secret")
     response = live.http.post(f"/api/v1/profiles/{profile['id']}/connections", json={})
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -290,13 +265,11 @@ def test_discovery_reads_the_servers_metadata(live: Live, idp: IdP) -> None:
 def test_tenant_and_fields_are_rendered_into_urls_and_cannot_move_the_host(
     live: Live, idp: IdP
 ) -> None:
-    client = idp.register_client("authorization-code", redirect_uris=[live.url + "/oauth/callback"])
-    profile = live.create_profile(
-        auth_type="oauth2_authorization_code",
-        client_id=client.client_id,
-        client_secret=client.client_secret,
+    profile, _ = oauth_profile(
+        live,
+        idp,
+        "authorization-code",
         authorization_url="https://{tenant}.login.example.com/{{region}}/authorize",
-        token_url=idp.token_url,
         form_fields=[{"title": "Region", "key": "region", "mandatory": True}],
         tenancy=True,
     )

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.support.app import Live
+from tests.support.app import Live, oauth_profile
 from tests.support.echo import EchoServer
 from tests.support.idp import IdP
 from tests.support.live import free_port
@@ -41,15 +41,7 @@ def assert_absent(response: httpx.Response, *secrets: str) -> None:
 
 
 def cc_profile(live: Live, idp: IdP, **overrides: Any) -> tuple[dict[str, Any], Any]:
-    client = idp.register_client("client-credentials")
-    fields: dict[str, Any] = {
-        "auth_type": "oauth2_client_credentials",
-        "client_id": client.client_id,
-        "client_secret": client.client_secret,
-        "token_url": idp.token_url,
-        **overrides,
-    }
-    return live.create_profile(**fields), client
+    return oauth_profile(live, idp, "client-credentials", **overrides)
 
 
 def test_client_credentials_profile_passes_with_the_token_redacted(live: Live, idp: IdP) -> None:
@@ -200,18 +192,7 @@ def test_an_unreachable_host_fails_at_the_token_stage(live: Live, idp: IdP) -> N
 
 
 def password_profile(live: Live, idp: IdP, echo_server: EchoServer) -> tuple[dict[str, Any], Any]:
-    client = idp.register_client("password")
-    profile = live.create_profile(
-        auth_type="oauth2_password",
-        client_id=client.client_id,
-        client_secret=client.client_secret,
-        token_url=idp.token_url,
-        authorization_mode="user",
-        token_test_url=echo_server.url + "/me",
-        token_test_method="GET",
-        token_test_content_type="json",
-    )
-    return profile, client
+    return oauth_profile(live, idp, "password", token_test_url=echo_server.url + "/me")
 
 
 def test_password_profile_passes_and_a_wrong_password_fails_at_token(
@@ -241,17 +222,7 @@ def test_password_profile_passes_and_a_wrong_password_fails_at_token(
 
 
 def auth_code_profile(live: Live, idp: IdP, **overrides: Any) -> tuple[dict[str, Any], Any]:
-    client = idp.register_client("authorization-code", redirect_uris=[live.url + "/oauth/callback"])
-    fields: dict[str, Any] = {
-        "auth_type": "oauth2_authorization_code",
-        "client_id": client.client_id,
-        "client_secret": client.client_secret,
-        "authorization_url": idp.authorization_url,
-        "token_url": idp.token_url,
-        "tenancy": False,
-        **overrides,
-    }
-    return live.create_profile(**fields), client
+    return oauth_profile(live, idp, "authorization-code", **overrides)
 
 
 def test_authorization_code_profile_checks_both_endpoints_then_says_authorize(

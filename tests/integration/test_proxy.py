@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 
 from authprofiles.settings import Settings
-from tests.support.app import Live
+from tests.support.app import Live, oauth_profile
 from tests.support.echo import EchoServer, expected_sha256
 from tests.support.idp import IdP
 from tests.support.live import ThreadServer, free_port
@@ -82,53 +82,38 @@ def connect(
         "api_base_url": api_base_url,
         "authorization_fields": AUTHORIZATION_FIELDS,
         "form_fields": FORM_FIELDS,
-        "token_url": idp.token_url,
         **overrides,
     }
     if grant == "client_credentials":
-        client = idp.register_client("client-credentials")
-        profile = live.create_profile(
-            auth_type="oauth2_client_credentials",
-            client_id=client.client_id,
-            client_secret=client.client_secret,
-            **fields,
-        )
+        profile, client = oauth_profile(live, idp, "client-credentials", **fields)
         started = live.connect(profile["id"], fields={"account": "acme"})
     elif grant == "password":
         assert user is not None
-        client = idp.register_client("password")
-        profile = live.create_profile(
-            auth_type="oauth2_password",
-            client_id=client.client_id,
-            client_secret=client.client_secret,
-            authorization_mode="user",
-            token_test_url=idp.userinfo_url,
-            token_test_method="GET",
-            token_test_content_type="json",
-            **fields,
-        )
+        profile, client = oauth_profile(live, idp, "password", **fields)
         started = live.connect(
             profile["id"], fields={"account": "acme"}, username=user[0], password=user[1]
         )
     else:
         assert user is not None
-        client = idp.register_client(
-            "authorization-code", redirect_uris=[live.url + "/oauth/callback"]
-        )
-        profile = live.create_profile(
-            auth_type="oauth2_authorization_code",
-            client_id=client.client_id,
-            client_secret=client.client_secret,
-            authorization_url=idp.authorization_url,
-            tenancy=False,
-            scopes=["read"],
-            **fields,
-        )
+        profile, client = oauth_profile(live, idp, "authorization-code", scopes=["read"], **fields)
         started = live.connect(profile["id"], fields={"account": "acme"})
         callback = idp.log_in_and_consent(started["authorization_url"], *user)
         page = httpx.get(callback, timeout=30, trust_env=False)
         assert 'data-ok="true"' in page.text, page.text
     return profile, started["connection_id"], client
+
+
+def introspected(
+    live: Live, idp: IdP, echo_server: EchoServer, **overrides: Any
+) -> tuple[str, Any]:
+    """A client-credentials connection to the echo's /introspected, which asks the IdP
+    whether each token is still active: (the connection id, its OAuth client)."""
+    resource = idp.register_client("client-credentials")
+    echo_server.use_introspection(idp.introspection_url, resource.client_id, resource.client_secret)
+    _, connection_id, client = connect(
+        live, idp, "client_credentials", echo_server.url + "/introspected", **overrides
+    )
+    return connection_id, client
 
 
 def access_token(live: Live, connection_id: str) -> str:
@@ -296,11 +281,7 @@ def test_path_escape_attempts_are_refused_with_400(
 def test_a_refused_token_is_refreshed_once_and_the_call_retried(
     live: Live, api: httpx.Client, idp: IdP, echo_server: EchoServer
 ) -> None:
-    resource = idp.register_client("client-credentials")
-    echo_server.use_introspection(idp.introspection_url, resource.client_id, resource.client_secret)
-    _, connection_id, client = connect(
-        live, idp, "client_credentials", echo_server.url + "/introspected"
-    )
+    connection_id, client = introspected(live, idp, echo_server)
     first_token = access_token(live, connection_id)
     base = f"/api/v1/proxy/{connection_id}"
     assert api.get(f"{base}/ok").status_code == 200
@@ -346,11 +327,7 @@ def test_the_profiles_own_auth_error_status_triggers_one_refresh_not_a_loop(
 def test_a_large_streamed_upload_is_not_replayed_but_the_token_is_refreshed(
     live: Live, api: httpx.Client, idp: IdP, echo_server: EchoServer
 ) -> None:
-    resource = idp.register_client("client-credentials")
-    echo_server.use_introspection(idp.introspection_url, resource.client_id, resource.client_secret)
-    _, connection_id, client = connect(
-        live, idp, "client_credentials", echo_server.url + "/introspected", authorization_fields=[]
-    )
+    connection_id, client = introspected(live, idp, echo_server, authorization_fields=[])
     idp.revoke_all_tokens(client.client_id)
     big = b"x" * (2 * 1024 * 1024)
     base = f"/api/v1/proxy/{connection_id}"
@@ -443,13 +420,7 @@ def test_proxy_needs_the_developer_role_and_an_api_base_url(
     missing = api.get(f"/api/v1/proxy/{uuid.uuid4()}/x")
     assert missing.status_code == 404
 
-    client = idp.register_client("client-credentials")
-    profile = live.create_profile(
-        auth_type="oauth2_client_credentials",
-        client_id=client.client_id,
-        client_secret=client.client_secret,
-        token_url=idp.token_url,
-    )
+    profile, _ = oauth_profile(live, idp, "client-credentials")
     no_base = live.connect(profile["id"])["connection_id"]
     response = api.get(f"/api/v1/proxy/{no_base}/x")
     assert response.status_code == 409

@@ -30,7 +30,7 @@ from authprofiles.sdk import (
     Token,
 )
 from authprofiles.sdk._inject import apply_path
-from tests.integration.test_proxy import AUTHORIZATION_FIELDS, GRANTS, connect
+from tests.integration.test_proxy import AUTHORIZATION_FIELDS, GRANTS, connect, introspected
 from tests.support.app import Live
 from tests.support.echo import EchoServer
 from tests.support.idp import IdP
@@ -88,18 +88,25 @@ def check_echo(echo: dict[str, Any], token: str, *, body: dict[str, Any] | None)
         assert (echo["json"] or echo["form"]) == body
 
 
-@pytest.mark.parametrize("grant", GRANTS)
-def test_httpx_auth_puts_every_field_where_configured(
+@pytest.fixture(params=GRANTS)
+def echo_connection(
+    request: pytest.FixtureRequest,
     live: Live,
     sdk: AuthProfilesClient,
     idp: IdP,
     echo_server: EchoServer,
     user: tuple[str, str],
-    grant: str,
-) -> None:
+) -> tuple[str, str, str]:
+    """A connection of each grant to the echo's /base: (that base URL, its id, its token)."""
     base = echo_server.url + "/base"
-    _, connection_id, _ = connect(live, idp, grant, base, user)
-    token = sdk.get_token(connection_id).access_token
+    _, connection_id, _ = connect(live, idp, request.param, base, user)
+    return base, connection_id, sdk.get_token(connection_id).access_token
+
+
+def test_httpx_auth_puts_every_field_where_configured(
+    sdk: AuthProfilesClient, echo_connection: tuple[str, str, str]
+) -> None:
+    base, connection_id, token = echo_connection
     auth = sdk.auth(connection_id, base_url=base)
     with httpx.Client(base_url=base, auth=auth, trust_env=False) as api:
         got = api.get("/items", params={"api_key": "from-caller", "x": "1"}).json()
@@ -111,18 +118,10 @@ def test_httpx_auth_puts_every_field_where_configured(
         check_echo(form, token, body={"name": "n n", "org_id": "org-42"})
 
 
-@pytest.mark.parametrize("grant", GRANTS)
 def test_async_httpx_auth_puts_every_field_where_configured(
-    live: Live,
-    sdk: AuthProfilesClient,
-    idp: IdP,
-    echo_server: EchoServer,
-    user: tuple[str, str],
-    grant: str,
+    sdk: AuthProfilesClient, echo_connection: tuple[str, str, str]
 ) -> None:
-    base = echo_server.url + "/base"
-    _, connection_id, _ = connect(live, idp, grant, base, user)
-    token = sdk.get_token(connection_id).access_token
+    base, connection_id, token = echo_connection
 
     async def calls() -> list[dict[str, Any]]:
         auth = ConnectionAuth(sdk, connection_id, base_url=base)
@@ -138,18 +137,10 @@ def test_async_httpx_auth_puts_every_field_where_configured(
     check_echo(form, token, body={"name": "n", "org_id": "org-42"})
 
 
-@pytest.mark.parametrize("grant", GRANTS)
 def test_requests_auth_puts_every_field_where_configured(
-    live: Live,
-    sdk: AuthProfilesClient,
-    idp: IdP,
-    echo_server: EchoServer,
-    user: tuple[str, str],
-    grant: str,
+    sdk: AuthProfilesClient, echo_connection: tuple[str, str, str]
 ) -> None:
-    base = echo_server.url + "/base"
-    _, connection_id, _ = connect(live, idp, grant, base, user)
-    token = sdk.get_token(connection_id).access_token
+    base, connection_id, token = echo_connection
     auth = RequestsConnectionAuth(sdk, connection_id, base_url=base)
     with requests.Session() as session:
         session.trust_env = False
@@ -199,15 +190,6 @@ def test_token_is_cached_until_shortly_before_it_expires(
     assert "access_token" not in repr(sdk.get_token(connection_id))
 
 
-def _introspected(live: Live, idp: IdP, echo_server: EchoServer) -> tuple[str, Any]:
-    resource = idp.register_client("client-credentials")
-    echo_server.use_introspection(idp.introspection_url, resource.client_id, resource.client_secret)
-    _, connection_id, client = connect(
-        live, idp, "client_credentials", echo_server.url + "/introspected", authorization_fields=[]
-    )
-    return connection_id, client
-
-
 @pytest.mark.parametrize("flavour", ["httpx", "httpx-async", "requests"])
 def test_a_refused_token_is_refreshed_once_and_the_call_retried(
     live: Live,
@@ -216,7 +198,7 @@ def test_a_refused_token_is_refreshed_once_and_the_call_retried(
     echo_server: EchoServer,
     flavour: str,
 ) -> None:
-    connection_id, client = _introspected(live, idp, echo_server)
+    connection_id, client = introspected(live, idp, echo_server, authorization_fields=[])
     first = sdk.get_token(connection_id).access_token
     url = echo_server.url + "/introspected/orders"
     auth = sdk.auth(connection_id)
@@ -258,7 +240,7 @@ def test_a_refused_token_is_refreshed_once_and_the_call_retried(
 def test_clients_refused_the_same_token_cause_one_refresh(
     live: Live, sdk: AuthProfilesClient, idp: IdP, echo_server: EchoServer
 ) -> None:
-    connection_id, client = _introspected(live, idp, echo_server)
+    connection_id, client = introspected(live, idp, echo_server, authorization_fields=[])
     url = echo_server.url + "/introspected/x"
     agents = [sdk.auth(connection_id), sdk.auth(connection_id)]
     for auth in agents:

@@ -8,24 +8,14 @@ import httpx
 from sqlalchemy import update
 
 from authprofiles.store.models import AuthorizationRequestRow
-from tests.support.app import Live
+from tests.support.app import Live, oauth_profile
 from tests.support.idp import IdP
 
 
 def test_the_background_refresher_renews_tokens_before_they_expire(
     live: Live, idp: IdP, user: tuple[str, str]
 ) -> None:
-    client = idp.register_client("password")
-    profile = live.create_profile(
-        auth_type="oauth2_password",
-        client_id=client.client_id,
-        client_secret=client.client_secret,
-        token_url=idp.token_url,
-        authorization_mode="user",
-        token_test_url=idp.base_url + "/o/userinfo/",
-        token_test_method="GET",
-        token_test_content_type="json",
-    )
+    profile, _ = oauth_profile(live, idp, "password")
     soon = live.connect(profile["id"], username=user[0], password=user[1])["connection_id"]
     later = live.connect(profile["id"], username=user[0], password=user[1])["connection_id"]
     live.set_expires_at(soon, datetime.now(UTC) + timedelta(seconds=120))  # within the lead
@@ -44,15 +34,7 @@ def test_an_authorization_older_than_ten_minutes_is_refused(
     live: Live, idp: IdP, user: tuple[str, str]
 ) -> None:
     assert live.services.settings.authorization_state_ttl_seconds == 600
-    client = idp.register_client("authorization-code", redirect_uris=[live.url + "/oauth/callback"])
-    profile = live.create_profile(
-        auth_type="oauth2_authorization_code",
-        client_id=client.client_id,
-        client_secret=client.client_secret,
-        authorization_url=idp.authorization_url,
-        token_url=idp.token_url,
-        tenancy=False,
-    )
+    profile, _ = oauth_profile(live, idp, "authorization-code")
     started = live.connect(profile["id"])
     callback = idp.log_in_and_consent(started["authorization_url"], *user)
     with live.services.db.session() as session:

@@ -16,7 +16,7 @@ import pytest
 from authprofiles.app import create_app
 from authprofiles.services.container import Services
 from authprofiles.store.models import ConnectionRow
-from tests.support.idp import IdP
+from tests.support.idp import Client, Grant, IdP
 from tests.support.live import ThreadServer, free_port
 
 
@@ -52,6 +52,43 @@ class Live:
 
     def expire(self, connection_id: str) -> None:
         self.set_expires_at(connection_id, datetime.now(UTC) - timedelta(seconds=5))
+
+
+AUTH_TYPES: dict[Grant, str] = {
+    "client-credentials": "oauth2_client_credentials",
+    "password": "oauth2_password",
+    "authorization-code": "oauth2_authorization_code",
+}
+
+
+def oauth_profile(
+    live: Live, idp: IdP, grant: Grant, *, skip_authorization: bool = True, **fields: Any
+) -> tuple[dict[str, Any], Client]:
+    """A profile of ``grant`` for a client newly registered at the test IdP, and that client.
+
+    Sets the client's id and secret and the IdP's token URL; for the password grant user
+    authorization and a token test against the IdP's userinfo; for the authorization code
+    grant the IdP's authorization URL (redirecting to this app) and no tenancy.
+    ``fields`` add to or replace these.
+    """
+    redirect_uris = [live.url + "/oauth/callback"] if grant == "authorization-code" else []
+    client = idp.register_client(grant, redirect_uris, skip_authorization)
+    defaults: dict[str, Any] = {
+        "auth_type": AUTH_TYPES[grant],
+        "client_id": client.client_id,
+        "client_secret": client.client_secret,
+        "token_url": idp.token_url,
+    }
+    if grant == "password":
+        defaults |= {
+            "authorization_mode": "user",
+            "token_test_url": idp.userinfo_url,
+            "token_test_method": "GET",
+            "token_test_content_type": "json",
+        }
+    if grant == "authorization-code":
+        defaults |= {"authorization_url": idp.authorization_url, "tenancy": False}
+    return live.create_profile(**{**defaults, **fields}), client
 
 
 @pytest.fixture

@@ -28,21 +28,12 @@ from types import TracebackType
 from typing import Any, Literal, cast, get_args
 from urllib.parse import urlsplit
 
+# Hop-by-hop headers (RFC 9110 7.6.1) are never relayed: the proxy's own list.
+from authprofiles.services.proxy import HOP_BY_HOP
+
 Mode = Literal["pass", "status_500", "timeout", "truncated", "bad_json"]
 MODES: tuple[str, ...] = get_args(Mode)
 
-# Hop-by-hop headers (RFC 9110 7.6.1) are never relayed.
-_HOP_BY_HOP = {
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-}
 _CHUNK = 64 * 1024
 
 
@@ -271,7 +262,7 @@ class _Handler(BaseHTTPRequestHandler):
             # Headers as received (repeats kept), but Host names the upstream, and the
             # body, de-chunked if need be, goes with a plain Content-Length.
             for name, value in self.headers.items():
-                if name.lower() not in _HOP_BY_HOP | {"host", "content-length"}:
+                if name.lower() not in HOP_BY_HOP | {"host", "content-length"}:
                     upstream.putheader(name, value)
             upstream.putheader("Host", relay._upstream_netloc)
             if body or self.command in ("POST", "PUT", "PATCH"):
@@ -294,7 +285,7 @@ class _Handler(BaseHTTPRequestHandler):
         has_body = self.command != "HEAD" and response.status not in (204, 304)
         chunked = has_body and length is None
         for name, value in response.getheaders():
-            if name.lower() not in _HOP_BY_HOP:
+            if name.lower() not in HOP_BY_HOP:
                 self.send_header(name, value)
         if chunked:
             self.send_header("Transfer-Encoding", "chunked")

@@ -192,7 +192,22 @@ def split_path(path: str) -> list[str]:
     return segments
 
 
-def join_path(base_url: str, path: str, path_params: Mapping[str, str] | None = None) -> str:
+@dataclass(frozen=True)
+class CallerPath:
+    """A caller's raw path, checked once (:func:`split_path`), to be joined under one base
+    or several (the proxy joins it under the policy's view of the base and the real one)."""
+
+    raw: str
+    segments: tuple[str, ...]
+
+    @classmethod
+    def of(cls, path: str) -> CallerPath:
+        return cls(path, tuple(split_path(path)))
+
+
+def join_path(
+    base_url: str, path: str | CallerPath, path_params: Mapping[str, str] | None = None
+) -> str:
     """Join a caller's raw path under ``base_url``, refusing anything that could escape it.
 
     A path field fills a ``{{key}}`` placeholder in the caller's path (typed or
@@ -201,7 +216,8 @@ def join_path(base_url: str, path: str, path_params: Mapping[str, str] | None = 
     URL's scheme, host and port are kept whatever the path holds.
     """
     params = dict(path_params or {})
-    segments = split_path(path)
+    caller_path = path if isinstance(path, CallerPath) else CallerPath.of(path)
+    segments, path = caller_path.segments, caller_path.raw
     base = urlsplit(base_url)
     base_segments = [s for s in base.path.split("/") if s != ""]
     # The base is the profile's own URL: its field values were encoded to one segment
@@ -329,6 +345,7 @@ def apply_header_list(
 
 __all__ = [
     "BODY_METHODS",
+    "CallerPath",
     "Injection",
     "InjectionError",
     "PathEscape",

@@ -46,10 +46,17 @@ class Transports:
                 self._sync[egress_proxy_url] = transport
             return transport
 
-    def client(self, egress_proxy_url: str | None) -> httpx.Client:
-        """A light client on the shared pool; closing it would close the pool, so don't."""
+    def client(
+        self, egress_proxy_url: str | None, *, follow_redirects: bool = False
+    ) -> httpx.Client:
+        """A light client on the shared pool; closing it would close the pool, so don't
+        (unless ``sync`` hands out transports that ignore closing, as the profile test's
+        recorder does)."""
         return httpx.Client(
-            transport=self.sync(egress_proxy_url), timeout=self.timeout, trust_env=False
+            transport=self.sync(egress_proxy_url),
+            timeout=self.timeout,
+            trust_env=False,
+            follow_redirects=follow_redirects,
         )
 
     def upstream(self, egress_proxy_url: str | None) -> aiohttp.ClientSession:
@@ -62,6 +69,11 @@ class Transports:
         given per request (aiohttp's ``proxy=``); the key keeps one pool per route.
         """
         loop = asyncio.get_running_loop()
+        # The hot path: a session already made for this loop and route, found without
+        # the lock (a dict read is atomic); the lock guards making one.
+        session = self._upstream.get(loop, {}).get(egress_proxy_url)
+        if session is not None and not session.closed:
+            return session
         with self._lock:
             sessions = self._upstream.setdefault(loop, {})
             session = sessions.get(egress_proxy_url)

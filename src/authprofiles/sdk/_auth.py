@@ -110,18 +110,9 @@ class TokenSource:
         return self._status
 
 
-class ConnectionAuth(httpx.Auth):
-    """``httpx.Client(auth=ConnectionAuth(client, connection_id))``: every request gets the
-    connection's token and authorization fields (headers, query, body, path), and one
-    refused with the profile's auth error status is retried once with a fresh token.
-
-    ``base_url``: the API's base URL; a path field the URL has no ``{{key}}`` for goes
-    right after its path (as the server's proxy does). ``auth_error_status_code``:
-    skip looking it up from the profile.
-    """
-
-    # The body is read before the flow starts, so it can be sent a second time.
-    requires_request_body = True
+class ConnectionCredentials:
+    """What both auth adapters hold: the connection's token source and the API's base URL
+    (for path fields). The options are documented on :class:`ConnectionAuth`."""
 
     def __init__(
         self,
@@ -141,6 +132,20 @@ class ConnectionAuth(httpx.Auth):
             auth_error_status_code=auth_error_status_code,
         )
         self.base_url = base_url
+
+
+class ConnectionAuth(ConnectionCredentials, httpx.Auth):
+    """``httpx.Client(auth=ConnectionAuth(client, connection_id))``: every request gets the
+    connection's token and authorization fields (headers, query, body, path), and one
+    refused with the profile's auth error status is retried once with a fresh token.
+
+    ``base_url``: the API's base URL; a path field the URL has no ``{{key}}`` for goes
+    right after its path (as the server's proxy does). ``auth_error_status_code``:
+    skip looking it up from the profile.
+    """
+
+    # The body is read before the flow starts, so it can be sent a second time.
+    requires_request_body = True
 
     def sync_auth_flow(
         self, request: httpx.Request

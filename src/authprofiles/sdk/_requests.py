@@ -15,12 +15,12 @@ import requests
 from requests.auth import AuthBase
 from requests.structures import CaseInsensitiveDict
 
-from authprofiles.sdk._auth import TokenSource
+from authprofiles.sdk._auth import ConnectionCredentials
 from authprofiles.sdk._client import Token
 from authprofiles.sdk._inject import InjectionError, apply_to_url, carries_payload, merge_body
 
 if TYPE_CHECKING:
-    from authprofiles.sdk._client import AuthProfilesClient
+    pass
 
 
 @dataclass(frozen=True)
@@ -36,27 +36,8 @@ class _Original:
         return self.body is None or isinstance(self.body, bytes | str)
 
 
-class RequestsConnectionAuth(AuthBase):
+class RequestsConnectionAuth(ConnectionCredentials, AuthBase):
     """See :class:`authprofiles.sdk.ConnectionAuth`; the same options."""
-
-    def __init__(
-        self,
-        client: AuthProfilesClient,
-        connection_id: str,
-        *,
-        base_url: str | None = None,
-        auth_error_status_code: int | None = None,
-        leeway: float = 30.0,
-        max_age: float = 300.0,
-    ) -> None:
-        self.source = TokenSource(
-            client,
-            connection_id,
-            leeway=leeway,
-            max_age=max_age,
-            auth_error_status_code=auth_error_status_code,
-        )
-        self.base_url = base_url
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         original = _Original(

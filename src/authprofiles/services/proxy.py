@@ -42,6 +42,7 @@ from authprofiles.core.errors import (
     UpstreamTimeout,
 )
 from authprofiles.core.injection import (
+    CallerPath,
     Injection,
     InjectionError,
     PayloadError,
@@ -51,7 +52,6 @@ from authprofiles.core.injection import (
     join_path,
     merge_body,
     merge_raw_query,
-    split_path,
 )
 from authprofiles.core.profiles import Profile
 from authprofiles.core.templating import TemplateError, render_url
@@ -170,14 +170,13 @@ class UpstreamResponse:
         self.host = host
         self.status_code = response.status
         self.retried = retried
-        connection_tokens = {
+        dropped = _DROP_RESPONSE | {
             t.strip().lower() for t in response.headers.get("Connection", "").split(",")
         }
         self.raw_headers: list[tuple[bytes, bytes]] = [
             (lowered, value)
             for name, value in response.raw_headers
-            if (lowered := name.lower()).decode("latin-1") not in _DROP_RESPONSE
-            and lowered.decode("latin-1") not in connection_tokens
+            if (lowered := name.lower()).decode("latin-1") not in dropped
         ]
 
     @property
@@ -219,7 +218,7 @@ class _PolicyTarget:
     host: str
     base: str
 
-    def path_for(self, path: str) -> str:
+    def path_for(self, path: CallerPath) -> str:
         return urlsplit(join_path(self.base, path)).path
 
 
@@ -286,9 +285,11 @@ class ProxyService:
 
     # -- planning (blocking: runs in the thread pool) --------------------------------
     def plan(
-        self, principal: Principal, connection_id: str, method: str, path: str, query: str
+        self, principal: Principal, connection_id: str, method: str, path: CallerPath, query: str
     ) -> ProxyPlan:
-        """Check the path, ask the policy, get a valid token and build the target URL.
+        """Ask the policy, get a valid token and build the target URL. ``path`` was
+        checked before (:meth:`CallerPath.of`), so an escape is refused before any token
+        is touched.
 
         The policy is asked about the host and resource path the call will reach. Those
         come from the profile and the connection, which the token service reads anyway;
@@ -296,7 +297,6 @@ class ProxyService:
         against what the read returned: when it changed (the profile was edited), the
         policy is asked again about the new one. Only the first call reads twice.
         """
-        split_path(path)  # refuse escape attempts before any token is touched
         last = self.s.tokens.last_issued(connection_id)
         target: _PolicyTarget | None = None
         if last is not None:
@@ -322,7 +322,7 @@ class ProxyService:
         raise Conflict("the profile changed twice while this call was prepared; try again")
 
     def plan_from_memory(
-        self, principal: Principal, connection_id: str, method: str, path: str, query: str
+        self, principal: Principal, connection_id: str, method: str, path: CallerPath, query: str
     ) -> ProxyPlan | None:
         """The same without I/O, from a token this process used within the
         ``token_reuse_seconds`` setting (the token endpoint's window too); None when there
@@ -351,7 +351,7 @@ class ProxyService:
         self,
         issued: IssuedToken,
         credentials: _Credentials,
-        path: str,
+        path: CallerPath,
         query: str,
         host: str,
     ) -> ProxyPlan:
@@ -365,7 +365,7 @@ class ProxyService:
         return ProxyPlan(issued, url, host, credentials.injection, credentials.egress_proxy_url)
 
     def _plan_after_refusal(
-        self, principal: Principal, plan: ProxyPlan, path: str, query: str
+        self, principal: Principal, plan: ProxyPlan, path: CallerPath, query: str
     ) -> ProxyPlan:
         connection_id = plan.issued.connection.id
         try:
@@ -400,7 +400,9 @@ class ProxyService:
         self, principal: Principal, connection_id: str, incoming: IncomingRequest
     ) -> UpstreamResponse:
         method = incoming.method.upper()
-        args = (principal, connection_id, method, incoming.path, incoming.query)
+        # Checked once, before any token is touched; joined under two bases below.
+        path = CallerPath.of(incoming.path)
+        args = (principal, connection_id, method, path, incoming.query)
         plan = await self.s.tokens.reuse_or_read(
             connection_id,
             partial(self.plan_from_memory, *args),
@@ -416,7 +418,7 @@ class ProxyService:
         # or otherwise refused; a fresh one may be accepted. Refresh once.
         try:
             fresh = await _blocking(
-                partial(self._plan_after_refusal, principal, plan, incoming.path, incoming.query)
+                partial(self._plan_after_refusal, principal, plan, path, incoming.query)
             )
         except NeedsReauth:
             response.release()

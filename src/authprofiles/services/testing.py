@@ -577,12 +577,7 @@ class ProfileTestService:
             headers["Content-Type"] = media
         headers = apply_headers(headers, injection)
         since = run.mark()
-        with httpx.Client(
-            transport=transports.sync(profile.egress_proxy_url),
-            timeout=transports.timeout,
-            trust_env=False,
-            follow_redirects=True,
-        ) as client:
+        with transports.client(profile.egress_proxy_url, follow_redirects=True) as client:
             try:
                 response = client.request(method, url, headers=headers, content=content)
             except httpx.HTTPError as exc:
@@ -646,12 +641,7 @@ class ProfileTestService:
         run.redactor.add(verifier)
         url = engine.authorization_url(settings, state=new_state(), code_verifier=verifier)
         since = run.mark()
-        with httpx.Client(
-            transport=transports.sync(settings.egress_proxy_url),
-            timeout=transports.timeout,
-            trust_env=False,
-            follow_redirects=False,
-        ) as client:
+        with transports.client(settings.egress_proxy_url) as client:
             try:
                 response = client.get(url)
             except httpx.HTTPError as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from starlette.routing import Route
 
@@ -22,7 +22,7 @@ router = APIRouter(tags=["connections"])
 
 async def token_endpoint(request: Request) -> Response:
     """``GET /connections/{connection_id}/token``, the hottest route, as a plain Starlette
-    route ahead of the API's (see :func:`mount_token_route`)."""
+    route ahead of the API's (see :func:`token_route`)."""
     services: Services = request.app.state.services
     principal = await authenticate(services, request.headers)
     connection_id: str = request.path_params["connection_id"]
@@ -38,19 +38,18 @@ async def token_endpoint(request: Request) -> Response:
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
-def mount_token_route(app: FastAPI, prefix: str) -> None:
-    """Serve the token route first, without FastAPI's route matching and dependency
-    solving: with them, a token cost about twice what a bare endpoint does (measured at
-    32 concurrent callers), and agents ask for tokens far more than for anything else.
-    It authenticates as every route does, and its errors reach the same problem+json
-    handlers. ``DESCRIBED`` puts it in the OpenAPI schema."""
-    route = Route(
+def token_route(prefix: str) -> Route:
+    """The token route, for the app to match before its other routes, without FastAPI's
+    route matching and dependency solving: with them, a token cost about twice what a
+    bare endpoint does (measured at 32 concurrent callers), and agents ask for tokens far
+    more than for anything else. It authenticates as every route does, and its errors
+    reach the same problem+json handlers. ``DESCRIBED`` puts it in the OpenAPI schema."""
+    return Route(
         f"{prefix}/connections/{{connection_id}}/token",
         token_endpoint,
         methods=["GET"],
         name="get_token",
     )
-    app.router.routes.insert(0, route)
 
 
 # -- OpenAPI: what token_endpoint serves, described (never routed to) ----------------------

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.routing import Mount
@@ -187,10 +187,10 @@ async def _proxy(
     return UpstreamStreamingResponse(upstream)
 
 
-def mount(app: FastAPI, prefix: str) -> None:
-    """Serve the proxy at ``prefix``/proxy, matched before any other route."""
+def proxy_route(prefix: str) -> Mount:
+    """The proxy at ``prefix``/proxy, for the app to match before its other routes."""
     path = f"{prefix}/proxy"
-    app.router.routes.insert(0, Mount(path, app=ProxyApp(path), name="proxy"))
+    return Mount(path, app=ProxyApp(path), name="proxy")
 
 
 # -- OpenAPI: what ProxyApp serves, described (these endpoints are never routed to) ------
