@@ -127,8 +127,13 @@ class ConnectionRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    #: Bumped on every token change; lets readers tell a fresh token from a stale one.
+    #: Bumped on every token change; lets readers tell a fresh token from a stale one, and
+    #: makes the write-back of a refresh a compare-and-swap.
     version: Mapped[int] = mapped_column(Integer, default=0)
+    #: Who is refreshing this connection's token, and until when (a lease, not a lock: no
+    #: transaction stays open while the identity provider answers).
+    refresh_lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    refresh_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
