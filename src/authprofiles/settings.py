@@ -37,7 +37,14 @@ class Settings(BaseSettings):
     #: Retries on 5xx, timeouts and unreadable answers from the IdP.
     idp_retries: int = Field(default=2, ge=0)
     idp_backoff_seconds: float = Field(default=0.2, ge=0)
+    #: How long a worker's claim on a connection's refresh lasts before another worker may
+    #: take over (a claimant that died). Unset: the longest an IdP call can take with its
+    #: retries, plus a margin, so a live claimant never loses its lease.
+    refresh_lease_seconds: float | None = Field(default=None, gt=0)
     log_level: str = "info"
+    #: The largest request body the API reads (413 beyond it, answered before it is read
+    #: whole). The proxy streams bodies to the upstream API and has no such limit.
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
 
     @property
     def callback_url(self) -> str:

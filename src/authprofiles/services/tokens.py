@@ -1,11 +1,12 @@
 """Valid tokens on demand, with single-flight refresh across threads and processes.
 
 However many callers ask at once, exactly one refresh reaches the IdP: callers in one
-process queue on a per-connection lock; the holder then takes the database's lock
-(``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), re-reads the
-row, and refreshes only if the token is still stale. Everyone after it finds the fresh
-token. The rotated refresh token is written in the same transaction as the access
-token, so it can never be lost between the two.
+process queue on a per-connection lock; the holder claims a refresh lease in the
+database (one conditional UPDATE naming who refreshes until when), calls the IdP with no
+transaction open, and writes the tokens back only if the stored token is still the one
+it refreshed (a compare-and-swap on the version). Callers in other processes wait for
+that write. The rotated refresh token is written in the same statement as the access
+token, so it can never be lost between the two; a slow IdP holds no database lock.
 
 The hot path (a token that is still valid) only reads.
 """
@@ -14,13 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import threading
 import time
-import zlib
+import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from authprofiles.core.connections import Connection, ConnectionStatus, TokenSet
@@ -37,6 +41,7 @@ from authprofiles.services.access import (
 )
 from authprofiles.services.errors import NeedsReauth, from_oauth
 from authprofiles.services.oauth_settings import connection_settings, field_values
+from authprofiles.store.models import utcnow
 
 if TYPE_CHECKING:
     from authprofiles.services.container import Services
@@ -44,7 +49,34 @@ if TYPE_CHECKING:
 log = logging.getLogger("authprofiles.tokens")
 T = TypeVar("T")
 
-_STRIPES = 1024  # bounded memory: connections share a lock only on a hash collision
+#: Names this process in refresh leases (a host's processes share one database).
+_WORKER = f"{socket.gethostname()[:32]}:{os.getpid()}"
+
+
+class _KeyedLocks:
+    """One lock per connection while anyone holds or awaits it, then forgotten. Unlike a
+    fixed set of striped locks, a caller never queues behind an unrelated connection whose
+    identity provider is slow."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._held: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def held(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._held.get(key, (threading.Lock(), 0))
+            self._held[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._held[key]
+                if users == 1:
+                    del self._held[key]
+                else:
+                    self._held[key] = (lock, users - 1)
 
 
 @dataclass(frozen=True)
@@ -143,7 +175,7 @@ class _Coalescer:
 class TokenService:
     def __init__(self, services: Services) -> None:
         self.s = services
-        self._locks = [threading.Lock() for _ in range(_STRIPES)]
+        self._locks = _KeyedLocks()
         self._recent = _RecentTokens()
         self._coalescer = _Coalescer()
 
@@ -213,9 +245,6 @@ class TokenService:
             ),
         )
 
-    def _lock_for(self, connection_id: str) -> threading.Lock:
-        return self._locks[zlib.crc32(connection_id.encode()) % _STRIPES]
-
     @property
     def skew(self) -> float:
         return float(self.s.settings.refresh_skew_seconds)
@@ -270,63 +299,131 @@ class TokenService:
         within_seconds: float | None = None,
         seen_version: int | None = None,
     ) -> tuple[Connection, Profile]:
-        """Refresh if still needed once the locks are held; return what is stored then.
+        """Refresh if still needed; return what is stored then.
 
         ``within_seconds``: refresh when the token expires within it. ``seen_version``:
         refresh unless the stored token changed since that version (a forced refresh).
+
+        Callers in this process queue on the connection's own lock; across processes one
+        claims the refresh lease (a conditional UPDATE), calls the identity provider with
+        no transaction open, and writes the result back if the token is still the one it
+        refreshed. The others wait for that write, or serve the current token while it
+        is still valid. A claimant that dies leaves a lease that lapses; the next caller
+        then takes over with the refresh token still stored.
         """
-        with self._lock_for(connection_id):
-            # Whoever held the lock before us may have refreshed already: a cheap read first.
-            with self.s.db.read() as session:
-                connection = self.s.connection_store.get(session, None, connection_id)
-            if not self._needs_refresh(connection, within_seconds, seen_version):
-                return connection, self._profile(connection)
-            failure: OAuthFailure | None = None
-            with self.s.db.locking_session() as session:
-                row = self.s.connection_store.locked_row(session, connection_id)
-                if row is None:
-                    raise NotFound(f"no connection with id {connection_id}")
-                connection = self.s.connection_store.to_domain(row)
-                profile = self.s.profile_store.get(
-                    session, connection.workspace_id, connection.profile_id
-                )
+        with self._locks.held(connection_id):
+            deadline = time.monotonic() + 2 * self.lease_seconds
+            while True:
+                connection, profile = self.s.credentials.read(None, connection_id)
                 if not self._needs_refresh(connection, within_seconds, seen_version):
                     return connection, profile
-                try:
-                    tokens = self._renew(profile, connection)
-                except GrantRefused as exc:
-                    failure = exc
-                    # RFC 6749 section 5.2 invalid_grant: the refresh token is expired or
-                    # revoked. A person has to authorize again; keep the IdP's words for them.
-                    self.s.connection_store.mark_error(row, exc.detail, needs_reauth=True)
-                    if connection.is_shared:
-                        self.s.profile_store.set_failing(
-                            session, profile.id, f"shared connection {connection.id}: {exc.detail}"
-                        )
-                except IdPUnavailable as exc:
-                    failure = exc
-                    # Transient: keep every token we hold and say what happened.
-                    self.s.connection_store.mark_error(row, exc.detail, needs_reauth=False)
-                else:
-                    self.s.connection_store.store_tokens(row, tokens, requested=profile.scopes)
-                    if connection.is_shared and profile.failing_reason:
-                        self.s.profile_store.set_failing(session, profile.id, None)
-                connection = self.s.connection_store.to_domain(row)
-        if failure is None:
-            return connection, profile
-        if isinstance(failure, GrantRefused):
-            raise NeedsReauth(
-                "the identity provider refused to refresh this connection; authorize it again",
-                last_error=failure.detail,
+                owner = f"{_WORKER}:{uuid.uuid4().hex[:12]}"
+                with self.s.db.session() as session:
+                    claimed = self.s.connection_store.claim_refresh(
+                        session,
+                        connection_id,
+                        version=connection.version,
+                        owner=owner,
+                        seconds=self.lease_seconds,
+                    )
+                if claimed:
+                    return self._refresh_under_lease(connection, profile, owner)
+                # Another worker is refreshing. A forced refresh, or a token already
+                # expired, waits for its result; a token still valid is served meanwhile.
+                if seen_version is None and not _expired(connection, self.s.clock.now()):
+                    return connection, profile
+                self._await_other_refresh(connection_id, connection.version, deadline)
+
+    @property
+    def lease_seconds(self) -> float:
+        """Long enough for the whole identity-provider call, retries and backoff included,
+        so a live claimant's lease never lapses under it."""
+        configured = self.s.settings.refresh_lease_seconds
+        if configured is not None:
+            return configured
+        settings = self.s.settings
+        attempts = settings.idp_retries + 1
+        backoff = settings.idp_backoff_seconds * 2.0**attempts
+        return settings.http_timeout_seconds * attempts + backoff + 5.0
+
+    def _await_other_refresh(self, connection_id: str, version: int, deadline: float) -> None:
+        """Poll (cheap, non-decrypting reads) until the token changes or the lease ends."""
+        pause = 0.01
+        while True:
+            with self.s.db.read() as session:
+                current, lease_until = self.s.connection_store.lease_state(session, connection_id)
+            if current != version or lease_until is None or lease_until <= utcnow():
+                return
+            if time.monotonic() >= deadline:
+                raise from_oauth(
+                    IdPUnavailable(
+                        "another worker's refresh of this connection did not finish in time",
+                        timeout=True,
+                    )
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.25)
+
+    def _refresh_under_lease(
+        self, connection: Connection, profile: Profile, owner: str
+    ) -> tuple[Connection, Profile]:
+        store = self.s.connection_store
+        try:
+            tokens = self._renew(profile, connection)  # the network call: no transaction open
+        except (GrantRefused, IdPUnavailable) as exc:
+            refused = isinstance(exc, GrantRefused)
+            with self.s.db.session() as session:
+                # RFC 6749 section 5.2 invalid_grant: the refresh token is expired or
+                # revoked; a person has to authorize again (keep the IdP's words for them).
+                # Anything else is transient: every token we hold is kept.
+                row = store.abandon_refresh(
+                    session,
+                    connection.id,
+                    version=connection.version,
+                    owner=owner,
+                    error=exc.detail,
+                    needs_reauth=refused,
+                )
+                if row is not None and refused and connection.is_shared:
+                    self.s.profile_store.set_failing(
+                        session, profile.id, f"shared connection {connection.id}: {exc.detail}"
+                    )
+            if row is None:
+                # A newer token was written while this refresh failed: that one stands.
+                return self.s.credentials.read(None, connection.id)
+            if refused:
+                raise NeedsReauth(
+                    "the identity provider refused to refresh this connection; authorize it again",
+                    last_error=exc.detail,
+                ) from None
+            # Serve the current token while it is still valid (RFC 6749 leaves retry timing
+            # to us; an outage of the IdP must not take down callers whose token works).
+            if connection.tokens is not None and not connection.tokens.is_expired(
+                self.s.clock.now()
+            ):
+                log.warning(
+                    "refresh of %s failed, serving the current token: %s",
+                    connection.id,
+                    exc.detail,
+                )
+                return connection, profile
+            raise from_oauth(exc) from None
+        with self.s.db.session() as session:
+            row = store.finish_refresh(
+                session,
+                connection.id,
+                version=connection.version,
+                tokens=tokens,
+                requested=profile.scopes,
             )
-        # Serve the current token while it is still valid (RFC 6749 leaves retry timing to
-        # us; an outage of the IdP must not take down callers whose token still works).
-        if connection.tokens is not None and not connection.tokens.is_expired(self.s.clock.now()):
+            if row is not None and connection.is_shared and profile.failing_reason:
+                self.s.profile_store.set_failing(session, profile.id, None)
+        if row is None:
             log.warning(
-                "refresh of %s failed, serving the current token: %s", connection_id, failure.detail
+                "refresh of %s finished after another worker stored a newer token; keeping that",
+                connection.id,
             )
-            return connection, profile
-        raise from_oauth(failure)
+        return self.s.credentials.read(None, connection.id)
 
     def _profile(self, connection: Connection) -> Profile:
         with self.s.db.read() as session:
@@ -410,6 +507,10 @@ class TokenService:
 
 def _usable(connection: Connection) -> bool:
     return connection.status is ConnectionStatus.ACTIVE and connection.tokens is not None
+
+
+def _expired(connection: Connection, now: datetime) -> bool:
+    return connection.tokens is None or connection.tokens.is_expired(now)
 
 
 def _stale(connection: Connection, now: object, within: float) -> bool:

@@ -6,9 +6,9 @@ import builtins
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from authprofiles.core.connections import Connection, ConnectionStatus, TokenSet
@@ -106,6 +106,90 @@ class ConnectionStore:
             row.status = ConnectionStatus.NEEDS_REAUTH.value
         row.updated_at = utcnow()
 
+    # -- the refresh lease ----------------------------------------------------------
+    # A refresh is claimed, run outside any transaction, then written back. Each step is
+    # one short transaction, so a slow identity provider holds no database lock.
+    def claim_refresh(
+        self, session: Session, connection_id: str, *, version: int, owner: str, seconds: float
+    ) -> bool:
+        """Take the lease if nobody holds a live one and the token is still ``version``:
+        one conditional UPDATE, so of any number of claimants exactly one wins."""
+        now = utcnow()
+        result = session.execute(
+            update(ConnectionRow)
+            .where(
+                ConnectionRow.id == connection_id,
+                ConnectionRow.version == version,
+                ConnectionRow.status == ConnectionStatus.ACTIVE.value,
+                or_(
+                    ConnectionRow.refresh_lease_until.is_(None),
+                    ConnectionRow.refresh_lease_until < now,
+                ),
+            )
+            .values(
+                refresh_lease_owner=owner,
+                refresh_lease_until=now + timedelta(seconds=seconds),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return getattr(result, "rowcount", 0) == 1
+
+    def lease_state(self, session: Session, connection_id: str) -> tuple[int, datetime | None]:
+        """(version, lease deadline) without decrypting anything: what a waiter polls."""
+        found = session.execute(
+            select(ConnectionRow.version, ConnectionRow.refresh_lease_until).where(
+                ConnectionRow.id == connection_id
+            )
+        ).one_or_none()
+        if found is None:
+            raise NotFound(f"no connection with id {connection_id}")
+        return int(found[0]), found[1]
+
+    def finish_refresh(
+        self,
+        session: Session,
+        connection_id: str,
+        *,
+        version: int,
+        tokens: TokenSet,
+        requested: Sequence[str],
+    ) -> ConnectionRow | None:
+        """Write a refresh's tokens only if nobody wrote newer ones since ``version`` (a
+        compare-and-swap); None when somebody did. The access and the rotated refresh
+        token change together, and the lease ends with the write.
+
+        The version decides, not the lease: a claimant whose lease lapsed while its
+        identity provider was slow still holds the newest tokens that IdP issued, and
+        writing them beats dropping a rotated refresh token."""
+        row = self.locked_row(session, connection_id)
+        if row is None or row.version != version:
+            return None
+        self.store_tokens(row, tokens, requested=requested)
+        row.refresh_lease_owner = row.refresh_lease_until = None
+        return row
+
+    def abandon_refresh(
+        self,
+        session: Session,
+        connection_id: str,
+        *,
+        version: int,
+        owner: str,
+        error: str,
+        needs_reauth: bool,
+    ) -> ConnectionRow | None:
+        """Record a failed refresh and end the lease; nothing is marked when a newer token
+        was written meanwhile (the failure is then stale). The row, or None."""
+        row = self.locked_row(session, connection_id)
+        if row is None:
+            return None
+        if row.refresh_lease_owner == owner:
+            row.refresh_lease_owner = row.refresh_lease_until = None
+        if row.version != version:
+            return None
+        self.mark_error(row, error, needs_reauth=needs_reauth)
+        return row
+
     # -- reading -----------------------------------------------------------------
     def row(self, session: Session, workspace_id: str | None, connection_id: str) -> ConnectionRow:
         row = session.get(ConnectionRow, connection_id)
@@ -130,14 +214,25 @@ class ConnectionStore:
         )
 
     def list(
-        self, session: Session, workspace_id: str, profile_id: str | None = None
+        self,
+        session: Session,
+        workspace_id: str,
+        profile_id: str | None = None,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int | None = None,
     ) -> builtins.list[Connection]:
+        """Connections oldest first (then by id), at most ``limit``, starting after the
+        ``(created_at, id)`` key ``after``: a keyset page, not an OFFSET."""
         statement = select(ConnectionRow).where(ConnectionRow.workspace_id == workspace_id)
         if profile_id is not None:
             statement = statement.where(ConnectionRow.profile_id == profile_id)
-        return [
-            self.to_domain(r) for r in session.scalars(statement.order_by(ConnectionRow.created_at))
-        ]
+        if after is not None:
+            statement = statement.where(tuple_(ConnectionRow.created_at, ConnectionRow.id) > after)
+        statement = statement.order_by(ConnectionRow.created_at, ConnectionRow.id)
+        if limit is not None:
+            statement = statement.limit(limit)
+        return [self.to_domain(r) for r in session.scalars(statement)]
 
     def expiring(self, session: Session, before: datetime, limit: int = 100) -> builtins.list[str]:
         return list(

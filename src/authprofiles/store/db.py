@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -79,7 +80,16 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 class Database:
-    """One engine and the session factories built on it."""
+    """One engine and the session factories built on it.
+
+    Write transactions are short and never span a network call. On SQLite each one
+    takes the database's write lock at its first statement (``BEGIN IMMEDIATE``): a
+    transaction that starts as a reader and later writes cannot wait for the lock (SQLite
+    answers "database is locked" at once when another writer committed since its
+    snapshot), which made concurrent creates and edits fail. Writers of one process also
+    queue on a process lock, so they take turns in order instead of sleeping in SQLite's
+    busy handler; writers of other processes wait in that handler (``busy_timeout``).
+    """
 
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = normalise_url(url)
@@ -87,9 +97,12 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         # A transaction that holds the write lock from its first statement (SQLite); on
         # PostgreSQL the same session takes row locks with SELECT ... FOR UPDATE.
-        self._locking = sessionmaker(
+        self._writing = sessionmaker(
             self.engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
         )
+        # Reentrant: a write that calls code opening another write in the same thread
+        # fails on SQLite's own lock with a clear error, rather than hanging here.
+        self._writer = threading.RLock() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -97,8 +110,12 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A unit of work: commits on success, rolls back on any error."""
-        with self.sessions() as session, session.begin():
+        """A unit of work that may write: commits on success, rolls back on any error."""
+        if self._writer is None:
+            with self._writing() as session, session.begin():
+                yield session
+            return
+        with self._writer, self._writing() as session, session.begin():
             yield session
 
     @contextmanager
@@ -107,10 +124,8 @@ class Database:
         with self.sessions() as session:
             yield session
 
-    @contextmanager
-    def locking_session(self) -> Iterator[Session]:
-        with self._locking() as session, session.begin():
-            yield session
+    #: The same unit of work; on PostgreSQL, rows read with ``with_for_update`` are locked.
+    locking_session = session
 
     def migrate(self) -> None:
         with self.engine.begin() as connection:
