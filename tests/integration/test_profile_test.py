@@ -8,17 +8,21 @@ appears anywhere in the answer.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 
 from tests.support.app import Live, oauth_profile
 from tests.support.echo import EchoServer
 from tests.support.idp import IdP
-from tests.support.live import free_port
+from tests.support.live import ThreadServer, free_port
 
 pytestmark = pytest.mark.idp
 
@@ -321,3 +325,174 @@ def test_the_result_has_a_typed_schema_in_openapi(live: Live) -> None:
     assert ref.endswith("/ProfileTestResult")
     result = schema["components"]["schemas"]["ProfileTestResult"]
     assert {"ok", "stage", "status_code", "request", "response"} <= set(result["properties"])
+
+
+# -- redirects: credentials never follow one to another origin ---------------------------
+
+QUERY_SECRET = "query-secret-7531"
+HEADER_SECRET = "header-secret-8642"
+
+
+@dataclass
+class Redirector:
+    """A loopback API that answers chosen paths with a redirect, anything else 200 with
+    what it received; it records every request (method, path, query, headers)."""
+
+    url: str
+    routes: dict[str, tuple[int, str]] = field(default_factory=dict)
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+    def redirect(self, path: str, location: str, status: int = 302) -> None:
+        self.routes[path] = (status, location)
+
+
+@pytest.fixture
+def redirector() -> Iterator[Redirector]:
+    app = FastAPI()
+    port = free_port()
+    state = Redirector(url=f"http://127.0.0.1:{port}")
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    async def anything(request: Request, path: str) -> Response:
+        seen = {
+            "method": request.method,
+            "path": request.url.path,
+            "query": request.url.query,
+            "headers": dict(request.headers),
+        }
+        state.received.append(seen)
+        if request.url.path in state.routes:
+            status, location = state.routes[request.url.path]
+            return Response(status_code=status, headers={"location": location})
+        return JSONResponse(seen)
+
+    server = ThreadServer(app, port=port).start()
+    try:
+        yield state
+    finally:
+        server.stop()
+
+
+def credentialed_profile(live: Live, idp: IdP, token_test_url: str) -> tuple[dict[str, Any], Any]:
+    return cc_profile(
+        live,
+        idp,
+        token_test_url=token_test_url,
+        token_test_method="GET",
+        token_test_content_type="json",
+        authorization_fields=[
+            {"type": "header", "key": "X-Api-Key", "value": HEADER_SECRET},
+            {"type": "query", "key": "key", "value": QUERY_SECRET},
+        ],
+    )
+
+
+def test_a_token_test_url_redirecting_to_another_origin_is_not_followed_and_is_named(
+    live: Live, idp: IdP, echo_server: EchoServer, redirector: Redirector
+) -> None:
+    # Another port on the same loopback host is another origin (scheme, host, port). The
+    # redirect even tries to carry the query secret along in its Location.
+    elsewhere = f"{echo_server.url}/landing?stolen={QUERY_SECRET}"
+    redirector.redirect("/check", elsewhere)
+    profile, client = credentialed_profile(live, idp, redirector.url + "/check")
+    response = run_test(live, profile["id"])
+    assert response.status_code == 200, response.text
+    result = response.json()
+
+    assert echo_server.requests() == []  # nothing reached the other origin
+    assert [r["path"] for r in redirector.received] == ["/check"]
+    assert redirector.received[0]["headers"]["x-api-key"] == HEADER_SECRET
+
+    assert result["ok"] is False
+    assert result["stage"] == "token_test"
+    assert result["status_code"] == 302
+    assert [s["stage"] for s in result["steps"]] == ["token", "token_test"]
+    assert result["steps"][0]["ok"] is True
+    shown = f"{echo_server.url}/landing?stolen=[redacted]"
+    assert result["redirects"] == [
+        {
+            "url": f"{redirector.url}/check?key=[redacted]",
+            "status_code": 302,
+            "location": shown,
+            "followed": False,
+        }
+    ]
+    assert result["steps"][1]["redirects"] == result["redirects"]
+    assert "another origin" in result["detail"] and shown in result["detail"]
+    assert result["response"]["headers"]["location"] == shown
+    assert_absent(response, client.client_secret, HEADER_SECRET, QUERY_SECRET)
+
+
+def test_a_redirect_within_the_token_test_urls_origin_is_followed(
+    live: Live, idp: IdP, redirector: Redirector
+) -> None:
+    redirector.redirect("/me", "/me/", status=301)
+    profile, client = credentialed_profile(live, idp, redirector.url + "/me")
+    response = run_test(live, profile["id"])
+    result = response.json()
+    assert result["ok"] is True, result
+    assert result["status_code"] == 200
+    assert result["redirects"] == [
+        {
+            "url": f"{redirector.url}/me?key=[redacted]",
+            "status_code": 301,
+            "location": f"{redirector.url}/me/",
+            "followed": True,
+        }
+    ]
+    assert "after a redirect within its origin" in result["detail"]
+    assert [r["path"] for r in redirector.received] == ["/me", "/me/"]
+    # The credentials went on within the origin, as the user's API asked.
+    assert redirector.received[1]["headers"]["x-api-key"] == HEADER_SECRET
+    assert_absent(response, client.client_secret, HEADER_SECRET, QUERY_SECRET)
+
+
+def test_a_token_url_redirecting_elsewhere_is_not_followed_and_is_named(
+    live: Live, idp: IdP, echo_server: EchoServer, redirector: Redirector
+) -> None:
+    redirector.redirect("/token", echo_server.url + "/token", status=307)
+    profile, client = cc_profile(live, idp, token_url=redirector.url + "/token")
+    response = run_test(live, profile["id"])
+    result = response.json()
+    assert echo_server.requests() == []
+    assert redirector.received[0]["headers"]["authorization"].startswith("Basic ")
+    assert result["ok"] is False
+    assert result["stage"] == "token"
+    assert result["status_code"] == 307
+    assert result["redirects"] == [
+        {
+            "url": f"{redirector.url}/token",
+            "status_code": 307,
+            "location": f"{echo_server.url}/token",
+            "followed": False,
+        }
+    ]
+    assert f"a redirect to {echo_server.url}/token" in result["detail"]
+    assert_absent(response, client.client_secret)
+
+
+def test_a_password_profile_without_a_token_test_url_passes_at_the_token_stage(
+    live: Live, idp: IdP, user: tuple[str, str]
+) -> None:
+    # The password grant's token test URL is optional: the test is then the token alone.
+    profile, client = oauth_profile(
+        live,
+        idp,
+        "password",
+        token_test_url=None,
+        token_test_method=None,
+        token_test_content_type=None,
+    )
+    assert profile["token_test_url"] is None
+    response = run_test(live, profile["id"], username=user[0], password=user[1])
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["ok"] is True, result
+    assert result["stage"] == "token"
+    assert [s["stage"] for s in result["steps"]] == ["token"]
+    assert result["redirects"] == []
+    assert_absent(response, user[1], client.client_secret)

@@ -628,3 +628,37 @@ def test_a_changed_profile_or_a_deleted_connection_takes_effect_within_the_reuse
     assert live.http.delete(f"/api/v1/connections/{connection_id}").status_code == 200
     time.sleep(window + 0.1)
     assert api.get(f"/api/v1/proxy/{connection_id}/x").status_code == 404
+
+
+def test_an_upstream_redirect_goes_back_to_the_caller_unfollowed(
+    live: Live, api: httpx.Client, idp: IdP, echo_server: EchoServer
+) -> None:
+    # The call carries the token and the authorization fields: the proxy must not take
+    # them to wherever a Location points (here another origin: another port).
+    elsewhere = f"{echo_server.url}/landing?from=upstream"
+    upstream = FastAPI()
+    received: list[dict[str, str]] = []
+
+    @upstream.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @upstream.get("/moved")
+    def moved(request: Request) -> Response:
+        received.append(dict(request.headers))
+        return Response(status_code=302, headers={"location": elsewhere, "x-upstream": "yes"})
+
+    server = ThreadServer(upstream).start()
+    try:
+        _, connection_id, _ = connect(
+            live, idp, "client_credentials", server.url, authorization_fields=NO_PATH_FIELDS
+        )
+        response = api.get(f"/api/v1/proxy/{connection_id}/moved", follow_redirects=False)
+    finally:
+        server.stop()
+    assert response.status_code == 302
+    assert response.headers["location"] == elsewhere
+    assert response.headers["x-upstream"] == "yes"
+    assert len(received) == 1 and received[0]["authorization"].startswith("Bearer ")
+    assert received[0]["x-client-tag"] == "tag-acme"
+    assert echo_server.requests() == []

@@ -117,23 +117,28 @@ class IdP:
         client_type: Literal["confidential", "public"] = "confidential",
         algorithm: Literal["RS256", "HS256", ""] = "RS256",
         name: str = "test client",
+        client_id: str | None = None,
+        client_secret: str | None = None,
     ) -> Client:
         """Register an application; the returned secret is the plain one (DOT stores a hash).
 
         ``algorithm`` signs OIDC ID tokens (issued only when "openid" is requested).
+        ``client_id`` and ``client_secret`` choose them (any characters: DOT decodes HTTP
+        Basic credentials as RFC 6749 section 2.3.1 says); by default DOT generates both.
         """
-        data = self._control(
-            "POST",
-            "/_test/clients",
-            {
-                "grant_type": grant,
-                "redirect_uris": list(redirect_uris),
-                "skip_authorization": skip_authorization,
-                "client_type": client_type,
-                "algorithm": algorithm,
-                "name": name,
-            },
-        )
+        body: dict[str, Any] = {
+            "grant_type": grant,
+            "redirect_uris": list(redirect_uris),
+            "skip_authorization": skip_authorization,
+            "client_type": client_type,
+            "algorithm": algorithm,
+            "name": name,
+        }
+        if client_id is not None:
+            body["client_id"] = client_id
+        if client_secret is not None:
+            body["client_secret"] = client_secret
+        data = self._control("POST", "/_test/clients", body)
         return Client(data["client_id"], data["client_secret"], grant, tuple(redirect_uris))
 
     def create_user(self, username: str, password: str) -> None:

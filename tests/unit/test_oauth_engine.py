@@ -229,3 +229,57 @@ def test_revocation_posts_the_token_with_its_hint() -> None:
     form = parse_qs(seen[-1].content.decode())
     assert form == {"token": ["t"], "token_type_hint": ["refresh_token"]}
     assert seen[-1].url == "https://idp.test/revoke"
+
+
+#: A client whose id and secret hold every character RFC 6749 Appendix B escapes.
+AWKWARD = ClientSettings(
+    **{**SETTINGS.__dict__, "client_id": "client id+1%:x", "client_secret": "p@ss:w0rd+/=%&? +%"}
+)
+#: base64 of "client+id%2B1%25%3Ax:p%40ss%3Aw0rd%2B%2F%3D%25%26%3F+%2B%25".
+AWKWARD_BASIC = (
+    "Basic Y2xpZW50K2lkJTJCMSUyNSUzQXg6cCU0MHNzJTNBdzByZCUyQiUyRiUzRCUyNSUyNiUzRislMkIlMjU="
+)
+
+
+def test_client_secret_basic_form_encodes_the_credentials_in_every_request() -> None:
+    # RFC 6749 section 2.3.1 (and RFC 7009 section 2.1 for revocation, which uses the
+    # same client authentication).
+    seen: list[httpx.Request] = []
+    ok = json_response({"access_token": "a", "token_type": "Bearer", "refresh_token": "r"})
+    engine = engine_answering(ok, seen=seen)
+    engine.client_credentials(AWKWARD)
+    engine.password(AWKWARD, username="u", password="p")
+    engine.exchange_code(AWKWARD, code="c", code_verifier="v" * 64)
+    engine.refresh(AWKWARD, refresh_token="r")
+    engine.revoke(AWKWARD, token="t", hint="refresh_token")
+    grants = [parse_qs(r.content.decode()).get("grant_type", ["(revocation)"])[0] for r in seen]
+    assert grants == [
+        "client_credentials",
+        "password",
+        "authorization_code",
+        "refresh_token",
+        "(revocation)",
+    ]
+    assert [r.headers["authorization"] for r in seen] == [AWKWARD_BASIC] * 5
+    assert all("client_secret" not in parse_qs(r.content.decode()) for r in seen)
+
+
+def test_client_secret_basic_sends_a_secret_outside_latin_1() -> None:
+    seen: list[httpx.Request] = []
+    euro = ClientSettings(**{**SETTINGS.__dict__, "client_secret": "\u00a3\u20ac"})
+    engine_answering(
+        json_response({"access_token": "a", "token_type": "Bearer"}), seen=seen
+    ).client_credentials(euro)
+    # base64 of "client-1:%C2%A3%E2%82%AC"
+    assert seen[-1].headers["authorization"] == "Basic Y2xpZW50LTE6JUMyJUEzJUUyJTgyJUFD"
+
+
+def test_a_redirect_from_the_token_endpoint_is_not_followed() -> None:
+    seen: list[httpx.Request] = []
+    engine = engine_answering(
+        httpx.Response(302, headers={"location": "https://elsewhere.test/token"}), seen=seen
+    )
+    with pytest.raises(GrantRefused) as caught:
+        engine.client_credentials(SETTINGS)
+    assert caught.value.status_code == 302
+    assert [str(r.url) for r in seen] == ["https://idp.test/token"]

@@ -1,9 +1,10 @@
 """RFC 6749 grants through authlib's httpx client, with retries for transient failures.
 
-authlib builds every request (client authentication per RFC 6749 section 2.3.1,
-PKCE S256 per RFC 7636, refresh per section 6, revocation per RFC 7009); this
-module chooses the grant, adds retries with backoff and jitter, and turns every
-failure into :class:`GrantRefused` (do not retry) or :class:`IdPUnavailable`.
+authlib builds every request (client authentication per RFC 6749 section 2.3.1, Basic
+through ``client_auth``'s encoder; PKCE S256 per RFC 7636, refresh per section 6,
+revocation per RFC 7009); this module chooses the grant, adds retries with backoff and
+jitter, and turns every failure into :class:`GrantRefused` (do not retry) or
+:class:`IdPUnavailable`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import httpx
 from authprofiles.core.connections import TokenSet
 from authprofiles.core.ports import Clock, SystemClock
 from authprofiles.oauth._authlib import OAuth2Client, OAuthError, generate_token
+from authprofiles.oauth.client_auth import register_client_auth_methods
 from authprofiles.oauth.errors import GrantRefused, IdPUnavailable
 from authprofiles.oauth.responses import normalise_response, to_token_set
 from authprofiles.oauth.transport import Transports
@@ -84,7 +86,13 @@ class OAuthEngine:
             transport=self.transports.sync(settings.egress_proxy_url),
             timeout=self.transports.timeout,
             trust_env=False,
+            # Every request here carries the client's credentials: a redirect is the
+            # identity provider's answer, never an invitation to send them elsewhere.
+            follow_redirects=False,
         )
+        # client_secret_basic as RFC 6749 section 2.3.1 says (see client_auth), for the
+        # token, refresh and revocation requests alike.
+        register_client_auth_methods(client)
         client.register_compliance_hook("access_token_response", normalise_response)
         client.register_compliance_hook("refresh_token_response", normalise_response)
         return client

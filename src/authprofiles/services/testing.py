@@ -11,11 +11,17 @@ flow is then the next step.
 Every exchange is captured at the transport, so a failure shows what was sent and what
 came back (seed 001's "Headers and Response tabs"), with every secret redacted: the
 client secret, passwords, tokens, and the values of secret fields, wherever they appear.
+
+Redirects: no request that carries a credential follows one to another origin (scheme,
+host and port). httpx would drop only ``Authorization`` there and carry the profile's
+header fields along, and the Location may name any host. The token requests follow no
+redirect at all; the token test URL's call follows those that stay on its origin (the
+credentials are already there, and ``/me`` answering ``/me/`` is common) and stops at the
+first that leaves, failing the stage and naming the Location in ``redirects``.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import json
@@ -50,6 +56,7 @@ from authprofiles.core.profiles import (
     TestContentType,
 )
 from authprofiles.core.templating import TemplateError, is_valid_tenant, render_url
+from authprofiles.oauth.client_auth import basic_authorization
 from authprofiles.oauth.errors import GrantRefused, OAuthFailure
 from authprofiles.oauth.grants import ClientSettings, OAuthEngine, new_code_verifier, new_state
 from authprofiles.oauth.transport import Transports
@@ -70,6 +77,10 @@ MIN_REDACTED_LENGTH = 4
 MAX_BODY_CHARS = 64 * 1024
 #: The made-up code of the client authentication probe.
 PROBE_CODE = "authprofiles-test-invalid-code"
+#: Same-origin redirects the token test URL's call follows before giving up.
+MAX_REDIRECTS = 10
+#: RFC 9110 section 15.4: the 3xx codes whose Location says where to send the request.
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 _SECRET_KEYS = frozenset(
     {
@@ -119,6 +130,18 @@ class CapturedResponse(BaseModel):
     error: str | None = Field(default=None, description="Why no answer came, if none did")
 
 
+class ProfileTestRedirect(BaseModel):
+    """A redirect met during a stage, and whether the test followed it."""
+
+    url: str = Field(description="The URL that answered with the redirect")
+    status_code: int
+    location: str = Field(description="Where it pointed, made absolute (secrets redacted)")
+    followed: bool = Field(
+        description="Followed only within the same origin (scheme, host, port) and only "
+        "by the token test URL's call; a token request follows none"
+    )
+
+
 class ProfileTestStep(BaseModel):
     stage: Stage
     ok: bool
@@ -126,6 +149,9 @@ class ProfileTestStep(BaseModel):
     status_code: int | None
     request: CapturedRequest | None
     response: CapturedResponse | None
+    redirects: list[ProfileTestRedirect] = Field(
+        default_factory=list, description="Redirects met in this stage, in order"
+    )
 
 
 class ProfileTestResult(BaseModel):
@@ -141,6 +167,11 @@ class ProfileTestResult(BaseModel):
     request: CapturedRequest | None
     response: CapturedResponse | None
     steps: list[ProfileTestStep] = Field(description="Every stage run, in order")
+    redirects: list[ProfileTestRedirect] = Field(
+        default_factory=list,
+        description="Redirects met in the last stage: one to another origin is not "
+        "followed, so the profile's credentials never go there",
+    )
     next: Literal["authorize"] | None = Field(
         default=None,
         description="Authorization code: the browser flow comes next (see `detail`)",
@@ -277,11 +308,10 @@ class Redactor:
             )
 
     def add_basic_credentials(self, client_id: str, secret: str | None) -> None:
-        """RFC 7617 (and RFC 6749 section 2.3.1, which form-encodes both parts first)."""
+        """The base64 credentials of client_secret_basic, as they are sent."""
         if not secret:
             return
-        for user, password in ((client_id, secret), (quote_plus(client_id), quote_plus(secret))):
-            self.add(base64.b64encode(f"{user}:{password}".encode()).decode())
+        self.add(basic_authorization(client_id, secret).removeprefix("Basic "))
 
     def text(self, text: str) -> str:
         for value in sorted(self._values, key=len, reverse=True):
@@ -413,9 +443,20 @@ class _Run:
     def mark(self) -> int:
         return len(self.record)
 
-    def step(self, stage: Stage, ok: bool, detail: str, since: int) -> ProfileTestStep:
+    def step(
+        self,
+        stage: Stage,
+        ok: bool,
+        detail: str,
+        since: int,
+        redirects: list[ProfileTestRedirect] | None = None,
+    ) -> ProfileTestStep:
         exchange = self.record[-1] if len(self.record) > since else None
         response = exchange.response if exchange else None
+        if redirects is None:
+            # A stage that follows nothing: its last answer may still be a redirect.
+            unfollowed = _redirect_of(exchange) if exchange else None
+            redirects = [unfollowed] if unfollowed else []
         step = ProfileTestStep(
             stage=stage,
             ok=ok,
@@ -423,6 +464,7 @@ class _Run:
             status_code=response.status_code if response else None,
             request=exchange.request if exchange else None,
             response=response,
+            redirects=redirects,
         )
         self.steps.append(step)
         return step
@@ -577,21 +619,46 @@ class ProfileTestService:
             headers["Content-Type"] = media
         headers = apply_headers(headers, injection)
         since = run.mark()
-        with transports.client(profile.egress_proxy_url, follow_redirects=True) as client:
+        redirects: list[ProfileTestRedirect] = []
+        with transports.client(profile.egress_proxy_url) as client:
             try:
-                response = client.request(method, url, headers=headers, content=content)
-            except httpx.HTTPError as exc:
-                run.step(
-                    "token_test", False, _transport_failure("the token test URL", url, exc), since
+                response = _send_within_origin(
+                    client,
+                    client.build_request(method, url, headers=headers, content=content),
+                    redirects,
                 )
+            except httpx.HTTPError as exc:
+                detail = _transport_failure("the token test URL", url, exc)
+                run.step("token_test", False, detail, since, redirects)
                 return
         host = urlsplit(url).netloc
+        via = _via(redirects)
+        if redirects and not redirects[-1].followed:
+            last = redirects[-1]
+            leaving = _origin(httpx.URL(last.location)) != _origin(httpx.URL(url))
+            why = (
+                f"a redirect to another origin ({last.location}), not followed: the call "
+                "carries the profile's credentials, which must not go there. If the API "
+                "lives there, make that the token test URL"
+                if leaving
+                else f"more than {MAX_REDIRECTS} redirects within its origin, not followed further"
+            )
+            run.step(
+                "token_test",
+                False,
+                f"the token test URL ({host}) answered HTTP {last.status_code}{via}: {why}",
+                since,
+                redirects,
+            )
+            return
+        status = f"HTTP {response.status_code}{via}"
         if 200 <= response.status_code < 300:
             run.step(
                 "token_test",
                 True,
-                f"the token test URL ({host}) accepted the token: HTTP {response.status_code}",
+                f"the token test URL ({host}) accepted the token: {status}",
                 since,
+                redirects,
             )
             received = response.headers.get("content-type", "").split(";")[0].strip().lower()
             if kind and received and received != kind.media_type:
@@ -609,8 +676,9 @@ class ProfileTestService:
         run.step(
             "token_test",
             False,
-            f"the token test URL ({host}) {why}: HTTP {response.status_code}",
+            f"the token test URL ({host}) {why}: {status}",
             since,
+            redirects,
         )
 
     @staticmethod
@@ -708,6 +776,12 @@ class ProfileTestService:
                 status_code=s.status_code,
                 request=redactor.request(s.request),
                 response=redactor.response(s.response),
+                redirects=[
+                    r.model_copy(
+                        update={"url": redactor.text(r.url), "location": redactor.text(r.location)}
+                    )
+                    for r in s.redirects
+                ],
             )
             for s in run.steps
         ]
@@ -722,6 +796,7 @@ class ProfileTestService:
             request=last.request,
             response=last.response,
             steps=steps,
+            redirects=last.redirects,
             next="authorize" if authorize_next else None,
             warnings=[redactor.text(w) for w in run.warnings],
         )
@@ -739,6 +814,69 @@ def _redact_strings(value: Any, redactor: Redactor) -> Any:
     return value
 
 
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """RFC 6454 section 4: scheme, host and port (the scheme's default when omitted)."""
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host, url.port or default
+
+
+def _send_within_origin(
+    client: httpx.Client, request: httpx.Request, redirects: list[ProfileTestRedirect]
+) -> httpx.Response:
+    """Send, following redirects only while they stay on the request's origin.
+
+    Each redirect met is appended to ``redirects``; the answer returned is the last one
+    received (a redirect itself when one was not followed).
+    """
+    origin = _origin(request.url)
+    response = client.send(request, follow_redirects=False)
+    # httpx builds the next request as it would follow it (RFC 9110 section 15.4: 303
+    # turns into GET, the body goes with 307 and 308), without sending it.
+    while response.next_request is not None:
+        target = response.next_request
+        follow = _origin(target.url) == origin and len(redirects) < MAX_REDIRECTS
+        redirects.append(
+            ProfileTestRedirect(
+                url=str(response.request.url),
+                status_code=response.status_code,
+                location=str(target.url),
+                followed=follow,
+            )
+        )
+        if not follow:
+            break
+        response.close()
+        response = client.send(target, follow_redirects=False)
+    return response
+
+
+def _redirect_of(exchange: _Exchange) -> ProfileTestRedirect | None:
+    """The redirect an exchange answered with, if any (not followed)."""
+    response = exchange.response
+    if response is None or response.status_code not in _REDIRECT_STATUSES:
+        return None
+    location = {k.lower(): v for k, v in response.headers.items()}.get("location")
+    if not location:
+        return None
+    assert response.status_code is not None
+    return ProfileTestRedirect(
+        url=exchange.request.url,
+        status_code=response.status_code,
+        location=urljoin(exchange.request.url, location),
+        followed=False,
+    )
+
+
+def _via(redirects: list[ProfileTestRedirect]) -> str:
+    followed = [r for r in redirects if r.followed]
+    if not followed:
+        return ""
+    where = urlsplit(followed[-1].location)
+    path = where.path + (f"?{where.query}" if where.query else "")
+    count = "a redirect" if len(followed) == 1 else f"{len(followed)} redirects"
+    return f" (after {count} within its origin, to {path})"
+
+
 def _last_status(exchanges: Iterable[_Exchange]) -> int | None:
     status = None
     for exchange in exchanges:
@@ -752,6 +890,13 @@ def _token_failure(exc: OAuthFailure, exchanges: list[_Exchange]) -> str:
     where = f"the token URL ({urlsplit(last.request.url).netloc})" if last else "the token URL"
     if last is not None and last.response is not None and last.response.status_code is None:
         return f"could not reach {where}: {last.response.error}"
+    redirect = _redirect_of(last) if last is not None else None
+    if redirect is not None:
+        return (
+            f"{where} answered HTTP {redirect.status_code}, a redirect to {redirect.location}: "
+            "not followed, since a token request carries the client's credentials. If the "
+            "token endpoint lives there, make that the token URL"
+        )
     if isinstance(exc, GrantRefused):
         reason = {
             "invalid_client": "rejected the client: check client_id, client_secret and "
@@ -800,6 +945,7 @@ def _judge_authorization_answer(response: httpx.Response, redirect_uri: str) -> 
 __all__ = [
     "CapturedRequest",
     "CapturedResponse",
+    "ProfileTestRedirect",
     "ProfileTestRequest",
     "ProfileTestResult",
     "ProfileTestService",

@@ -98,8 +98,12 @@ def register_client(request: HttpRequest) -> HttpResponse:
     client_type = body.get("client_type", Application.CLIENT_CONFIDENTIAL)
     # DOT hashes client_secret on save (hash_client_secret=True by default): keep the
     # plain value to hand back, it cannot be read from the database afterwards.
-    secret = generate_client_secret() if client_type == Application.CLIENT_CONFIDENTIAL else ""
+    secret = ""
+    if client_type == Application.CLIENT_CONFIDENTIAL:
+        secret = body.get("client_secret") or generate_client_secret()
+    chosen = {"client_id": body["client_id"]} if body.get("client_id") else {}
     app = Application(
+        **chosen,
         name=body.get("name", "test client"),
         client_type=client_type,
         authorization_grant_type=body["grant_type"],
