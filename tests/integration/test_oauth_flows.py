@@ -122,7 +122,7 @@ def test_client_credentials_with_a_wrong_secret_stores_nothing(live: Live, idp: 
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["idp_error"] == "invalid_client"
-    assert live.http.get(f"/api/v1/profiles/{profile['id']}/connections").json()["items"] == []
+    assert live.http.get(f"/api/v1/profiles/{profile['id']}/connections").json() == []
 
 
 def test_password_grant_preauthorized_stores_credentials_and_regenerates(
@@ -283,9 +283,14 @@ def test_tenant_and_fields_are_rendered_into_urls_and_cannot_move_the_host(
     no_field = live.http.post(connections, json={"tenant": "acme"})
     assert {e["field"] for e in no_field.json()["errors"]} == {"fields.region"}
 
-    ok = live.http.post(connections, json={"tenant": "Acme", "fields": {"region": "eu/../west"}})
+    # A value that would climb out of its segment, even encoded, is refused naming the URL.
+    climb = live.http.post(connections, json={"tenant": "acme", "fields": {"region": "eu/../w"}})
+    assert climb.status_code == 422, climb.text
+    assert [e["field"] for e in climb.json()["errors"]] == ["authorization_url"]
+
+    ok = live.http.post(connections, json={"tenant": "Acme", "fields": {"region": "eu west?"}})
     assert ok.status_code == 201, ok.text
     assert ok.json()["connection"]["tenant"] == "acme"
     url = urlsplit(ok.json()["authorization_url"])
     assert url.netloc == "acme.login.example.com"
-    assert url.path == "/eu%2F..%2Fwest/authorize"  # one encoded segment, not a path climb
+    assert url.path == "/eu%20west%3F/authorize"  # one encoded segment

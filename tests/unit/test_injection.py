@@ -146,8 +146,8 @@ def test_a_header_value_cannot_add_headers(value: str) -> None:
         (
             "https://api.example.com/v1",
             "items",
-            {"ws": "w/7"},
-            "https://api.example.com/v1/w%2F7/items",
+            {"ws": "w:7 8"},
+            "https://api.example.com/v1/w%3A7%208/items",
         ),
         (
             "https://api.example.com/v1",
@@ -207,6 +207,18 @@ ESCAPES = [
     "x/https://evil.example",
     "a?b",
     "a#b",
+    # Servers that fold compatibility characters (NFKC) read these as dots and slashes.
+    "\uff0e\uff0e/x",  # FULLWIDTH FULL STOP
+    "%EF%BC%8E%EF%BC%8E/x",
+    "a/\uff0e/b",
+    "\u2025/x",  # TWO DOT LEADER
+    "%E2%80%A5",
+    "a\uff0fb",  # FULLWIDTH SOLIDUS
+    "a%EF%BC%8Fb",
+    "a\uff3cb",  # FULLWIDTH REVERSE SOLIDUS
+    "\uff05\uff12\uff45\uff05\uff12\uff45",  # fullwidth "%2e%2e"
+    "%25EF%25BC%258E%25EF%25BC%258E",
+    "http\uff1a\uff0f\uff0fevil.example",
 ]
 
 
@@ -219,10 +231,45 @@ def test_escape_attempts_are_refused(path: str) -> None:
         split_path(path)
 
 
-@pytest.mark.parametrize("value", ["..", ".", "", "a\nb"])
+PATH_VALUE_ESCAPES = [
+    "..",
+    ".",
+    "",
+    "a\nb",
+    "../../x",
+    "a/b",
+    "..\\x",
+    "%2e%2e",
+    "%252e%252e",
+    "%2F",
+    "..;x",
+    "//evil.example/x",
+    "http://evil.example",
+    "\x00",
+    "\uff0e\uff0e",
+    "\u2025",
+    "a\uff0fb",
+    "a\uff3cb",
+]
+
+
+@pytest.mark.parametrize("value", PATH_VALUE_ESCAPES)
 def test_a_path_field_value_cannot_climb_either(value: str) -> None:
-    with pytest.raises(PathEscape):
+    """A path field's value passes the caller's path's escape checks: encoded as
+    ``..%2F..%2Fx`` it is still a climb to a server that decodes it."""
+    with pytest.raises(PathEscape) as after_base:
         join_path("https://api.example.com/v1", "items", {"ws": value})
+    with pytest.raises(PathEscape):
+        join_path("https://api.example.com/v1", "items/{{ws}}", {"ws": value})
+    assert value in ("", ".", "..") or value not in after_base.value.detail  # a secret
+
+
+@pytest.mark.parametrize("value", ["ws-7", "w 7", "...", "caf\u00e9", "50%", "a:b@c", "\u2026"])
+def test_a_path_field_value_that_stays_one_segment_is_accepted(value: str) -> None:
+    joined = join_path("https://api.example.com/v1", "items", {"ws": value})
+    assert urlsplit(joined).path.startswith("/v1/")
+    assert urlsplit(joined).path.endswith("/items")
+    assert urlsplit(joined).path.count("/") == 3
 
 
 def test_a_base_path_rendered_to_a_dot_segment_is_refused() -> None:

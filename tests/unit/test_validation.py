@@ -18,6 +18,13 @@ from authprofiles.core.profiles import (
 from authprofiles.core.validation import (
     MANDATORY_FIELDS,
     MAX_CLIENT_CREDENTIAL_LENGTH,
+    MAX_FIELD_VALUE_LENGTH,
+    MAX_FIELDS,
+    MAX_PASSWORD_LENGTH,
+    MAX_SCOPE_LENGTH,
+    MAX_SCOPES,
+    MAX_SHORT_TEXT_LENGTH,
+    MAX_TEXT_LENGTH,
     MAX_URL_LENGTH,
     missing_fields,
     parse_draft,
@@ -126,12 +133,7 @@ def test_the_mandatory_fields_are_the_seed_lists() -> None:
         "authorization_url",
         "tenancy",
     }
-    assert set(MANDATORY_FIELDS[AuthType.PASSWORD]) == common | {
-        "authorization_mode",
-        "token_test_url",
-        "token_test_method",
-        "token_test_content_type",
-    }
+    assert set(MANDATORY_FIELDS[AuthType.PASSWORD]) == common | {"authorization_mode"}
 
 
 @pytest.mark.parametrize("auth_type", list(VALID))
@@ -159,22 +161,51 @@ def test_authorization_url_and_tenancy_are_required_only_for_authorization_code(
     assert definition.tenancy is None
 
 
-def test_the_password_grant_names_all_four_of_its_extra_fields_at_once() -> None:
+def test_the_password_grant_names_its_mode_and_the_test_urls_details_at_once() -> None:
     fields = _errors(
         _without(
-            "oauth2_password",
-            "authorization_mode",
-            "token_test_url",
-            "token_test_method",
-            "token_test_content_type",
+            "oauth2_password", "authorization_mode", "token_test_method", "token_test_content_type"
         )
     )
-    assert set(fields) == {
-        "authorization_mode",
-        "token_test_url",
-        "token_test_method",
-        "token_test_content_type",
-    }
+    assert set(fields) == {"authorization_mode", "token_test_method", "token_test_content_type"}
+
+
+# -- the token test URL is optional (seed 003: "optionally define a URL to test") -------
+
+
+@pytest.mark.parametrize("auth_type", list(VALID))
+def test_a_profile_without_a_token_test_url_is_complete_and_configured(auth_type: str) -> None:
+    data = _without(auth_type, "token_test_url", "token_test_method", "token_test_content_type")
+    definition = _validate(data)
+    assert definition.token_test_url is None
+    assert missing_fields(definition) == []
+    assert _profile(definition).status is ProfileStatus.CONFIGURED
+
+
+def test_a_password_profiles_token_test_url_needs_its_method_and_content_type() -> None:
+    data = _without("oauth2_password", "token_test_method", "token_test_content_type")
+    with pytest.raises(ValidationFailed) as failed:
+        _validate(data)
+    assert _fields_of(failed) == ["token_test_method", "token_test_content_type"]
+    assert all("token_test_url is set" in e.message for e in failed.value.errors)
+    # Kept incomplete, it is not configured, naming both.
+    definition = _validate(data, require_complete=False)
+    assert missing_fields(definition) == ["token_test_method", "token_test_content_type"]
+    assert _profile(definition).status is ProfileStatus.NOT_CONFIGURED
+
+
+def test_the_test_urls_details_alone_are_not_required() -> None:
+    data = _without("oauth2_password", "token_test_url", "token_test_content_type")
+    assert _validate(data).token_test_method is HttpMethod.GET
+
+
+@pytest.mark.parametrize("auth_type", ["oauth2_client_credentials", "oauth2_authorization_code"])
+def test_other_types_test_with_get_and_any_content_type_when_they_are_left_out(
+    auth_type: str,
+) -> None:
+    definition = _validate(_with(auth_type, token_test_url="https://api.example.com/me"))
+    assert (definition.token_test_method, definition.token_test_content_type) == (None, None)
+    assert missing_fields(definition) == []
 
 
 @pytest.mark.parametrize("method", ["PUT", "POST", "PATCH", "DELETE", "GET", "post"])
@@ -338,6 +369,7 @@ def test_seed_003_token_test_url_with_tenant_and_field_is_accepted() -> None:
     data = _with(
         "oauth2_password",
         tenancy=True,
+        allow_insecure_http=True,  # the seed's example is plain http
         token_test_url="http://{tenant}.example.com/test/{{tokenId}}",
         form_fields=[{"title": "Token id", "key": "tokenId"}],
     )
@@ -574,3 +606,271 @@ def test_an_incomplete_profile_may_keep_an_additional_field_whose_value_is_not_g
     assert definition.additional_fields[0].key == "pin"
     assert missing_fields(definition) == ["additional_fields[0].value"]
     assert _profile(definition).status is ProfileStatus.NOT_CONFIGURED
+
+
+# -- a placeholder in the host fills one label under a fixed domain ------------------------
+
+HOST_FIELDS = {"form_fields": [{"title": k, "key": k} for k in ("host", "region", "a", "b", "p")]}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://{tenant}.service-now.com/api",
+        "https://api.{{region}}.example.com/v1",
+        "https://{tenant}-eu.example.com/v1",
+        "https://{tenant}.example.com:8443/v1",
+    ],
+)
+@pytest.mark.parametrize("field", URL_FIELDS_ANY_TYPE)
+def test_a_placeholder_may_fill_one_host_label_under_a_fixed_domain(field: str, url: str) -> None:
+    data = _with("oauth2_authorization_code", tenancy=True, **HOST_FIELDS, **{field: url})
+    assert getattr(_validate(data), field) == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://{{host}}/token",  # the whole host
+        "https://{tenant}/token",
+        "https://{{host}}:8443/token",
+        "https://{tenant}.com/token",  # any .com domain
+        "https://api{{host}}.com/token",
+        "https://{tenant}.{{region}}.example.com/token",  # two labels
+        "https://{{a}}{{b}}.example.com/token",
+        "https://{tenant}.0.1/token",  # "127" makes it 127.0.0.1
+        "https://{tenant}.example.0x7f/token",
+        "https://api.example.com:{{p}}/token",  # the port
+        "https://{tenant}.example.com:{{p}}/token",
+    ],
+)
+@pytest.mark.parametrize("field", URL_FIELDS_ANY_TYPE)
+def test_a_placeholder_may_not_pick_the_host_or_the_port(field: str, url: str) -> None:
+    data = _with("oauth2_authorization_code", tenancy=True, **HOST_FIELDS, **{field: url})
+    assert _errors(data) == [field]
+
+
+def test_the_access_token_may_not_stand_in_the_host() -> None:
+    data = _with("oauth2_client_credentials", api_base_url="https://{{access_token}}.example.com/")
+    assert _errors(data) == ["api_base_url"]
+
+
+# -- plain http only to loopback, unless allow_insecure_http -------------------------------
+
+HTTPS_ONLY = (
+    "authorization_url",
+    "token_url",
+    "refresh_token_url",
+    "revocation_url",
+    "api_base_url",
+    "token_test_url",
+)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://api.example.com/x",
+        "HTTP://api.example.com/x",
+        "http://10.0.0.5/x",
+        "http://0x7f.1/x",  # 127.0.0.1 to some resolvers, but not a loopback name or address
+        "http://127.0.0.1.example.com/x",
+        "http://localhost.example.com/x",
+        "http://{tenant}.example.com/x",
+    ],
+)
+@pytest.mark.parametrize("field", HTTPS_ONLY)
+def test_http_is_refused_for_urls_that_carry_credentials(field: str, url: str) -> None:
+    data = _with("oauth2_authorization_code", tenancy=True, **{field: url})
+    with pytest.raises(ValidationFailed) as failed:
+        _validate(data)
+    assert _fields_of(failed) == [field]
+    assert "allow_insecure_http" in failed.value.errors[0].message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/x",
+        "http://127.8.9.10/x",
+        "http://[::1]:9000/x",
+        "http://localhost/x",
+        "http://LOCALHOST:8080/x",
+        "http://idp.localhost:8080/x",
+    ],
+)
+@pytest.mark.parametrize("field", HTTPS_ONLY)
+def test_http_to_a_loopback_host_is_accepted(field: str, url: str) -> None:
+    assert getattr(_validate(_with("oauth2_authorization_code", **{field: url})), field) == url
+
+
+@pytest.mark.parametrize("field", HTTPS_ONLY)
+def test_allow_insecure_http_accepts_http_to_any_host(field: str) -> None:
+    url = "http://api.example.com/x"
+    data = _with("oauth2_authorization_code", allow_insecure_http=True, **{field: url})
+    definition = _validate(data)
+    assert getattr(definition, field) == url
+    assert definition.allow_insecure_http is True
+
+
+def test_allow_insecure_http_is_off_by_default() -> None:
+    assert _validate(VALID["oauth2_client_credentials"]).allow_insecure_http is False
+
+
+def test_an_http_egress_proxy_is_accepted() -> None:
+    """It tunnels https with CONNECT and sees nothing in clear."""
+    data = _with("oauth2_client_credentials", egress_proxy_url="http://proxy.corp.example:3128")
+    assert _validate(data).egress_proxy_url == "http://proxy.corp.example:3128"
+
+
+def test_allow_insecure_http_must_be_a_boolean() -> None:
+    with pytest.raises(ValidationFailed) as exc:
+        parse_draft({**VALID["oauth2_client_credentials"], "allow_insecure_http": "yes"})
+    assert _fields_of(exc) == ["allow_insecure_http"]
+
+
+# -- names and display text refuse control and bidirectional characters --------------------
+
+HIDDEN = [
+    "\u202e",  # RIGHT-TO-LEFT OVERRIDE
+    "\u202a",
+    "\u2066",  # LEFT-TO-RIGHT ISOLATE
+    "\u2069",
+    "\u200e",  # LEFT-TO-RIGHT MARK
+    "\u200f",
+    "\u200b",  # ZERO WIDTH SPACE
+    "\ufeff",
+    "\x07",
+    "\x1b",
+    "\x7f",
+    "\x85",
+    "\u2028",
+    "\n",
+    "\t",
+]
+
+
+@pytest.mark.parametrize("char", HIDDEN, ids=lambda c: f"U+{ord(c):04X}")
+def test_a_name_with_a_control_or_bidirectional_character_is_refused(char: str) -> None:
+    with pytest.raises(ValidationFailed) as failed:
+        _validate(_with("oauth2_client_credentials", name=f"pay{char}roll"))
+    assert _fields_of(failed) == ["name"]
+    assert f"U+{ord(char):04X}" in failed.value.errors[0].message
+    assert char not in failed.value.errors[0].message
+
+
+@pytest.mark.parametrize("char", HIDDEN, ids=lambda c: f"U+{ord(c):04X}")
+def test_display_text_refuses_them_too(char: str) -> None:
+    data = _with(
+        "oauth2_password",
+        identity_provider=f"Okta{char}x",
+        form_fields=[{"title": f"PIN{char}x", "key": "pin", "hint": f"h{char}x"}],
+    )
+    assert set(_errors(data)) == {
+        "identity_provider",
+        "form_fields[0].title",
+        "form_fields[0].hint",
+    }
+
+
+def test_a_description_keeps_line_breaks_and_tabs_but_not_bidirectional_overrides() -> None:
+    ok = _with("oauth2_client_credentials", description="line one\r\n\tline two")
+    assert _validate(ok).description == "line one\r\n\tline two"
+    bad = _with("oauth2_client_credentials", description="line \u202eone")
+    assert _errors(bad) == ["description"]
+
+
+def test_names_in_any_script_are_accepted() -> None:
+    name = "Café Ünïcode 日本語 עברית"
+    assert _validate(_with("oauth2_client_credentials", name=name)).name == name
+
+
+# -- sizes ---------------------------------------------------------------------------------
+
+LISTS = {
+    "additional_fields": lambda i: {"key": f"k{i}", "value": "v"},
+    "authorization_fields": lambda i: {"type": "header", "key": f"k{i}", "value": "v"},
+    "form_fields": lambda i: {"title": "t", "key": f"k{i}"},
+}
+
+
+@pytest.mark.parametrize("field", list(LISTS))
+def test_at_most_100_fields_of_each_kind(field: str) -> None:
+    entries = [LISTS[field](i) for i in range(MAX_FIELDS)]
+    assert len(getattr(_validate(_with("oauth2_password", **{field: entries})), field)) == 100
+    too_many = [LISTS[field](i) for i in range(10_000)]
+    with pytest.raises(ValidationFailed) as failed:
+        _validate(_with("oauth2_password", **{field: too_many}))
+    assert _fields_of(failed) == [field]
+    assert "at most 100" in failed.value.errors[0].message
+
+
+@pytest.mark.parametrize("field", ["additional_fields", "authorization_fields"])
+def test_a_field_value_is_at_most_4096_characters_and_never_echoed(field: str) -> None:
+    fits = [{**LISTS[field](0), "value": "v" * MAX_FIELD_VALUE_LENGTH}]
+    assert _validate(_with("oauth2_client_credentials", **{field: fits}))
+    huge = [{**LISTS[field](0), "value": "secret-" + "v" * 10_000_000}]
+    with pytest.raises(ValidationFailed) as failed:
+        _validate(_with("oauth2_client_credentials", **{field: huge}))
+    assert _fields_of(failed) == [f"{field}[0].value"]
+    assert "secret-" not in failed.value.errors[0].message + failed.value.detail
+
+
+@pytest.mark.parametrize("field", list(LISTS))
+def test_a_field_key_is_at_most_100_characters(field: str) -> None:
+    data = _with("oauth2_password", **{field: [{**LISTS[field](0), "key": "k" * 101}]})
+    with pytest.raises(ValidationFailed) as failed:
+        _validate(data)
+    assert _fields_of(failed) == [f"{field}[0].key"]
+    assert len(failed.value.errors[0].message) < 200
+
+
+def test_form_field_texts_have_limits() -> None:
+    data = _with(
+        "oauth2_password",
+        form_fields=[
+            {
+                "title": "t" * (MAX_SHORT_TEXT_LENGTH + 1),
+                "key": "k",
+                "hint": "h" * (MAX_TEXT_LENGTH + 1),
+                "data_type": "d" * (MAX_SHORT_TEXT_LENGTH + 1),
+            }
+        ],
+    )
+    assert set(_errors(data)) == {
+        "form_fields[0].title",
+        "form_fields[0].hint",
+        "form_fields[0].data_type",
+    }
+
+
+def test_at_most_100_scopes_of_at_most_255_characters() -> None:
+    scopes = [f"s{i}" for i in range(MAX_SCOPES)]
+    assert len(_validate(_with("oauth2_client_credentials", scopes=scopes)).scopes) == 100
+    assert _errors(_with("oauth2_client_credentials", scopes=[*scopes, "one-more"])) == ["scopes"]
+    as_text = " ".join(f"s{i}" for i in range(10_000))
+    assert _errors(_with("oauth2_client_credentials", scopes=as_text)) == ["scopes"]
+    long_scope = _with("oauth2_client_credentials", scopes=["ok", "s" * (MAX_SCOPE_LENGTH + 1)])
+    assert _errors(long_scope) == ["scopes[1]"]
+
+
+def test_the_password_is_at_most_1024_characters_and_never_echoed() -> None:
+    fits = _with("oauth2_password", username="u", password="p" * MAX_PASSWORD_LENGTH)
+    assert _validate(fits).password
+    data = _with("oauth2_password", username="u", password="hunter2-" + "p" * 5000)
+    with pytest.raises(ValidationFailed) as failed:
+        _validate(data)
+    assert _fields_of(failed) == ["password"]
+    assert "hunter2" not in failed.value.errors[0].message
+
+
+def test_the_username_is_at_most_255_characters() -> None:
+    data = _with("oauth2_password", username="u" * (MAX_CLIENT_CREDENTIAL_LENGTH + 1))
+    assert _errors(data) == ["username"]
+
+
+def test_a_huge_wrong_choice_is_not_repeated_in_the_error() -> None:
+    with pytest.raises(ValidationFailed) as failed:
+        _validate(_with("oauth2_client_credentials", client_auth_method="x" * 1_000_000))
+    assert _fields_of(failed) == ["client_auth_method"]
+    assert len(failed.value.errors[0].message) < 200

@@ -24,7 +24,7 @@ from urllib.parse import quote, unquote, unquote_plus, urlencode, urlsplit, urlu
 
 from authprofiles.core.errors import DomainError
 from authprofiles.core.profiles import AuthorizationField, FieldLocation
-from authprofiles.core.templating import FIELD_PATTERN, render_value
+from authprofiles.core.templating import FIELD_PATTERN, path_segment_problem, render_value
 
 
 class InjectionError(DomainError):
@@ -135,25 +135,15 @@ _RAW_FIELD = re.compile(r"(?:\{\{|%7[Bb]%7[Bb])\s*([A-Za-z0-9_.\-]+)\s*(?:\}\}|%
 
 
 def _check_segment(segment: str, what: str) -> None:
-    """Refuse a segment that is, or decodes to, a dot segment or more than one segment.
+    """Refuse a segment that is, or reads as, a dot segment or more than one segment.
 
-    Decoding repeats (up to three times) because some servers and frameworks decode a
-    path twice: ``%252e%252e`` is ``..`` to them. ``..;x`` is ``..`` to servlet containers.
+    The rule itself (decoding repeated, NFKC folding, ``..;x``) is
+    :func:`~authprofiles.core.templating.path_segment_problem`, shared with the values a
+    profile's URL template places in its path.
     """
-    if "%" not in segment:  # nothing encoded: what is written is what it means
-        if segment.split(";", 1)[0] in (".", ".."):
-            raise PathEscape(f"{what} may not hold '.' or '..' segments")
-        return
-    current = segment
-    for _ in range(3):
-        decoded = unquote(current)
-        if "/" in decoded or "\\" in decoded or "\x00" in decoded:
-            raise PathEscape(f"{what} may not hold encoded slashes, backslashes or NUL bytes")
-        if decoded.split(";", 1)[0] in (".", ".."):
-            raise PathEscape(f"{what} may not hold '.' or '..' segments")
-        if decoded == current:
-            return
-        current = decoded
+    problem = path_segment_problem(segment)
+    if problem:
+        raise PathEscape(f"{what} {problem}")
 
 
 def _encode_segment(segment: str) -> str:
@@ -173,9 +163,16 @@ def _encode_segment(segment: str) -> str:
 
 
 def _param_segment(key: str, value: str) -> str:
-    if value in ("", ".", "..") or _CONTROL.search(value):
-        raise PathEscape(f"the path field {key!r} must be a non-empty name, not {value!r}")
-    return quote(value, safe="")
+    """A path field's value as one segment, held to the caller's path's escape checks: an
+    encoded ``../../x`` is still a climb to a server that decodes it. The value is a secret
+    and is not echoed."""
+    if value == "" or _CONTROL.search(value):
+        raise PathEscape(
+            f"the path field {key!r} must be a non-empty name without control characters"
+        )
+    segment = quote(value, safe="")
+    _check_segment(segment, f"the path field {key!r}")
+    return segment
 
 
 def split_path(path: str) -> list[str]:

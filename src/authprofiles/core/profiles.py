@@ -150,6 +150,7 @@ PROFILE_FIELDS: tuple[str, ...] = (
     "revocation_url",
     "api_base_url",
     "egress_proxy_url",
+    "allow_insecure_http",
     "scopes",
     "pkce",
     "client_auth_method",
@@ -204,6 +205,9 @@ class ProfileDefinition(BaseModel):
     revocation_url: str | None = None
     api_base_url: str | None = None
     egress_proxy_url: str | None = None
+    #: Plain http:// to hosts other than loopback carries tokens and secrets readable by
+    #: anyone on the way; it is refused unless the admin says so here.
+    allow_insecure_http: bool = False
     scopes: tuple[str, ...] = ()
     pkce: bool = True
     client_auth_method: ClientAuthMethod = ClientAuthMethod.CLIENT_SECRET_BASIC

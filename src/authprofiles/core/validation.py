@@ -6,8 +6,11 @@ none of them repeats a rule.
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from typing import Any
+import unicodedata
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -28,20 +31,72 @@ from authprofiles.core.profiles import (
     ProfileDefinition,
     TestContentType,
 )
-from authprofiles.core.templating import BUILTIN_FIELDS, find_placeholders
+from authprofiles.core.templating import (
+    BUILTIN_FIELDS,
+    FIELD_PATTERN,
+    find_placeholders,
+    host_placeholder_problem,
+)
 
 MAX_CLIENT_CREDENTIAL_LENGTH = 255  # seeds 001 and 002: "a maximum length of 255 characters"
 MAX_URL_LENGTH = 3000  # seeds 001 and 002: "a valid URL with a maximum length of 3000 characters"
 MAX_NAME_LENGTH = 100
 MAX_TEXT_LENGTH = 2000
+# Sizes no one configuring an integration comes near, which keep a profile from growing to
+# megabytes that are stored, encrypted, and decrypted again on every token and proxy call.
+#: Entries in each of additional_fields, authorization_fields and form_fields.
+MAX_FIELDS = 100
+#: A field key: it names a header, a query or form parameter, a JSON member or a placeholder.
+MAX_FIELD_KEY_LENGTH = 100
+#: An additional or authorization field value: an API key, an id, a static header value.
+#: Most servers take a whole header line of 8 KB at most, so a longer value could not be
+#: sent in a header anyway.
+MAX_FIELD_VALUE_LENGTH = 4096
+#: RFC 6749 section 3.3 sets no limit; identity providers publish tens of scopes, each a
+#: name or a URL well under 255 characters.
+MAX_SCOPES = 100
+MAX_SCOPE_LENGTH = 255
+#: The password grant's stored password (RFC 6749 section 4.3.2); long passphrases fit.
+MAX_PASSWORD_LENGTH = 1024
+#: A form field's title and data type: one line of a form.
+MAX_SHORT_TEXT_LENGTH = 255
+
 _FIELD_KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
 # RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+# Unicode general categories refused in names and other text people read: controls (Cc),
+# format characters (Cf: the bidirectional embeddings and overrides U+202A-U+202E and
+# isolates U+2066-U+2069, the marks U+200E and U+200F, zero-width characters),
+# surrogates (Cs, which no UTF-8 text can hold) and the line and paragraph separators
+# (Zl, Zp). They make a name read differently from how it is stored and compared ("Trojan
+# Source", CVE-2021-42574), or break the line it is shown on.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+_MULTILINE_CONTROLS = frozenset("\n\r\t")
+
+#: URLs that carry a client secret, a token or a user's password, or (the authorization
+#: URL) the page where the user signs in: over plain http:// anyone on the way reads them.
+#: RFC 6749 section 3.2: "requests to the token endpoint result in the transmission of
+#: clear-text credentials ... the authorization server MUST require the use of TLS";
+#: RFC 6750 section 5.3: "Always use TLS (https)" when a bearer token is sent.
+#: The egress proxy is left out: an http:// forward proxy tunnels each https:// request
+#: with CONNECT (RFC 9110 section 9.3.6) and sees nothing of it in clear; http:// targets
+#: are held to this rule themselves, and the proxy URL may not carry credentials.
+HTTPS_ONLY_URL_FIELDS: frozenset[str] = frozenset(
+    {
+        "authorization_url",
+        "token_url",
+        "refresh_token_url",
+        "revocation_url",
+        "api_base_url",
+        "token_test_url",
+    }
+)
 
 #: Seed 000: "Except for Scope, Description, Refresh Token URL, Additional fields,
 #: Authorization fields, and Auth Error Status Code, all the fields are mandatory."
 #: Authorization URL and the tenancy choice apply to authorization code only; the password
-#: grant adds seed 003's authorization mode and token test URL, method and content type.
+#: grant adds seed 003's authorization mode. Seed 003's token test URL is optional
+#: ("optionally define a URL to test the authorization settings"), for every type.
 MANDATORY_FIELDS: dict[AuthType, tuple[str, ...]] = {
     AuthType.AUTHORIZATION_CODE: (
         "identity_provider",
@@ -58,10 +113,16 @@ MANDATORY_FIELDS: dict[AuthType, tuple[str, ...]] = {
         "client_secret",
         "token_url",
         "authorization_mode",
-        "token_test_url",
-        "token_test_method",
-        "token_test_content_type",
     ),
+}
+
+#: Fields the token test URL brings with it once it is set. Seed 003's password form asks
+#: for the test URL's method ("one of PUT, POST, PATCH, DELETE, or GET") and content type
+#: ("the content type expected from the Token URL") together with it. The other types, whose
+#: seeds give no test URL, test with GET and accept any content type when these are left
+#: out, so profiles of those types stored without them stay configured.
+REQUIRED_WITH_TOKEN_TEST_URL: dict[AuthType, tuple[str, ...]] = {
+    AuthType.PASSWORD: ("token_test_method", "token_test_content_type"),
 }
 
 _LABELS: dict[str, str] = {
@@ -120,6 +181,7 @@ class ProfileDraft(_Lenient):
     revocation_url: str | None = None
     api_base_url: str | None = None
     egress_proxy_url: str | None = None
+    allow_insecure_http: bool | None = None
     scopes: list[str] | str | None = None
     pkce: bool | None = None
     client_auth_method: str | None = None
@@ -188,9 +250,76 @@ def _blank(value: object) -> bool:
     return value is None or (isinstance(value, str) and value.strip() == "")
 
 
+def _shown(value: str, limit: int = 40) -> str:
+    """A value quoted in a message, cut short: an error never repeats megabytes."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
 def _enum_error(field: str, value: str, enum: type[Any]) -> FieldError:
     allowed = ", ".join(str(m.value) for m in enum)
-    return FieldError(field, f"{value!r} is not one of: {allowed}")
+    return FieldError(field, f"{_shown(value)} is not one of: {allowed}")
+
+
+def _hidden_character(value: str, *, multiline: bool) -> str | None:
+    """The first control or invisible formatting character in text people read, if any."""
+    for char in value:
+        if multiline and char in _MULTILINE_CONTROLS:
+            continue
+        if unicodedata.category(char) in _HIDDEN_CATEGORIES:
+            return f"U+{ord(char):04X}"
+    return None
+
+
+def _check_text(
+    errors: list[FieldError],
+    field: str,
+    value: str | None,
+    *,
+    max_length: int,
+    shown: bool = False,
+    multiline: bool = False,
+) -> bool:
+    """A text input's length and, for text people read (``shown``), its characters.
+
+    Never echoes the value: some of these are secrets.
+    """
+    if value is None:
+        return True
+    if len(value) > max_length:
+        errors.append(
+            FieldError(field, f"must be at most {max_length} characters (got {len(value)})")
+        )
+        return False
+    hidden = _hidden_character(value, multiline=multiline) if shown else None
+    if hidden:
+        errors.append(
+            FieldError(
+                field,
+                f"may not hold control or invisible formatting characters (found {hidden}), "
+                "such as the bidirectional overrides that make text read differently "
+                "from how it is stored",
+            )
+        )
+        return False
+    return True
+
+
+_Item = TypeVar("_Item")
+
+
+def _at_most_fields(field: str, items: Sequence[_Item], errors: list[FieldError]) -> list[_Item]:
+    """The list, or its first ``MAX_FIELDS`` entries (checked as usual) with an error."""
+    if len(items) > MAX_FIELDS:
+        errors.append(FieldError(field, f"may hold at most {MAX_FIELDS} fields (got {len(items)})"))
+    return list(items[:MAX_FIELDS])
+
+
+def required_fields(auth_type: AuthType, is_set: Callable[[str], bool]) -> tuple[str, ...]:
+    """The fields a complete profile of this type sets, given which fields are set."""
+    required = MANDATORY_FIELDS[auth_type]
+    if is_set("token_test_url"):
+        required += REQUIRED_WITH_TOKEN_TEST_URL.get(auth_type, ())
+    return required
 
 
 def validate_draft(draft: ProfileDraft, *, require_complete: bool = True) -> ProfileDefinition:
@@ -203,8 +332,8 @@ def validate_draft(draft: ProfileDraft, *, require_complete: bool = True) -> Pro
 
     if _blank(draft.name):
         errors.append(FieldError("name", "Name is required"))
-    elif draft.name is not None and len(draft.name) > MAX_NAME_LENGTH:
-        errors.append(FieldError("name", f"Name must be at most {MAX_NAME_LENGTH} characters"))
+    else:
+        _check_text(errors, "name", draft.name, max_length=MAX_NAME_LENGTH, shown=True)
 
     auth_type: AuthType | None = None
     if _blank(draft.auth_type):
@@ -215,23 +344,25 @@ def validate_draft(draft: ProfileDraft, *, require_complete: bool = True) -> Pro
         except ValueError:
             errors.append(_enum_error("auth_type", str(draft.auth_type), AuthType))
 
-    for field in ("client_id", "client_secret"):
-        value = getattr(draft, field)
-        if value is not None and len(value) > MAX_CLIENT_CREDENTIAL_LENGTH:
-            errors.append(
-                FieldError(
-                    field,
-                    f"must be at most {MAX_CLIENT_CREDENTIAL_LENGTH} characters (got {len(value)})",
-                )
-            )
-    for field in ("identity_provider", "username"):
-        value = getattr(draft, field)
-        if value is not None and len(value) > MAX_CLIENT_CREDENTIAL_LENGTH:
-            errors.append(
-                FieldError(field, f"must be at most {MAX_CLIENT_CREDENTIAL_LENGTH} characters")
-            )
-    if draft.description is not None and len(draft.description) > MAX_TEXT_LENGTH:
-        errors.append(FieldError("description", f"must be at most {MAX_TEXT_LENGTH} characters"))
+    for field in ("client_id", "client_secret", "username"):
+        _check_text(errors, field, getattr(draft, field), max_length=MAX_CLIENT_CREDENTIAL_LENGTH)
+    _check_text(errors, "password", draft.password, max_length=MAX_PASSWORD_LENGTH)
+    _check_text(
+        errors,
+        "identity_provider",
+        draft.identity_provider,
+        max_length=MAX_CLIENT_CREDENTIAL_LENGTH,
+        shown=True,
+    )
+    # A description may run over several lines; it keeps its line breaks and tabs.
+    _check_text(
+        errors,
+        "description",
+        draft.description,
+        max_length=MAX_TEXT_LENGTH,
+        shown=True,
+        multiline=True,
+    )
 
     enums: dict[str, Any] = {}
     for field, enum in (
@@ -261,10 +392,16 @@ def validate_draft(draft: ProfileDraft, *, require_complete: bool = True) -> Pro
 
     scopes = _normalise_scopes(draft.scopes, errors)
     additional = _check_additional_fields(
-        draft.additional_fields or [], errors, require_value=require_complete
+        _at_most_fields("additional_fields", draft.additional_fields or [], errors),
+        errors,
+        require_value=require_complete,
     )
-    authorization = _check_authorization_fields(draft.authorization_fields or [], errors)
-    form = _check_form_fields(draft.form_fields or [], errors)
+    authorization = _check_authorization_fields(
+        _at_most_fields("authorization_fields", draft.authorization_fields or [], errors), errors
+    )
+    form = _check_form_fields(
+        _at_most_fields("form_fields", draft.form_fields or [], errors), errors
+    )
 
     tenancy = draft.tenancy
     defined_keys = {f.key for f in additional} | {f.key for f in authorization}
@@ -273,21 +410,18 @@ def validate_draft(draft: ProfileDraft, *, require_complete: bool = True) -> Pro
     _check_value_placeholders(authorization, defined_keys, errors)
 
     if auth_type is not None and require_complete:
-        present = {
-            "tenancy": tenancy is not None,
-            **{
-                f: not _blank(getattr(draft, f))
-                for f in MANDATORY_FIELDS[auth_type]
-                if f != "tenancy"
-            },
-        }
-        for field in MANDATORY_FIELDS[auth_type]:
-            if not present[field]:
-                errors.append(
-                    FieldError(
-                        field, f"{_LABELS[field]} is required for {auth_type.value} profiles"
-                    )
-                )
+
+        def is_set(field: str) -> bool:
+            return tenancy is not None if field == "tenancy" else not _blank(getattr(draft, field))
+
+        for field in required_fields(auth_type, is_set):
+            if is_set(field):
+                continue
+            if field in REQUIRED_WITH_TOKEN_TEST_URL.get(auth_type, ()):
+                why = f"when token_test_url is set on {auth_type.value} profiles"
+            else:
+                why = f"for {auth_type.value} profiles"
+            errors.append(FieldError(field, f"{_LABELS[field]} is required {why}"))
 
     if errors:
         raise ValidationFailed(errors)
@@ -306,6 +440,7 @@ def validate_draft(draft: ProfileDraft, *, require_complete: bool = True) -> Pro
         revocation_url=_none_if_blank(draft.revocation_url),
         api_base_url=_none_if_blank(draft.api_base_url),
         egress_proxy_url=_none_if_blank(draft.egress_proxy_url),
+        allow_insecure_http=bool(draft.allow_insecure_http),
         scopes=scopes,
         pkce=True if draft.pkce is None else draft.pkce,
         client_auth_method=enums.get("client_auth_method", ClientAuthMethod.CLIENT_SECRET_BASIC),
@@ -325,11 +460,12 @@ def validate_draft(draft: ProfileDraft, *, require_complete: bool = True) -> Pro
 
 def missing_fields(definition: ProfileDefinition) -> list[str]:
     """Mandatory fields still empty; a profile with none is ``configured``."""
-    missing = []
-    for field in MANDATORY_FIELDS[definition.auth_type]:
+
+    def is_set(field: str) -> bool:
         value = getattr(definition, field)
-        if value is None or value == "":
-            missing.append(field)
+        return not (value is None or value == "")
+
+    missing = [f for f in required_fields(definition.auth_type, is_set) if not is_set(f)]
     # Seed 000: an additional field's value is required; an incomplete profile (e.g. one
     # imported without secrets) keeps the key with an empty value until it is given.
     for i, item in enumerate(definition.additional_fields):
@@ -347,8 +483,15 @@ def _normalise_scopes(raw: list[str] | str | None, errors: list[FieldError]) -> 
         return ()
     # RFC 6749 section 3.3: a space-delimited list; accept it as one string or as a list.
     items = raw.split() if isinstance(raw, str) else [s.strip() for s in raw]
+    if len(items) > MAX_SCOPES:
+        errors.append(
+            FieldError("scopes", f"may hold at most {MAX_SCOPES} scopes (got {len(items)})")
+        )
+        return ()
     scopes: list[str] = []
     for index, scope in enumerate(items):
+        if not _check_text(errors, f"scopes[{index}]", scope, max_length=MAX_SCOPE_LENGTH):
+            continue
         if not _SCOPE_TOKEN.match(scope):
             errors.append(
                 FieldError(
@@ -366,6 +509,8 @@ def _check_key(field: str, key: str | None, errors: list[FieldError]) -> bool:
         errors.append(FieldError(field, "Field key is required"))
         return False
     assert key is not None
+    if not _check_text(errors, field, key, max_length=MAX_FIELD_KEY_LENGTH):
+        return False
     if not _FIELD_KEY.match(key):
         errors.append(FieldError(field, f"{key!r} may hold only letters, digits, '_', '-' and '.'"))
         return False
@@ -382,6 +527,8 @@ def _check_additional_fields(
         if require_value and (item.value is None or item.value == ""):
             errors.append(FieldError(f"additional_fields[{i}].value", "Field value is required"))
             ok = False
+        value_field = f"additional_fields[{i}].value"
+        ok = _check_text(errors, value_field, item.value, max_length=MAX_FIELD_VALUE_LENGTH) and ok
         if ok and item.key in seen:
             errors.append(FieldError(f"additional_fields[{i}].key", f"{item.key!r} is repeated"))
             ok = False
@@ -413,6 +560,8 @@ def _check_authorization_fields(
                 )
                 ok = False
         ok = _check_key(f"authorization_fields[{i}].key", item.key, errors) and ok
+        value_field = f"authorization_fields[{i}].value"
+        ok = _check_text(errors, value_field, item.value, max_length=MAX_FIELD_VALUE_LENGTH) and ok
         if ok:
             assert location is not None and item.key is not None
             if (location.value, item.key) in seen:
@@ -436,6 +585,14 @@ def _check_form_fields(
             errors.append(FieldError(f"form_fields[{i}].title", "Title of field is required"))
             ok = False
         ok = _check_key(f"form_fields[{i}].key", item.key, errors) and ok
+        # The end user reads these in the authorization form (seed 003).
+        for name, value, limit in (
+            ("title", item.title, MAX_SHORT_TEXT_LENGTH),
+            ("hint", item.hint, MAX_TEXT_LENGTH),
+            ("data_type", item.data_type, MAX_SHORT_TEXT_LENGTH),
+        ):
+            field = f"form_fields[{i}].{name}"
+            ok = _check_text(errors, field, value, max_length=limit, shown=True) and ok
         kind, visibility = FormFieldType.TEXTBOX, FormFieldVisibility.VISIBLE
         if not _blank(item.type):
             try:
@@ -480,8 +637,11 @@ def check_url(
     tenancy: bool,
     defined_keys: set[str],
     allow_builtins: bool,
+    allow_insecure_http: bool = False,
 ) -> list[FieldError]:
-    """One URL: length, http(s), known placeholders only, ``{tenant}`` only with tenancy."""
+    """One URL: length, http(s), known placeholders only, ``{tenant}`` only with tenancy, a
+    placeholder in the host only as one label under a fixed domain, and http:// only to
+    loopback hosts unless ``allow_insecure_http``."""
     errors: list[FieldError] = []
     if len(value) > MAX_URL_LENGTH:
         errors.append(
@@ -507,6 +667,25 @@ def check_url(
                     "additional or authorization field",
                 )
             )
+    try:
+        authority = urlsplit(value).netloc
+    except ValueError:  # an unbalanced "[": reported below as not a URL
+        authority = ""
+    host_problem = host_placeholder_problem(authority)
+    if host_problem:
+        # Field values can pick the host only in the way the template allows; a value is
+        # also held, when rendered, to be one DNS label (see core.templating).
+        errors.append(FieldError(field, host_problem))
+        return errors
+    if set(FIELD_PATTERN.findall(authority)) & BUILTIN_FIELDS:
+        errors.append(
+            FieldError(
+                field,
+                "{{access_token}} may not stand in the host: name lookups and logs "
+                "would carry the token",
+            )
+        )
+        return errors
     # Placeholders stand for one DNS label or one path segment; test with a sample value.
     sample = value.replace("{tenant}", "tenant")
     for key in found.fields:
@@ -527,7 +706,32 @@ def check_url(
         errors.append(
             FieldError(field, "a URL may not carry credentials (user:password@ before the host)")
         )
+    elif (
+        parts.scheme == "http" and not allow_insecure_http and not is_loopback_host(parts.hostname)
+    ):
+        errors.append(
+            FieldError(
+                field,
+                "http:// would carry secrets and tokens in clear text: use https://, or set "
+                "allow_insecure_http to accept that (http:// to a loopback host is allowed)",
+            )
+        )
     return errors
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a URL's host is this machine, so plain http:// never leaves it.
+
+    RFC 6761 section 6.3: "localhost." and names under it resolve to loopback addresses;
+    RFC 1122 section 3.2.1.3: 127.0.0.0/8 is loopback; RFC 4291 section 2.5.3: so is ::1.
+    """
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_urls(
@@ -545,6 +749,8 @@ def _check_urls(
                 defined_keys=defined_keys,
                 # A token exists only when the API or the test URL is called.
                 allow_builtins=field in ("api_base_url", "token_test_url"),
+                allow_insecure_http=bool(draft.allow_insecure_http)
+                or field not in HTTPS_ONLY_URL_FIELDS,
             )
         )
 
@@ -552,8 +758,6 @@ def _check_urls(
 def _check_value_placeholders(
     fields: tuple[AuthorizationField, ...], defined_keys: set[str], errors: list[FieldError]
 ) -> None:
-    from authprofiles.core.templating import FIELD_PATTERN
-
     known = defined_keys | BUILTIN_FIELDS
     for i, field in enumerate(fields):
         for key in FIELD_PATTERN.findall(field.value or ""):
