@@ -1,8 +1,12 @@
-"""`keys rotate`: every secret re-encrypted under a new master key, all or nothing."""
+"""`keys rotate`: every secret re-encrypted under a new master key, in batches, and the old
+key retired only once no row and no running worker uses it.
+
+The rotation under load of real server processes is in test_rotation_under_load.py."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -10,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from authprofiles.cli.main import app as cli
@@ -17,7 +22,16 @@ from authprofiles.core.validation import parse_draft, validate_draft
 from authprofiles.services.container import Services
 from authprofiles.services.keys import rotate_master_key
 from authprofiles.settings import Settings
-from authprofiles.store.cipher import KeyError_, Keyring, decode_key, encode_key, key_id
+from authprofiles.store import keys as store_keys
+from authprofiles.store.cipher import (
+    KeyError_,
+    Keyring,
+    RetiredKeyUsed,
+    decode_key,
+    encode_key,
+    key_id,
+    new_key,
+)
 from authprofiles.store.keys import load_keys
 from authprofiles.store.models import DEFAULT_WORKSPACE_ID, ProfileRow
 from authprofiles.store.profiles import ProfileStore
@@ -87,7 +101,7 @@ def _check_all_readable(services: Services, keys: list[bytes], count: int) -> li
         rows = store.all_rows(session)
         assert len(rows) == count
         for row in rows:
-            profile = store.to_domain(row)
+            profile = store.to_domain(row, strict=True)
             i = int(profile.name.split("-")[1])
             assert profile.client_secret == _secret(i)
             assert profile.additional_fields[0].value == f"pin-{i:04d}"
@@ -225,11 +239,34 @@ def test_rotate_master_key_with_environment_keys_returns_the_new_key(
     _assert_rotated(services, [decode_key(master_key)], new, 3)
 
 
-def test_a_failure_midway_leaves_everything_readable_with_the_old_key(
+def test_rotating_again_before_the_environment_holds_the_new_key_loses_nothing(
+    services: Services, settings: Settings, master_key: str
+) -> None:
+    # The first rotation's key lives only in the pending file until the operator puts it
+    # in AUTHPROFILES_MASTER_KEY; a second rotation meanwhile must read and keep it.
+    _fill(services, 3)
+    first = rotate_master_key(settings, db=services.db)
+    second = rotate_master_key(settings, db=services.db)
+
+    assert second.new_key_for_environment is not None
+    newest = decode_key(second.new_key_for_environment)
+    assert sorted(second.retired_key_ids) == sorted(
+        [key_id(decode_key(master_key)), first.new_key_id]
+    )
+    assert second.pending_key_file is not None
+    assert [key_id(k) for k in store_keys.read_key_file(second.pending_key_file)] == [
+        key_id(newest)
+    ]
+    _assert_rotated(services, [decode_key(master_key)], newest, 3)
+
+
+def test_a_failure_midway_leaves_everything_readable_with_the_key_file(
     key_file_settings: Settings,
     key_file_services: Services,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Re-encryption runs in batches of short transactions (so servers keep writing): the
+    # batches done before a failure stay done, and the key file keeps both keys.
     path = key_file_settings.key_file
     old = _file_keys(path)
     _fill(key_file_services, PROFILE_COUNT)
@@ -247,24 +284,27 @@ def test_a_failure_midway_leaves_everything_readable_with_the_old_key(
         rotate_master_key(key_file_settings, db=key_file_services.db)
     assert calls["n"] == 500
 
-    # The transaction was rolled back: every ciphertext is still under the old key.
-    rows = _check_all_readable(key_file_services, old, PROFILE_COUNT)
-    assert {Keyring.key_id_of(t) for row in rows for t, _ in _ciphertexts(row)} == {key_id(old[0])}
-    # The key file still holds a key that reads everything (the old one, beside the new).
     in_file = _file_keys(path)
-    assert old[0] in in_file
+    assert len(in_file) == 2 and old[0] in in_file
     assert path.stat().st_mode & 0o777 == 0o600
+    # The batches before the failing one were committed; the failing one rolled back.
+    rows = _check_all_readable(key_file_services, in_file, PROFILE_COUNT)
+    used = [{Keyring.key_id_of(t) for t, _ in _ciphertexts(row)} for row in rows]
+    assert {kid for kids in used for kid in kids} == {key_id(k) for k in in_file}
+    assert all(len(kids) == 1 for kids in used), "a row is re-encrypted whole or not at all"
     restarted = Services(key_file_settings)
     try:
         assert len(restarted.profiles.list(ADMIN)) == PROFILE_COUNT
+        assert all(p.status.value == "configured" for p in restarted.profiles.list(ADMIN))
     finally:
         restarted.close()
 
-    # A second attempt completes.
+    # A second attempt completes, and retires both keys the first one left in the file.
     monkeypatch.setattr(ProfileStore, "reencrypt", real_reencrypt)
     result = rotate_master_key(key_file_settings, db=key_file_services.db)
     new = _file_keys(path)
     assert [key_id(k) for k in new] == [result.new_key_id]
+    assert sorted(result.retired_key_ids) == sorted(key_id(k) for k in in_file)
     _assert_rotated(key_file_services, in_file, new[0], PROFILE_COUNT)
 
 
@@ -276,3 +316,113 @@ def test_rotating_without_any_key_refuses_instead_of_creating_one(
         rotate_master_key(missing)
     assert not (tmp_path / "nowhere.key").exists()
     assert load_keys(key_file_settings).path == key_file_settings.key_file
+
+
+def _profile_data(name: str, secret: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "auth_type": "oauth2_client_credentials",
+        "identity_provider": "Okta",
+        "client_id": f"client-{name}",
+        "client_secret": secret,
+        "token_url": "https://idp.example.com/token",
+    }
+
+
+def test_a_row_under_a_key_nobody_holds_is_reported_and_left_as_it_was(
+    key_file_settings: Settings, key_file_services: Services
+) -> None:
+    old = _file_keys(key_file_settings.key_file)
+    _fill(key_file_services, 5)
+    foreign = new_key()
+    with key_file_services.db.session() as session:
+        definition = validate_draft(parse_draft(_profile_data("foreign", "foreign-secret")))
+        bad = ProfileStore(Keyring([foreign])).add(session, DEFAULT_WORKSPACE_ID, definition)
+    with key_file_services.db.read() as session:
+        before = session.get(ProfileRow, bad.id)
+        assert before is not None
+        stored = before.client_secret_enc
+
+    result = rotate_master_key(key_file_settings, db=key_file_services.db)
+
+    # The bad row does not use the old key: the old key is retired all the same.
+    assert result.retired_key_ids == [key_id(old[0])]
+    assert result.rows == 5
+    (report,) = result.unreadable
+    assert bad.id in report and key_id(foreign) in report and "foreign-secret" not in report
+    with key_file_services.db.read() as session:
+        after = session.get(ProfileRow, bad.id)
+        assert after is not None and after.client_secret_enc == stored
+    assert ProfileStore(Keyring([foreign])).to_domain(after, strict=True).client_secret == (
+        "foreign-secret"
+    )
+
+
+def test_a_write_under_a_key_retired_meanwhile_is_refused_and_the_retry_succeeds(
+    key_file_settings: Settings,
+    key_file_services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    services = key_file_services
+    services.profiles.create(ADMIN, _profile_data("before", "secret-before"))
+    old_id = services.keyring.active_id
+    # This process stops looking at the key ring by itself, as a worker stalled for longer
+    # than its heartbeat shows would: the rotation sees no live worker and goes through.
+    monkeypatch.setattr(store_keys, "STALE_AFTER_SECONDS", math.inf)
+    result = rotate_master_key(key_file_settings, db=services.db)
+    assert result.retired_key_ids == [old_id]
+    assert services.keyring.active_id == old_id
+
+    with pytest.raises(RetiredKeyUsed, match=old_id):
+        services.profiles.create(ADMIN, _profile_data("during", "secret-during"))
+
+    # Nothing was stored; the refusal made the process load the key file again.
+    assert services.keyring.key_ids == [result.new_key_id]
+    created = services.profiles.create(ADMIN, _profile_data("during", "secret-during"))
+    with services.db.read() as session:
+        row = session.get(ProfileRow, created.id)
+        assert row is not None and row.client_secret_enc is not None
+        assert Keyring.key_id_of(row.client_secret_enc) == result.new_key_id
+    assert len(services.profiles.list(ADMIN)) == 2
+
+
+def test_a_worker_still_finishing_a_transaction_under_the_old_key_keeps_it_in_the_file(
+    key_file_settings: Settings,
+    key_file_services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = key_file_settings.key_file
+    old = _file_keys(path)
+    _fill(key_file_services, 30)
+    _rotate_env(monkeypatch, key_file_settings)
+    monkeypatch.setenv("COLUMNS", "200")
+    # This process records a heartbeat as a server worker does.
+    watcher = key_file_services.watch_keyring()
+    assert watcher is not None
+    try:
+        with key_file_services.db.read() as session:
+            # A transaction begun under the old key, still open: the worker loads the new
+            # key at once, but cannot say it writes only with it until this one ends.
+            session.execute(select(ProfileRow.id).limit(1)).all()
+            held_up = CliRunner().invoke(cli, ["keys", "rotate", "--wait", "3"])
+
+        assert held_up.exit_code == 1, held_up.output + repr(held_up.exception)
+        assert "Servers loading the new key" in held_up.stderr
+        assert "Kept key(s)" in held_up.stdout
+        assert "did not write with the new key" in held_up.stdout
+        in_file = _file_keys(path)
+        assert len(in_file) == 2 and in_file[1] == old[0]
+        # Every row was re-encrypted all the same.
+        _assert_rotated(key_file_services, old, in_file[0], 30)
+
+        # Now that the transaction ended, the next rotation retires both keys.
+        done = CliRunner().invoke(cli, ["keys", "rotate", "--wait", "30"])
+        assert done.exit_code == 0, done.output + repr(done.exception)
+        final = _file_keys(path)
+        assert len(final) == 1
+        assert f"retired {key_id(in_file[1])}, {key_id(in_file[0])}" in done.stdout or (
+            f"retired {key_id(in_file[0])}, {key_id(in_file[1])}" in done.stdout
+        )
+        _assert_rotated(key_file_services, in_file, final[0], 30)
+    finally:
+        watcher.stop()

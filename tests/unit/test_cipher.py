@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 
 import pytest
@@ -12,9 +13,11 @@ from authprofiles.store.cipher import (
     NONCE_BYTES,
     KeyError_,
     Keyring,
+    UnknownKey,
     decode_key,
     encode_key,
     key_id,
+    key_ids_in,
     new_key,
 )
 
@@ -147,3 +150,23 @@ def test_keys_encode_and_decode_and_their_ids_do_not_reveal_them() -> None:
 def test_a_malformed_master_key_is_refused(text: str) -> None:
     with pytest.raises(KeyError_):
         decode_key(text)
+
+
+def test_a_key_that_is_not_loaded_is_raised_with_its_id() -> None:
+    token = Keyring([new_key()]).encrypt("s3cret", CONTEXT)
+    with pytest.raises(UnknownKey) as raised:
+        Keyring([new_key()]).decrypt(token, CONTEXT)
+    assert raised.value.key_id == Keyring.key_id_of(token)
+    assert isinstance(raised.value, KeyError_)
+
+
+def test_the_key_ids_of_ciphertexts_are_found_in_a_column_or_in_json(keyring: Keyring) -> None:
+    other = Keyring([new_key()])
+    column = keyring.encrypt("a", CONTEXT)
+    document = json.dumps(
+        {"fields": [{"value_enc": other.encrypt("b", CONTEXT)}, {"value_enc": column}]}
+    )
+    assert key_ids_in(column) == {keyring.active_id}
+    assert key_ids_in(document) == {keyring.active_id, other.active_id}
+    assert key_ids_in(None) == set()
+    assert key_ids_in("plain text, v1.notahexid.x, xv1.0123456789ab.y") == set()

@@ -15,7 +15,7 @@ from authprofiles.settings import Settings
 from authprofiles.store.cipher import Keyring
 from authprofiles.store.connections import ConnectionStore
 from authprofiles.store.db import Database
-from authprofiles.store.keys import load_keys
+from authprofiles.store.keys import KeyringWatcher, LiveKeyring
 from authprofiles.store.profiles import ProfileStore
 from authprofiles.store.reads import CredentialReader
 
@@ -31,7 +31,10 @@ class Services:
     ) -> None:
         self.settings = settings
         self.db = db or Database(settings.database_url)
-        self.keyring = keyring or load_keys(settings).keyring()
+        # Live: it follows `keys rotate` while the process runs (see store/keys).
+        self.keyring = keyring or LiveKeyring(settings)
+        if isinstance(self.keyring, LiveKeyring):
+            self.keyring.attach(self.db.engine)
         self.clock = clock or SystemClock()
         self.profile_store = ProfileStore(self.keyring)
         self.connection_store = ConnectionStore(self.keyring)
@@ -50,6 +53,13 @@ class Services:
         self.connections = ConnectionService(self)
         self.tokens = TokenService(self)
         self.proxy, self.profile_tests = ProxyService(self), ProfileTestService(self)
+
+    def watch_keyring(self) -> KeyringWatcher | None:
+        """Start following key rotations in a thread, with a heartbeat `keys rotate` waits
+        on (a server worker does this; see the app's lifespan). Stop it with ``stop()``."""
+        if not isinstance(self.keyring, LiveKeyring):
+            return None
+        return KeyringWatcher(self.keyring, self.db).start()
 
     def close(self) -> None:
         self.transports.close()

@@ -160,3 +160,41 @@ class AuthorizationRequestRow(Base):
 
 def json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class KeyRingRow(Base):
+    """The master key ring as `keys rotate` last announced it: one row, id 1.
+
+    Every running process reads ``version`` about once a second and reloads its keys when
+    it changed. ``key_ids`` lists the keys in use, the one to write with first (the key
+    file's order); ``retired_key_ids`` are keys that no row uses any more and that left
+    the key file: a write encrypted under one of them is refused at commit.
+    """
+
+    __tablename__ = "key_ring"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    #: Key ids (hash prefixes, never keys), space separated.
+    key_ids: Mapped[str] = mapped_column(Text, default="")
+    retired_key_ids: Mapped[str] = mapped_column(Text, default="")
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class KeyRingWorkerRow(Base):
+    """A heartbeat of one running server worker: which keys it reads, which it writes with.
+
+    `keys rotate` waits for every live worker (seen recently) to load the new key before
+    anything is written with it, and to write with it before the old key is retired.
+    """
+
+    __tablename__ = "key_ring_workers"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    #: The key ring version it has loaded, and its key ids, space separated.
+    keyring_version: Mapped[int] = mapped_column(Integer)
+    key_ids: Mapped[str] = mapped_column(Text)
+    #: The key its writes use, once no transaction begun under an older key is still open.
+    writes_with_key_id: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

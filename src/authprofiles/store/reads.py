@@ -62,9 +62,9 @@ class CredentialReader:
                 profile_row = db.execute(
                     select(_profiles).where(_profiles.c.id == row.profile_id)
                 ).one()
-                profile = self.profiles.to_domain(cast(ProfileRow, profile_row))
+                profile = self.profiles.to_domain(cast(ProfileRow, profile_row), strict=True)
                 with self._lock:
                     self._cache[key] = profile
                     while len(self._cache) > self.size:
                         self._cache.popitem(last=False)
-        return self.connections.to_domain(cast(ConnectionRow, row)), profile
+        return self.connections.to_domain(cast(ConnectionRow, row), strict=True), profile
