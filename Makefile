@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test test-unit test-integration lint bench clean
+.PHONY: install serve test test-unit test-integration lint bench fuzz clean
 
 install: $(STAMP)
 
@@ -22,6 +22,14 @@ test: install
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
+
+# The schema fuzzer at length, with a fresh seed each run (make test runs a short, seeded
+# pass of the same test). FUZZ_SEED=N repeats a run; FUZZ_EXAMPLES sets its length.
+FUZZ_EXAMPLES ?= 500
+FUZZ_SEED ?=
+fuzz: install
+	AUTHPROFILES_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) AUTHPROFILES_FUZZ_SEED=$(FUZZ_SEED) \
+	  $(BIN)/python -m pytest tests/integration/test_openapi_fuzz.py -s -o timeout=3600
 
 lint: install
 	$(BIN)/ruff check .

@@ -12,7 +12,8 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from authprofiles import __version__
-from authprofiles.api import problems
+from authprofiles.api import problems, schemas
+from authprofiles.api.bodies import RequestBodyGuard
 from authprofiles.api.routes import connections, discovery, health, profiles, proxy, testing
 from authprofiles.services.container import Services
 from authprofiles.services.tokens import BackgroundRefresher
@@ -44,6 +45,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if migrate:
             services.db.migrate()
+        keyring_watcher = services.watch_keyring()
         refresher = None
         if background_refresh:
             refresher = BackgroundRefresher(
@@ -63,6 +65,8 @@ def create_app(
         finally:
             if refresher:
                 refresher.stop()
+            if keyring_watcher:
+                keyring_watcher.stop()
             await services.transports.aclose()
             if owned:
                 services.close()
@@ -75,6 +79,12 @@ def create_app(
     )
     app.state.services = services
     problems.install(app)
+    app.add_middleware(
+        RequestBodyGuard,
+        max_bytes=settings.max_body_bytes,
+        api_prefix=API_PREFIX,
+        exempt=proxy.mount_path(API_PREFIX),
+    )
     app.include_router(health.router)
     app.include_router(web_routes.router)
     for module in (profiles, connections, discovery, proxy, testing):
@@ -113,6 +123,8 @@ def _describe(app: FastAPI, described: list[tuple[APIRouter, str]]) -> None:
                 description=app.description,
                 routes=[*app.routes, *prefixed.routes],
             )
+            schemas.document_bodies(app.openapi_schema)
+            problems.document_problems(app.openapi_schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented hook

@@ -102,6 +102,17 @@ def assert_invalid(response: Response, *fields: str) -> list[str]:
     return named
 
 
+def assert_conflict(response: Response, *fields: str) -> list[str]:
+    """A 409 problem whose `errors` list names each of ``fields``."""
+    problem = assert_problem(response, 409)
+    named = [error["field"] for error in problem["errors"]]
+    assert all(error["message"] for error in problem["errors"])
+    for field in fields:
+        assert field in named, f"{field} not named in {named}"
+        assert field in problem["detail"]
+    return named
+
+
 def create(
     client: TestClient, headers: dict[str, str], data: dict[str, Any], **params: Any
 ) -> dict[str, Any]:
@@ -181,7 +192,7 @@ def test_the_list_shows_id_name_type_identity_provider_and_status(
     )
     response = client.get(PROFILES, headers=viewer_headers)
     assert response.status_code == 200
-    items = response.json()["items"]
+    items = response.json()
     assert items == [
         {
             "id": b["id"],
@@ -442,7 +453,7 @@ def test_a_name_is_unique_within_a_workspace(
 ) -> None:
     create(client, admin_headers, body(CC, "billing"))
     response = client.post(PROFILES, json=body(AC, "billing"), headers=admin_headers)
-    assert_invalid(response, "name")
+    assert_conflict(response, "name")
 
     # Another workspace may use the name, and cannot see the first workspace's profile.
     with services.db.session() as session:
@@ -451,13 +462,13 @@ def test_a_name_is_unique_within_a_workspace(
     other_headers = {"Authorization": f"Bearer {other.key}"}
     theirs = create(client, other_headers, body(CC, "billing"))
     assert theirs["workspace_id"] == "other"
-    listed = client.get(PROFILES, headers=other_headers).json()["items"]
+    listed = client.get(PROFILES, headers=other_headers).json()
     assert [p["id"] for p in listed] == [theirs["id"]]
-    mine = client.get(PROFILES, headers=admin_headers).json()["items"]
+    mine = client.get(PROFILES, headers=admin_headers).json()
     assert client.get(f"{PROFILES}/{mine[0]['id']}", headers=other_headers).status_code == 404
 
 
-def test_two_creators_racing_for_a_name_get_one_profile_and_one_422(
+def test_two_creators_racing_for_a_name_get_one_profile_and_one_409(
     client: TestClient,
     admin_headers: dict[str, str],
     services: Services,
@@ -467,7 +478,7 @@ def test_two_creators_racing_for_a_name_get_one_profile_and_one_422(
     # The second creator checked before the first committed: the unique constraint decides.
     monkeypatch.setattr(ProfileStore, "name_taken", lambda *_args: False)
     response = client.post(PROFILES, json=body(AC, "billing"), headers=admin_headers)
-    assert assert_invalid(response, "name") == ["name"]
+    assert assert_conflict(response, "name") == ["name"]
     assert len(services.profiles.list(ADMIN)) == 1
 
 
@@ -545,7 +556,7 @@ def test_status_is_not_configured_until_the_secret_is_added(
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "configured"
     assert response.json()["missing_fields"] == []
-    listed = client.get(PROFILES, headers=admin_headers).json()["items"]
+    listed = client.get(PROFILES, headers=admin_headers).json()
     assert listed[0]["status"] == "configured"
     assert stored(services, created["id"]).client_secret == CLIENT_SECRET
 
@@ -702,9 +713,7 @@ def test_a_developer_uses_profiles_but_cannot_create_change_or_delete_them(
     assert_problem(client.post(PROFILES, json=body(CC, "x"), headers=developer_headers), 403)
     assert_problem(client.patch(url, json={"description": "x"}, headers=developer_headers), 403)
     assert_problem(client.delete(url, headers=developer_headers), 403)
-    assert [p["name"] for p in client.get(PROFILES, headers=admin_headers).json()["items"]] == [
-        "billing"
-    ]
+    assert [p["name"] for p in client.get(PROFILES, headers=admin_headers).json()] == ["billing"]
 
 
 @pytest.mark.parametrize(
@@ -753,7 +762,7 @@ def test_delete_is_final(client: TestClient, admin_headers: dict[str, str]) -> N
     assert_problem(client.get(url, headers=admin_headers), 404)
     assert_problem(client.patch(url, json={"description": "x"}, headers=admin_headers), 404)
     assert_problem(client.delete(url, headers=admin_headers), 404)
-    assert client.get(PROFILES, headers=admin_headers).json()["items"] == []
+    assert client.get(PROFILES, headers=admin_headers).json() == []
     # The name is free again.
     create(client, admin_headers, body(CC, "billing"))
 
@@ -787,7 +796,7 @@ def test_a_crash_after_the_insert_is_flushed_stores_nothing(
     monkeypatch.setattr(ProfileStore, "add", real_add)
 
     assert services.profiles.list(ADMIN) == []
-    assert client.get(PROFILES, headers=admin_headers).json()["items"] == []
+    assert client.get(PROFILES, headers=admin_headers).json() == []
     create(client, admin_headers, body(CC, "billing"))
 
 

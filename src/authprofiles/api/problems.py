@@ -9,15 +9,45 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
+from starlette.routing import Match
 
-from authprofiles.core.errors import DomainError, ValidationFailed
+from authprofiles.core.errors import AlreadyExists, DomainError, ValidationFailed
 from authprofiles.core.validation import field_path
 from authprofiles.services.api_keys import Unauthenticated
 from authprofiles.services.errors import IdPRefused, NeedsReauth
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("authprofiles.api")
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="The field, as a path such as `additional_fields[0].key`")
+    message: str = Field(description="What is wrong with it")
+
+
+class Problem(BaseModel):
+    """Every error answer: RFC 9457 problem details, as `application/problem+json`. Some
+    carry more members (`upstream_host`, `connection_status`, `last_error`, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="`about:blank` or a URI naming the kind of problem")
+    title: str = Field(description="The kind of problem, in a few words")
+    status: int = Field(description="The HTTP status code")
+    detail: str = Field(description="What went wrong this time, and what to do about it")
+    errors: list[FieldProblem] = Field(
+        default_factory=list, description="Each field at fault (invalid or conflicting input)"
+    )
+
+
+def too_large_detail(limit: int) -> str:
+    return (
+        f"the request body is larger than {limit} bytes, the most this server reads "
+        "(AUTHPROFILES_MAX_BODY_BYTES); send a smaller body"
+    )
 
 
 def problem(
@@ -40,7 +70,7 @@ def install(app: FastAPI) -> None:
     async def domain_error(_request: Request, exc: DomainError) -> JSONResponse:
         extra: dict[str, Any] = {}
         headers = None
-        if isinstance(exc, ValidationFailed):
+        if isinstance(exc, ValidationFailed | AlreadyExists):
             extra["errors"] = [{"field": e.field, "message": e.message} for e in exc.errors]
         if isinstance(exc, NeedsReauth):
             extra["connection_status"] = "needs_reauth"
@@ -65,13 +95,29 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(
-            exc.status_code,
-            _title(exc.status_code),
-            str(exc.detail),
-            headers=dict(exc.headers) if exc.headers else None,
-        )
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        status, detail = exc.status_code, str(exc.detail)
+        headers = dict(exc.headers) if exc.headers else {}
+        limit = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
+        if status == 413 and isinstance(limit, int):
+            # Starlette's body limit, reached while a body without Content-Length was read.
+            detail = too_large_detail(limit)
+        if status == 400 and (message := _unreadable_body(exc)):
+            # FastAPI's bare 400 for a JSON body it could not decode: as invalid as malformed
+            # JSON, which it answers with a 422 naming the body, so answered the same way.
+            return problem(
+                422,
+                "Invalid input",
+                f"the request body {message}",
+                errors=[{"field": "body", "message": message}],
+            )
+        if status == 405:
+            # Starlette names the methods of the first route matching the path; a path has
+            # one route per method here, and RFC 9110 section 15.5.6 asks for all of them.
+            allowed = _allowed_methods(request)
+            headers["Allow"] = ", ".join(allowed)
+            detail = f"{request.method} is not allowed here; this path takes {', '.join(allowed)}"
+        return problem(status, _title(status), detail, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
@@ -87,6 +133,30 @@ def install(app: FastAPI) -> None:
         )
 
 
+def _unreadable_body(exc: StarletteHTTPException) -> str | None:
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        return "is not UTF-8 encoded JSON (RFC 8259 section 8.1)"
+    if isinstance(cause, RecursionError):
+        return "nests arrays or objects too deeply to be read"
+    return None
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route takes at this path, asked of the routes themselves."""
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+
+
 def _title(status: int) -> str:
     from http import HTTPStatus
 
@@ -94,3 +164,65 @@ def _title(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
+
+
+# -- OpenAPI --------------------------------------------------------------------------------
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_FASTAPI_422 = {
+    "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
+}
+#: Answers any operation of a kind can give, described once here rather than on each.
+_COMMON: dict[int, str] = {
+    401: "No valid API key (`Authorization: Bearer <api key>`)",
+    404: "Nothing of that id in the caller's workspace",
+    413: "The request body is larger than the server reads",
+    415: "The request body is not JSON (`Content-Type: application/json`)",
+    422: "Invalid input: `errors` names each field at fault",
+}
+
+
+def problem_responses(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """For a route's ``responses``: the error answers only it gives, each described (the
+    schema is filled in by :func:`document_problems`)."""
+    return {
+        status: {"description": text, "content": {PROBLEM_JSON: {}}}
+        for status, text in described.items()
+    }
+
+
+def document_problems(schema: dict[str, Any]) -> None:
+    """Make every error answer in an OpenAPI ``schema`` an ``application/problem+json``
+    :class:`Problem`, and add those each operation can give by its kind: 401 where it
+    needs an API key, 404 where its path names something, 413, 415 and 422 where it takes
+    a body, 422 where it takes parameters. FastAPI's own 422 (``HTTPValidationError``)
+    describes a body this API never sends, and goes."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(problem_schema.pop("$defs", {}))
+    components["Problem"] = problem_schema
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            parameters = operation.get("parameters", [])
+            common: set[int] = set()
+            if operation.get("security"):
+                common.add(401)
+            if any(p.get("in") == "path" for p in parameters):
+                common.add(404)
+            if "requestBody" in operation:
+                common |= {413, 415, 422}
+            if parameters:
+                common.add(422)
+            for status in sorted(common):
+                responses.setdefault(str(status), {"description": _COMMON[status]})
+            for code, response in responses.items():
+                content = response.get("content")
+                # An error answered in another type (the callback's HTML page) says so.
+                if code.startswith(("4", "5")) and (
+                    content is None or PROBLEM_JSON in content or content == _FASTAPI_422
+                ):
+                    if content == _FASTAPI_422:
+                        response["description"] = _COMMON[422]
+                    response["content"] = {PROBLEM_JSON: {"schema": _PROBLEM_REF}}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)

@@ -1,11 +1,13 @@
-"""Response shapes (``XPublic``) published in /openapi.json. Secrets never appear here."""
+"""Shapes published in /openapi.json: answers (``XPublic``, where secrets never appear)
+and the request bodies the API documents but parses more leniently (``XCreate``,
+``XUpdate``: see :func:`documented_body`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from authprofiles.core.connections import Connection
 from authprofiles.core.injection import bearer_scheme
@@ -15,9 +17,17 @@ from authprofiles.core.profiles import (
     ClientAuthMethod,
     FieldLocation,
     FormField,
+    FormFieldType,
+    FormFieldVisibility,
     HttpMethod,
     ProfileStatus,
     TestContentType,
+)
+from authprofiles.core.validation import (
+    MAX_CLIENT_CREDENTIAL_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_TEXT_LENGTH,
+    MAX_URL_LENGTH,
 )
 from authprofiles.services.tokens import IssuedToken
 
@@ -49,6 +59,7 @@ class ProfilePublic(BaseModel):
     revocation_url: str | None
     api_base_url: str | None
     egress_proxy_url: str | None
+    allow_insecure_http: bool
     scopes: list[str]
     pkce: bool
     client_auth_method: ClientAuthMethod
@@ -76,10 +87,6 @@ class ProfileListItem(BaseModel):
     auth_type: AuthType
     identity_provider: str | None
     status: ProfileStatus
-
-
-class ProfileList(BaseModel):
-    items: list[ProfileListItem]
 
 
 class ConnectionPublic(BaseModel):
@@ -113,10 +120,6 @@ class ConnectionPublic(BaseModel):
             refreshed_at=connection.refreshed_at,
             created_at=connection.created_at,
         )
-
-
-class ConnectionList(BaseModel):
-    items: list[ConnectionPublic]
 
 
 class ConnectionStarted(BaseModel):
@@ -182,3 +185,128 @@ class DiscoveryPublic(BaseModel):
     code_challenge_methods: list[str]
     client_auth_methods: list[str]
     source: str
+
+
+# -- request bodies, as documented -------------------------------------------------------
+# A profile's body is parsed leniently (core.validation.ProfileDraft: every field optional,
+# so that one answer names every rule broken). These say what the API takes: the types,
+# the choices and the limits every request is held to. The rules that join fields (what
+# each auth type needs, which placeholders a URL may use) answer 422 naming the field.
+_DOCUMENTED: dict[str, type[BaseModel]] = {}
+
+
+def documented_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` for a route that documents its JSON body as ``model``."""
+    _DOCUMENTED[model.__name__] = model
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+def document_bodies(schema: dict[str, Any]) -> None:
+    """Put the models named by :func:`documented_body` in the OpenAPI ``schema``."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, model in _DOCUMENTED.items():
+        body_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body_schema.pop("$defs", {}))
+        components[name] = body_schema
+
+
+def _url(description: str) -> Any:
+    return Field(
+        default=None,
+        max_length=MAX_URL_LENGTH,
+        description=f"{description}: http(s), may hold `{{tenant}}` and `{{{{field}}}}`",
+    )
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AdditionalFieldInput(_Input):
+    key: str = Field(description="Letters, digits, `_`, `-` and `.`")
+    value: str | None = Field(
+        default=None,
+        description="Write-only. Needed unless `allow_incomplete`; left out of a change, "
+        "the stored value is kept",
+    )
+
+
+class AuthorizationFieldInput(_Input):
+    type: FieldLocation
+    key: str = Field(description="Letters, digits, `_`, `-` and `.`")
+    value: str | None = Field(
+        default=None, description="Write-only; left out of a change, the stored value is kept"
+    )
+
+
+class FormFieldInput(_Input):
+    title: str
+    key: str = Field(description="Letters, digits, `_`, `-` and `.`")
+    hint: str | None = None
+    type: FormFieldType | None = None
+    mandatory: bool | None = None
+    data_type: str | None = None
+    visibility: FormFieldVisibility | None = None
+
+
+class ProfileUpdate(_Input):
+    """A change: any fields, those left out keep their value; `null` clears one. `name`
+    and `auth_type` cannot change (422 unless sent unchanged)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_LENGTH)
+    auth_type: AuthType | None = None
+    identity_provider: str | None = Field(default=None, max_length=MAX_CLIENT_CREDENTIAL_LENGTH)
+    description: str | None = Field(default=None, max_length=MAX_TEXT_LENGTH)
+    client_id: str | None = Field(default=None, max_length=MAX_CLIENT_CREDENTIAL_LENGTH)
+    client_secret: str | None = Field(
+        default=None, max_length=MAX_CLIENT_CREDENTIAL_LENGTH, description="Write-only"
+    )
+    authorization_url: str | None = _url("Where the user authorizes")
+    token_url: str | None = _url("The token endpoint")
+    refresh_token_url: str | None = _url("Where tokens are refreshed (default: token_url)")
+    revocation_url: str | None = _url("The RFC 7009 revocation endpoint")
+    api_base_url: str | None = _url("The API the proxy calls")
+    egress_proxy_url: str | None = _url("A forward proxy for every call made for the profile")
+    scopes: list[str] | str | None = Field(
+        default=None, description="A list, or one space-delimited string (RFC 6749 3.3)"
+    )
+    pkce: bool | None = None
+    client_auth_method: ClientAuthMethod | None = None
+    tenancy: bool | None = None
+    authorization_mode: AuthorizationMode | None = None
+    username: str | None = Field(default=None, max_length=MAX_CLIENT_CREDENTIAL_LENGTH)
+    password: str | None = Field(default=None, description="Write-only")
+    additional_fields: list[AdditionalFieldInput] | None = None
+    authorization_fields: list[AuthorizationFieldInput] | None = None
+    form_fields: list[FormFieldInput] | None = None
+    token_test_url: str | None = _url("A URL to try the token on")
+    token_test_method: HttpMethod | None = None
+    token_test_content_type: TestContentType | None = None
+    auth_error_status_code: int | None = Field(
+        default=None, ge=400, le=599, description="How the API says a token was refused"
+    )
+
+
+class ProfileCreate(ProfileUpdate):
+    """A new profile. What else is needed depends on `auth_type`; anything missing is a
+    422 naming each field (unless `allow_incomplete`, which stores it `not_configured`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "billing",
+                    "auth_type": "oauth2_client_credentials",
+                    "identity_provider": "Okta",
+                    "client_id": "abc",
+                    "client_secret": "s3cret",
+                    "token_url": "https://idp.example.com/oauth2/token",
+                    "scopes": ["billing.read"],
+                }
+            ]
+        }
+    )
+
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH, description="Unique, immutable")
+    auth_type: AuthType = Field(description="Immutable")

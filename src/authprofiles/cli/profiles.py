@@ -14,7 +14,8 @@ from rich.table import Table
 
 from authprofiles.cli.common import LOCAL_ADMIN, console, errors, open_services
 from authprofiles.core.errors import NotFound
-from authprofiles.services.profiles import public_view
+from authprofiles.services.profiles import export_document, public_view
+from authprofiles.store.profiles import UnreadableProfile
 
 app = typer.Typer(help="Authorization Profiles.", no_args_is_help=True)
 
@@ -96,10 +97,13 @@ def _cell(value: Any) -> str:
 
 
 def _find(services: Any, name_or_id: str) -> Any:
-    for p in services.profiles.list(LOCAL_ADMIN):
-        if name_or_id in (p.id, p.name):
-            return p
-    raise NotFound(f"no profile named or with id {name_or_id!r}")
+    named = services.profiles.list(LOCAL_ADMIN, name=name_or_id)
+    if named:
+        return named[0]
+    try:
+        return services.profiles.get(LOCAL_ADMIN, name_or_id)
+    except NotFound:
+        raise NotFound(f"no profile named or with id {name_or_id!r}") from None
 
 
 @app.command()
@@ -120,8 +124,15 @@ def export(
     services = open_services(database)
     try:
         document = services.profiles.export(LOCAL_ADMIN, include_secrets=include_secrets)
+        # A profile whose secrets cannot be decrypted is exported, without them, and named.
+        unreadable = [
+            p for p in services.profiles.list(LOCAL_ADMIN) if isinstance(p, UnreadableProfile)
+        ]
     finally:
         services.close()
+    if unreadable:
+        bare = {p.name: export_document(p, include_secrets=False) for p in unreadable}
+        document["profiles"] = [bare.get(item["name"], item) for item in document["profiles"]]
     header = (
         "# authprofiles export. WARNING: this file holds secrets in plain text.\n"
         if include_secrets
@@ -142,6 +153,14 @@ def export(
         else "without secrets (use --include-secrets to add them)"
     )
     errors.print(f"Exported {count} profile(s) {note}.")
+    for profile in unreadable:
+        errors.print(
+            f"[yellow]Exported without its secrets:[/yellow] {profile.name}: "
+            f"{profile.failing_reason}"
+        )
+    if unreadable and include_secrets:
+        # A backup that lacks secrets must not look like a complete one to a script.
+        raise typer.Exit(1)
 
 
 @app.command("import")

@@ -44,6 +44,17 @@ class Conflict(DomainError):
     title = "Conflict"
 
 
+class AlreadyExists(Conflict):
+    """A value that must be unique is taken (a profile's name in its workspace). Names the
+    field the way :class:`ValidationFailed` does, so a client can point at it."""
+
+    title = "Already exists"
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
 class Forbidden(DomainError):
     status_code = 403
     title = "Forbidden"

@@ -159,6 +159,19 @@ class AuthProfilesClient:
         """Any API call: ``path`` is relative to ``/api/v1``; returns the decoded JSON."""
         return _decode(self._http.request(method, path, **kwargs))
 
+    def _every_page(self, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        """A list's items from every page: the API answers a page and names the next one
+        in ``Link: <...>; rel="next"`` (RFC 8288). Only that link's query (its cursor) is
+        used, on this client's own URL: the API key goes nowhere else."""
+        items: list[dict[str, Any]] = []
+        while True:
+            response = self._http.get(path, params=params)
+            items.extend(_decode(response))
+            following = response.links.get("next", {}).get("url")
+            if not following:
+                return items
+            params = dict(httpx.URL(following).params)
+
     async def arequest(self, method: str, path: str, **kwargs: Any) -> Any:
         """The same, on the running event loop (a short-lived connection per call)."""
         transport = _Unclosed(self._async_transport) if self._async_transport else None
@@ -173,8 +186,9 @@ class AuthProfilesClient:
             return _decode(await client.request(method, path, **kwargs))
 
     # -- profiles --------------------------------------------------------------------
-    def list_profiles(self) -> list[dict[str, Any]]:
-        return list(self.request("GET", "/profiles")["items"])
+    def list_profiles(self, *, name: str | None = None) -> list[dict[str, Any]]:
+        """Every profile (``name``: only the one of that name), fetched a page at a time."""
+        return self._every_page("/profiles", _without_none(name=name))
 
     def get_profile(self, profile_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/profiles/{_id(profile_id)}"))
@@ -244,8 +258,7 @@ class AuthProfilesClient:
         return dict(self.request("POST", f"/profiles/{_id(profile_id)}/connections", json=body))
 
     def list_connections(self, profile_id: str) -> list[dict[str, Any]]:
-        path = f"/profiles/{_id(profile_id)}/connections"
-        return list(self.request("GET", path)["items"])
+        return self._every_page(f"/profiles/{_id(profile_id)}/connections", {})
 
     def get_connection(self, connection_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/connections/{_id(connection_id)}"))

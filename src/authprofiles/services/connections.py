@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -279,10 +279,20 @@ class ConnectionService:
         with self.s.db.read() as session:
             return self.s.connection_store.get(session, principal.workspace_id, connection_id)
 
-    def list(self, principal: Principal, profile_id: str | None = None) -> list[Connection]:
+    def list(
+        self,
+        principal: Principal,
+        profile_id: str | None = None,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int | None = None,
+    ) -> list[Connection]:
+        """Oldest first; a page of ``limit`` after the ``(created_at, id)`` key ``after``."""
         require_role(principal, Role.VIEWER)
         with self.s.db.read() as session:
-            return self.s.connection_store.list(session, principal.workspace_id, profile_id)
+            return self.s.connection_store.list(
+                session, principal.workspace_id, profile_id, after=after, limit=limit
+            )
 
     # -- disconnect ------------------------------------------------------------------------
     def delete(self, principal: Principal, connection_id: str) -> RevocationReport:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 
-from authprofiles.core.errors import FieldError, ValidationFailed
+from authprofiles.core.errors import AlreadyExists, FieldError, ValidationFailed
 from authprofiles.core.profiles import IMMUTABLE_FIELDS, SECRET_FIELDS, Profile, ProfileDefinition
 from authprofiles.core.validation import missing_fields, parse_draft, validate_draft
 from authprofiles.services.access import Principal, Role, require_role
@@ -69,10 +69,20 @@ class ProfileService:
         return self.s.settings.callback_url
 
     # -- reading -----------------------------------------------------------------
-    def list(self, principal: Principal) -> builtins.list[Profile]:
+    def list(
+        self,
+        principal: Principal,
+        *,
+        name: str | None = None,
+        after: tuple[str, str] | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[Profile]:
+        """By name; a page of ``limit`` after the ``(name, id)`` key ``after`` when given."""
         require_role(principal, Role.VIEWER)
         with self.s.db.read() as session:
-            return self.s.profile_store.list(session, principal.workspace_id)
+            return self.s.profile_store.list(
+                session, principal.workspace_id, name=name, after=after, limit=limit
+            )
 
     def get(self, principal: Principal, profile_id: str) -> Profile:
         require_role(principal, Role.VIEWER)
@@ -99,17 +109,27 @@ class ProfileService:
         return self._insert(principal.workspace_id, definition)
 
     def _insert(self, workspace_id: str, definition: ProfileDefinition) -> Profile:
-        name_error = ValidationFailed(
-            [FieldError("name", f"a profile named {definition.name!r} already exists")]
+        name_taken = AlreadyExists(
+            [
+                FieldError(
+                    "name",
+                    f"a profile named {definition.name!r} already exists; choose another name",
+                )
+            ]
         )
+        store = self.s.profile_store
         try:
             with self.s.db.session() as session:
-                if self.s.profile_store.name_taken(session, workspace_id, definition.name):
-                    raise name_error
-                return self.s.profile_store.add(session, workspace_id, definition)
+                if store.name_taken(session, workspace_id, definition.name):
+                    raise name_taken
+                return store.add(session, workspace_id, definition)
         except IntegrityError:
-            # Two creators raced past the check; the unique constraint decided.
-            raise name_error from None
+            # Two creators raced past the check and the unique constraint decided; any other
+            # constraint that failed is not the caller's doing.
+            with self.s.db.read() as session:
+                if store.find_by_name(session, workspace_id, definition.name) is not None:
+                    raise name_taken from None
+            raise
 
     def update(
         self,

@@ -6,6 +6,7 @@ import builtins
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, tuple_, update
@@ -13,12 +14,20 @@ from sqlalchemy.orm import Session
 
 from authprofiles.core.connections import Connection, ConnectionStatus, TokenSet
 from authprofiles.core.errors import NotFound
-from authprofiles.store.cipher import Keyring
+from authprofiles.store.cipher import KeyError_, Keyring, SecretsUnreadable
 from authprofiles.store.models import AuthorizationRequestRow, ConnectionRow, utcnow
 
 
 def _context(row_id: str, field: str) -> str:
     return f"connections:{row_id}:{field}"
+
+
+@dataclass(frozen=True)
+class UnreadableConnection(Connection):
+    """A stored connection with a secret this process cannot decrypt (its master key is
+    not loaded, or the value is damaged). Lists show it ``needs_reauth`` with a
+    ``last_error`` naming the key it needs; it holds no secrets, so nothing refreshes or
+    uses it, and ``ConnectionStore.get`` raises :class:`SecretsUnreadable` instead."""
 
 
 class ConnectionStore:
@@ -206,7 +215,8 @@ class ConnectionStore:
         return session.scalars(statement.execution_options(populate_existing=True)).one_or_none()
 
     def get(self, session: Session, workspace_id: str | None, connection_id: str) -> Connection:
-        return self.to_domain(self.row(session, workspace_id, connection_id))
+        """The connection, to use: :class:`SecretsUnreadable` when a secret cannot be read."""
+        return self.to_domain(self.row(session, workspace_id, connection_id), strict=True)
 
     def for_profile(self, session: Session, profile_id: str) -> builtins.list[ConnectionRow]:
         return list(
@@ -251,7 +261,37 @@ class ConnectionStore:
     def all_rows(self, session: Session) -> builtins.list[ConnectionRow]:
         return list(session.scalars(select(ConnectionRow).order_by(ConnectionRow.id)))
 
-    def to_domain(self, row: ConnectionRow) -> Connection:
+    def to_domain(self, row: ConnectionRow, *, strict: bool = False) -> Connection:
+        """The connection with its secrets decrypted. One that cannot be decrypted comes
+        back as an :class:`UnreadableConnection`, so one bad row never breaks a list;
+        ``strict`` raises :class:`SecretsUnreadable` instead, for anything that uses it."""
+        try:
+            return self._decrypted(row)
+        except KeyError_ as exc:
+            unreadable = SecretsUnreadable.of("connection", row.id, exc)
+            if strict:
+                raise unreadable from None
+        # Shown as needing authorization (never written so): a status nothing refreshes.
+        return UnreadableConnection(
+            id=row.id,
+            workspace_id=row.workspace_id,
+            profile_id=row.profile_id,
+            owner=row.owner,
+            tenant=row.tenant,
+            fields={},
+            status=ConnectionStatus.NEEDS_REAUTH,
+            tokens=None,
+            username=row.username,
+            password=None,
+            last_error=unreadable.detail,
+            last_error_at=row.last_error_at,
+            refreshed_at=row.refreshed_at,
+            version=row.version,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    def _decrypted(self, row: ConnectionRow) -> Connection:
         access = self._dec(row.id, "access_token", row.access_token_enc)
         tokens = None
         if access is not None:
@@ -285,10 +325,12 @@ class ConnectionStore:
         )
 
     def reencrypt(self, row: ConnectionRow) -> None:
-        for field in ("fields", "password", "access_token", "refresh_token", "extra"):
-            column = f"{field}_enc"
-            value = self._dec(row.id, field, getattr(row, column))
-            setattr(row, column, self._enc(row.id, field, value))
+        """Write the row's secrets again under the keyring's active key. All are decrypted
+        first: one that cannot be raises :class:`KeyError_` with the row left as it is."""
+        fields = ("fields", "password", "access_token", "refresh_token", "extra")
+        plain = {field: self._dec(row.id, field, getattr(row, f"{field}_enc")) for field in fields}
+        for field, value in plain.items():
+            setattr(row, f"{field}_enc", self._enc(row.id, field, value))
 
     # -- pending authorizations -----------------------------------------------------
     def add_authorization_request(
@@ -336,11 +378,17 @@ class ConnectionStore:
             .execution_options(synchronize_session=False)
         )
         claimed = getattr(result, "rowcount", 0) == 1
-        verifier = (
-            self.keyring.decrypt(row.code_verifier_enc, f"authorization_requests:{row.id}:verifier")
-            if row.code_verifier_enc
-            else None
-        )
+        try:
+            verifier = (
+                self.keyring.decrypt(
+                    row.code_verifier_enc, f"authorization_requests:{row.id}:verifier"
+                )
+                if row.code_verifier_enc
+                else None
+            )
+        except KeyError_ as exc:
+            # Raised inside the caller's transaction: the claim is rolled back with it.
+            raise SecretsUnreadable.of("authorization request", row.id, exc) from None
         return row, verifier, claimed
 
     def all_authorization_requests(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import builtins
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from authprofiles.core.errors import NotFound
@@ -21,7 +22,7 @@ from authprofiles.core.profiles import (
     ProfileStatus,
 )
 from authprofiles.core.validation import missing_fields
-from authprofiles.store.cipher import Keyring
+from authprofiles.store.cipher import KeyError_, Keyring, SecretsUnreadable
 from authprofiles.store.models import ProfileRow, utcnow
 
 # Stored in their own columns, or derived; everything else goes to the JSON ``config``.
@@ -39,6 +40,17 @@ class ProfileSummary:
 
 def _context(row_id: str, field: str) -> str:
     return f"profiles:{row_id}:{field}"
+
+
+class UnreadableProfile(Profile):
+    """A stored profile with a secret this process cannot decrypt (its master key is not
+    loaded, or the value is damaged). Lists show it, ``failing`` with a reason that names
+    the key it needs; its secret values are empty, and whatever would use it gets
+    :class:`SecretsUnreadable` instead (``ProfileStore.get``)."""
+
+    @property
+    def status(self) -> ProfileStatus:
+        return ProfileStatus.FAILING
 
 
 class ProfileStore:
@@ -111,7 +123,8 @@ class ProfileStore:
         return row
 
     def get(self, session: Session, workspace_id: str, profile_id: str) -> Profile:
-        return self.to_domain(self._row(session, workspace_id, profile_id))
+        """The profile, to use: :class:`SecretsUnreadable` when a secret cannot be read."""
+        return self.to_domain(self._row(session, workspace_id, profile_id), strict=True)
 
     def find_by_name(self, session: Session, workspace_id: str, name: str) -> Profile | None:
         row = session.scalars(
@@ -119,7 +132,7 @@ class ProfileStore:
                 ProfileRow.workspace_id == workspace_id, ProfileRow.name == name
             )
         ).one_or_none()
-        return None if row is None else self.to_domain(row)
+        return None if row is None else self.to_domain(row, strict=True)
 
     def name_taken(self, session: Session, workspace_id: str, name: str) -> bool:
         found = session.scalar(
@@ -129,13 +142,27 @@ class ProfileStore:
         )
         return found is not None
 
-    def list(self, session: Session, workspace_id: str) -> builtins.list[Profile]:
-        rows = session.scalars(
-            select(ProfileRow)
-            .where(ProfileRow.workspace_id == workspace_id)
-            .order_by(ProfileRow.name)
-        )
-        return [self.to_domain(row) for row in rows]
+    def list(
+        self,
+        session: Session,
+        workspace_id: str,
+        *,
+        name: str | None = None,
+        after: tuple[str, str] | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[Profile]:
+        """The workspace's profiles by name (then id), only those named ``name`` when given,
+        at most ``limit``, starting after the ``(name, id)`` key ``after``: a keyset page,
+        as cheap on the thousandth page as on the first (OFFSET would count its way there)."""
+        statement = select(ProfileRow).where(ProfileRow.workspace_id == workspace_id)
+        if name is not None:
+            statement = statement.where(ProfileRow.name == name)
+        if after is not None:
+            statement = statement.where(tuple_(ProfileRow.name, ProfileRow.id) > after)
+        statement = statement.order_by(ProfileRow.name, ProfileRow.id)
+        if limit is not None:
+            statement = statement.limit(limit)
+        return [self.to_domain(row) for row in session.scalars(statement)]
 
     def summaries(self, session: Session, workspace_id: str) -> builtins.list[ProfileSummary]:
         out = []
@@ -154,8 +181,23 @@ class ProfileStore:
     def all_rows(self, session: Session) -> builtins.list[ProfileRow]:
         return list(session.scalars(select(ProfileRow).order_by(ProfileRow.id)))
 
-    def to_domain(self, row: ProfileRow) -> Profile:
-        dec = self.keyring.decrypt
+    def to_domain(self, row: ProfileRow, *, strict: bool = False) -> Profile:
+        """The profile with its secrets decrypted. One that cannot be decrypted comes back
+        as an :class:`UnreadableProfile`, so one bad row never breaks a list; ``strict``
+        raises :class:`SecretsUnreadable` instead, for anything that uses the secrets."""
+        try:
+            return self._decrypted(row, self.keyring.decrypt)
+        except KeyError_ as exc:
+            unreadable = SecretsUnreadable.of("profile", row.id, exc)
+            if strict:
+                raise unreadable from None
+        # Every secret stands in as set but empty: the profile is shown, never used.
+        shown = self._decrypted(row, lambda _token, _context: "")
+        return UnreadableProfile.model_validate(
+            {**shown.model_dump(), "failing_reason": unreadable.detail}
+        )
+
+    def _decrypted(self, row: ProfileRow, dec: Callable[[str, str], str]) -> Profile:
         config = json.loads(row.config)
         additional = [
             AdditionalField(
@@ -206,9 +248,10 @@ class ProfileStore:
         )
 
     def reencrypt(self, row: ProfileRow) -> None:
-        """Write the row's secrets again under the keyring's active key."""
-        profile = self.to_domain(row)
+        """Write the row's secrets again under the keyring's active key. A secret that
+        cannot be decrypted raises :class:`KeyError_`, and the row is left as it is."""
+        profile = self._decrypted(row, self.keyring.decrypt)
         self._fill(row, profile.definition())
 
 
-__all__ = ["ProfileStore", "ProfileSummary", "missing_fields"]
+__all__ = ["ProfileStore", "ProfileSummary", "UnreadableProfile", "missing_fields"]

@@ -20,7 +20,18 @@ def _services(request: Request) -> Services:
     return services
 
 
-@router.get("/oauth/callback", response_class=HTMLResponse)
+_PAGE = {"text/html": {"schema": {"type": "string"}}}
+
+
+@router.get(
+    "/oauth/callback",
+    response_class=HTMLResponse,
+    responses={
+        200: {"description": "A page saying the connection is made"},
+        400: {"description": "A page saying why not (state, code or the IdP)", "content": _PAGE},
+        502: {"description": "A page saying the code exchange failed", "content": _PAGE},
+    },
+)
 async def oauth_callback(
     request: Request,
     services: Services = Depends(_services),

@@ -7,8 +7,9 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from authprofiles.api.deps import CurrentPrincipal, ServicesDep, authenticate
+from authprofiles.api.paging import LINK_HEADER, Page, parse_time
+from authprofiles.api.problems import problem_responses
 from authprofiles.api.schemas import (
-    ConnectionList,
     ConnectionPublic,
     ConnectionStarted,
     RevocationPublic,
@@ -18,6 +19,15 @@ from authprofiles.services.connections import ConnectionRequest
 from authprofiles.services.container import Services
 
 router = APIRouter(tags=["connections"])
+
+#: What asking for a connection's token can answer besides the token.
+TOKEN_PROBLEMS = {
+    400: "The identity provider refused the refresh, or the credentials cannot be applied",
+    403: "A viewer's API key, or another user's connection",
+    409: "The connection needs authorization again (`connection_status`, `last_error`)",
+    502: "The identity provider could not be reached to refresh the token",
+    504: "The identity provider did not answer the refresh in time",
+}
 
 
 async def token_endpoint(request: Request) -> Response:
@@ -56,7 +66,11 @@ def token_route(prefix: str) -> Route:
 DESCRIBED = APIRouter(tags=["connections"])
 
 
-@DESCRIBED.get("/connections/{connection_id}/token", response_model=TokenPublic)
+@DESCRIBED.get(
+    "/connections/{connection_id}/token",
+    response_model=TokenPublic,
+    responses=problem_responses(TOKEN_PROBLEMS),
+)
 async def get_token(connection_id: str, principal: CurrentPrincipal) -> TokenPublic:
     """A valid access token, refreshed first if it expires within the skew, with where to
     put it and the profile's authorization fields (`inject`)."""
@@ -67,6 +81,15 @@ async def get_token(connection_id: str, principal: CurrentPrincipal) -> TokenPub
     "/profiles/{profile_id}/connections",
     status_code=status.HTTP_201_CREATED,
     response_model=ConnectionStarted,
+    responses=problem_responses(
+        {
+            400: "The identity provider refused the client or the credentials (`idp_error`)",
+            403: "A viewer's API key, or another user's connection",
+            409: "The profile is not configured (mandatory fields empty)",
+            502: "The identity provider could not be reached or answered nonsense",
+            504: "The identity provider did not answer in time",
+        }
+    ),
 )
 def create_connection(
     profile_id: str,
@@ -85,14 +108,32 @@ def create_connection(
     )
 
 
-@router.get("/profiles/{profile_id}/connections", response_model=ConnectionList)
+@router.get(
+    "/profiles/{profile_id}/connections",
+    response_model=list[ConnectionPublic],
+    responses={200: {"description": "A page of connections, oldest first", "headers": LINK_HEADER}},
+)
 def list_profile_connections(
-    profile_id: str, services: ServicesDep, principal: CurrentPrincipal
-) -> ConnectionList:
+    profile_id: str,
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    page: Page,
+) -> list[ConnectionPublic]:
+    """The profile's connections, oldest first, a page at a time (see `limit` and `cursor`)."""
+    after = page.after(2)
     services.profiles.get(principal, profile_id)
-    return ConnectionList(
-        items=[ConnectionPublic.of(c) for c in services.connections.list(principal, profile_id)]
+    connections = services.connections.list(
+        principal,
+        profile_id,
+        after=(parse_time(after[0]), after[1]) if after else None,
+        limit=page.limit + 1,
     )
+    shown = page.page(
+        request, response, connections, key=lambda c: [c.created_at.isoformat(), c.id]
+    )
+    return [ConnectionPublic.of(c) for c in shown]
 
 
 @router.get("/connections/{connection_id}", response_model=ConnectionPublic)
@@ -102,7 +143,11 @@ def get_connection(
     return ConnectionPublic.of(services.connections.get(principal, connection_id))
 
 
-@router.delete("/connections/{connection_id}", response_model=RevocationPublic)
+@router.delete(
+    "/connections/{connection_id}",
+    response_model=RevocationPublic,
+    responses=problem_responses({403: "A viewer's API key, or another user's connection"}),
+)
 async def delete_connection(
     connection_id: str, services: ServicesDep, principal: CurrentPrincipal
 ) -> RevocationPublic:

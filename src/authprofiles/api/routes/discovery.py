@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from authprofiles.api.deps import CurrentPrincipal, ServicesDep
+from authprofiles.api.problems import problem_responses
 from authprofiles.api.schemas import DiscoveryPublic
 from authprofiles.core.errors import DomainError
 from authprofiles.oauth.discovery import DiscoveryFailed, discover
@@ -20,7 +21,18 @@ class DiscoveryError(DomainError):
     title = "No usable metadata"
 
 
-@router.get("/discovery", response_model=DiscoveryPublic)
+@router.get(
+    "/discovery",
+    response_model=DiscoveryPublic,
+    responses=problem_responses(
+        {
+            403: "Only an admin's API key may do this",
+            422: "No usable metadata at that issuer (or `issuer` is not a URL)",
+            502: "The issuer could not be reached or answered nonsense",
+            504: "The issuer did not answer in time",
+        }
+    ),
+)
 def get_discovery(
     services: ServicesDep,
     principal: CurrentPrincipal,

@@ -35,7 +35,16 @@ async def healthz() -> dict[str, str]:
     raise NotImplementedError("served by healthz_endpoint")
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        200: {"description": "The database answers and every migration is applied"},
+        503: {
+            "description": "Not ready: `database` says why",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+    },
+)
 async def readyz(services: ServicesDep) -> JSONResponse:
     try:
         migrated = await run_in_threadpool(services.db.is_migrated)

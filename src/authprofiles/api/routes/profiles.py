@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from authprofiles.api.deps import CurrentPrincipal, ServicesDep
-from authprofiles.api.schemas import ProfileList, ProfileListItem, ProfilePublic, RevocationPublic
-from authprofiles.core.validation import ProfileDraft
+from authprofiles.api.paging import LINK_HEADER, Page
+from authprofiles.api.problems import problem_responses
+from authprofiles.api.schemas import (
+    ProfileCreate,
+    ProfileListItem,
+    ProfilePublic,
+    ProfileUpdate,
+    RevocationPublic,
+    documented_body,
+)
+from authprofiles.core.validation import MAX_NAME_LENGTH, ProfileDraft
 from authprofiles.services.profiles import public_view
 
 router = APIRouter(prefix="/profiles", tags=["profiles"])
 
+_ADMIN_ONLY = "Only an admin's API key may do this"
 _INCOMPLETE = Query(
     default=False,
     description="Store even with mandatory fields empty; the profile is then `not_configured`.",
@@ -24,7 +34,15 @@ def _public(services: Any, profile: Any) -> ProfilePublic:
     return ProfilePublic.model_validate(public_view(profile, services.settings.callback_url))
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ProfilePublic)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ProfilePublic,
+    openapi_extra=documented_body(ProfileCreate),
+    responses=problem_responses(
+        {403: _ADMIN_ONLY, 409: "A profile of that name exists (`errors` names `name`)"}
+    ),
+)
 def create_profile(
     body: ProfileDraft,
     services: ServicesDep,
@@ -38,20 +56,39 @@ def create_profile(
     return _public(services, profile)
 
 
-@router.get("", response_model=ProfileList)
-def list_profiles(services: ServicesDep, principal: CurrentPrincipal) -> ProfileList:
-    return ProfileList(
-        items=[
-            ProfileListItem(
-                id=p.id,
-                name=p.name,
-                auth_type=p.auth_type,
-                identity_provider=p.identity_provider,
-                status=p.status,
-            )
-            for p in services.profiles.list(principal)
-        ]
+@router.get(
+    "",
+    response_model=list[ProfileListItem],
+    responses={200: {"description": "A page of profiles, by name", "headers": LINK_HEADER}},
+)
+def list_profiles(
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    page: Page,
+    name: Annotated[
+        str | None, Query(max_length=MAX_NAME_LENGTH, description="Only the profile of this name")
+    ] = None,
+) -> list[ProfileListItem]:
+    """The workspace's profiles by name, a page at a time (see `limit` and `cursor`)."""
+    after = page.after(2)
+    profiles = services.profiles.list(
+        principal,
+        name=name,
+        after=(after[0], after[1]) if after else None,
+        limit=page.limit + 1,
     )
+    return [
+        ProfileListItem(
+            id=p.id,
+            name=p.name,
+            auth_type=p.auth_type,
+            identity_provider=p.identity_provider,
+            status=p.status,
+        )
+        for p in page.page(request, response, profiles, key=lambda p: [p.name, p.id])
+    ]
 
 
 @router.get("/{profile_id}", response_model=ProfilePublic)
@@ -61,7 +98,12 @@ def get_profile(
     return _public(services, services.profiles.get(principal, profile_id))
 
 
-@router.patch("/{profile_id}", response_model=ProfilePublic)
+@router.patch(
+    "/{profile_id}",
+    response_model=ProfilePublic,
+    openapi_extra=documented_body(ProfileUpdate),
+    responses=problem_responses({403: _ADMIN_ONLY}),
+)
 def update_profile(
     profile_id: str,
     body: ProfileDraft,
@@ -80,7 +122,11 @@ def update_profile(
     return _public(services, profile)
 
 
-@router.delete("/{profile_id}", response_model=RevocationPublic)
+@router.delete(
+    "/{profile_id}",
+    response_model=RevocationPublic,
+    responses=problem_responses({403: _ADMIN_ONLY}),
+)
 async def delete_profile(
     profile_id: str, services: ServicesDep, principal: CurrentPrincipal
 ) -> RevocationPublic:

@@ -18,7 +18,8 @@ from starlette.routing import Mount
 from starlette.types import Message, Receive, Scope, Send
 
 from authprofiles.api.deps import CurrentPrincipal, ServicesDep, authenticate
-from authprofiles.api.problems import PROBLEM_JSON, problem
+from authprofiles.api.problems import PROBLEM_JSON, problem, problem_responses
+from authprofiles.api.routes.connections import TOKEN_PROBLEMS
 from authprofiles.api.schemas import TokenPublic
 from authprofiles.core.errors import NotFound
 from authprofiles.core.injection import PathEscape
@@ -187,9 +188,13 @@ async def _proxy(
     return UpstreamStreamingResponse(upstream)
 
 
+def mount_path(prefix: str) -> str:
+    return f"{prefix}/proxy"
+
+
 def proxy_route(prefix: str) -> Mount:
     """The proxy at ``prefix``/proxy, for the app to match before its other routes."""
-    path = f"{prefix}/proxy"
+    path = mount_path(prefix)
     return Mount(path, app=ProxyApp(path), name="proxy")
 
 
@@ -236,6 +241,7 @@ class TokenRefreshRequest(BaseModel):
     "/connections/{connection_id}/token/refresh",
     response_model=TokenPublic,
     tags=["connections"],
+    responses=problem_responses(TOKEN_PROBLEMS),
 )
 async def refresh_refused_token(
     connection_id: str,

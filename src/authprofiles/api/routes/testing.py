@@ -4,22 +4,21 @@ Profile"); on failure, the stage, the request headers and the response (seed 001
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from authprofiles.api.deps import CurrentPrincipal, ServicesDep
-from authprofiles.api.problems import PROBLEM_JSON
+from authprofiles.api.problems import problem_responses
 from authprofiles.services.testing import ProfileTestRequest, ProfileTestResult
 
 router = APIRouter(tags=["profiles"])
 
-_PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    404: {**_PROBLEM, "description": "No such profile"},
-    409: {**_PROBLEM, "description": "The profile is not configured (mandatory fields empty)"},
-    422: {**_PROBLEM, "description": "Missing or invalid input, e.g. `tenant` for tenancy"},
-}
+_RESPONSES = problem_responses(
+    {
+        403: "A viewer's API key, or a profile the caller may not use",
+        409: "The profile is not configured (mandatory fields empty)",
+        422: "Missing or invalid input, e.g. `tenant` for tenancy",
+    }
+)
 
 
 @router.post("/profiles/{profile_id}/test", response_model=ProfileTestResult, responses=_RESPONSES)
