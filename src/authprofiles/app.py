@@ -85,6 +85,7 @@ def create_app(
         api_prefix=API_PREFIX,
         exempt=proxy.mount_path(API_PREFIX),
     )
+    app.add_middleware(problems.ContainUnexpected)  # added last: the outermost
     app.include_router(health.router)
     app.include_router(web_routes.router)
     for module in (profiles, connections, discovery, proxy, testing):

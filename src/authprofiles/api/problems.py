@@ -13,8 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from authprofiles.core.errors import AlreadyExists, DomainError, ValidationFailed
+from authprofiles.core.errors import AlreadyExists, DomainError, Unavailable, ValidationFailed
 from authprofiles.core.validation import field_path
 from authprofiles.services.api_keys import Unauthenticated
 from authprofiles.services.errors import IdPRefused, NeedsReauth
@@ -80,6 +81,8 @@ def install(app: FastAPI) -> None:
             extra["idp_error"] = exc.error
         if isinstance(exc, Unauthenticated):
             headers = {"WWW-Authenticate": 'Bearer realm="authprofiles"'}
+        if isinstance(exc, Unavailable) and exc.retry_after is not None:
+            headers = {"Retry-After": str(exc.retry_after)}
         return problem(exc.status_code, exc.title, exc.detail, headers=headers, **extra)
 
     @app.exception_handler(RequestValidationError)
@@ -119,18 +122,51 @@ def install(app: FastAPI) -> None:
             detail = f"{request.method} is not allowed here; this path takes {', '.join(allowed)}"
         return problem(status, _title(status), detail, headers=headers or None)
 
-    @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        # Never echo the exception, nor log its message: either may hold a secret. The
-        # log gets the type and where it happened, which is what fixing it needs.
-        log.error(
-            "unhandled %s at\n%s",
-            type(exc).__name__,
-            "".join(traceback.format_tb(exc.__traceback__)),
-        )
-        return problem(
-            500, "Internal error", "something went wrong on our side; see the server log"
-        )
+
+
+def log_unexpected(exc: BaseException) -> None:
+    """Never echo the exception, nor log its message: either may hold a secret. The log
+    gets the type and where it happened, which is what fixing it needs."""
+    log.error(
+        "unhandled %s at\n%s",
+        type(exc).__name__,
+        "".join(traceback.format_tb(exc.__traceback__)),
+    )
+
+
+class ContainUnexpected:
+    """Answer an error nobody handled with a 500 problem, logged without its message.
+
+    The app's outermost middleware: the error is answered here, so it never reaches
+    Starlette's ServerErrorMiddleware, which would hand it on to the server's logger with
+    its message (an SQL error's message holds the statement's parameters: ciphertexts, a
+    profile's settings), and whose re-raise made the server drop the connection.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            log_unexpected(exc)
+            if started:  # too late for an answer; the connection ends instead
+                return
+            response = problem(
+                500, "Internal error", "something went wrong on our side; see the server log"
+            )
+            await response(scope, receive, send)
 
 
 def _unreadable_body(exc: StarletteHTTPException) -> str | None:

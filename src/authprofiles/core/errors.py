@@ -60,6 +60,15 @@ class Forbidden(DomainError):
     title = "Forbidden"
 
 
+class Unavailable(DomainError):
+    """This server cannot do it right now; the same request later may succeed
+    (``retry_after`` seconds, sent as RFC 9110 ``Retry-After`` when set)."""
+
+    status_code = 503
+    title = "Service unavailable"
+    retry_after: int | None = None
+
+
 class UpstreamError(DomainError):
     """An identity provider or API answered in a way we could not use."""
 

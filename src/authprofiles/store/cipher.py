@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from authprofiles.core.errors import DomainError
+from authprofiles.core.errors import DomainError, Unavailable
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -75,15 +75,15 @@ class SecretsUnreadable(DomainError):
         return cls(f"a secret of {what} {row_id} cannot be decrypted: {error}")
 
 
-class RetiredKeyUsed(DomainError):
+class RetiredKeyUsed(Unavailable):
     """A write encrypted under a master key that `keys rotate` retired while it ran.
 
     It is refused at commit, so no row is ever stored under a key that left the key
     file; the server has reloaded its keys by then, and the same request succeeds again.
     """
 
-    status_code = 503
     title = "Master key changed"
+    retry_after = 1
 
 
 def new_key() -> bytes:

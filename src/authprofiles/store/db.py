@@ -16,7 +16,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from authprofiles.core.errors import Unavailable
+
+
+class DatabaseBusy(Unavailable):
+    retry_after = 1
 
 
 def normalise_url(url: str) -> str:
@@ -115,8 +122,18 @@ class Database:
             with self._writing() as session, session.begin():
                 yield session
             return
-        with self._writer, self._writing() as session, session.begin():
-            yield session
+        try:
+            with self._writer, self._writing() as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            # Only after the busy timeout: another process held the write lock that long.
+            # Nothing was written; the caller may try again.
+            if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+                raise DatabaseBusy(
+                    "the database stayed busy with other writers; nothing was saved, "
+                    "try again in a moment"
+                ) from None
+            raise
 
     @contextmanager
     def read(self) -> Iterator[Session]:
