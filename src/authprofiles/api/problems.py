@@ -123,7 +123,6 @@ def install(app: FastAPI) -> None:
         return problem(status, _title(status), detail, headers=headers or None)
 
 
-
 def log_unexpected(exc: BaseException) -> None:
     """Never echo the exception, nor log its message: either may hold a secret. The log
     gets the type and where it happened, which is what fixing it needs."""
