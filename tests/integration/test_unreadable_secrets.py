@@ -203,3 +203,18 @@ def test_the_cli_lists_and_exports_every_profile_and_names_the_one_it_cannot_rea
     for output in (listed.output, shown.output, exported.output, backup.output):
         _no_secret_in(output)
     _no_secret_in(target.read_text())
+
+
+def test_a_profile_it_cannot_decrypt_can_still_be_deleted_and_says_nothing_was_revoked(
+    client: TestClient, admin_headers: dict[str, str], rows: dict[str, str], services: Services
+) -> None:
+    response = client.delete(f"/api/v1/profiles/{rows['bad']}", headers=admin_headers)
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["deleted"] is True and body["revoked"] == []
+    assert any(rows["foreign_key"] in error for error in body["revocation_errors"])
+    _no_secret_in(response.text)
+    with services.db.read() as session:
+        assert session.get(ProfileRow, rows["bad"]) is None
+        assert session.get(ConnectionRow, rows["connection_of_bad"]) is None

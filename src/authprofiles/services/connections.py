@@ -19,6 +19,7 @@ from authprofiles.oauth.grants import new_code_verifier, new_state
 from authprofiles.services.access import Principal, Role, require_role
 from authprofiles.services.errors import from_oauth
 from authprofiles.services.oauth_settings import client_settings, connection_settings
+from authprofiles.store.profiles import UnreadableProfile
 
 if TYPE_CHECKING:
     from authprofiles.services.container import Services
@@ -312,13 +313,22 @@ class ConnectionService:
 
     def delete_profile(self, principal: Principal, profile_id: str) -> RevocationReport:
         with self.s.db.read() as session:
-            profile = self.s.profile_store.get(session, principal.workspace_id, profile_id)
+            # A profile whose secrets cannot be decrypted can still be deleted; its tokens
+            # cannot be revoked without them, and the report says so.
+            profile = self.s.profile_store.get(
+                session, principal.workspace_id, profile_id, strict=False
+            )
             connections = [
                 self.s.connection_store.to_domain(r)
                 for r in self.s.connection_store.for_profile(session, profile_id)
             ]
         report = RevocationReport()
-        for connection in connections:
+        if isinstance(profile, UnreadableProfile):
+            report.errors.append(f"tokens were not revoked: {profile.failing_reason}")
+            connections_to_revoke: list[Connection] = []
+        else:
+            connections_to_revoke = connections
+        for connection in connections_to_revoke:
             one = self.revoke(profile, connection)
             report.revoked += one.revoked
             report.errors += one.errors

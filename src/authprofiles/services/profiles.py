@@ -141,7 +141,9 @@ class ProfileService:
     ) -> Profile:
         require_role(principal, Role.ADMIN)
         with self.s.db.session() as session:
-            current = self.s.profile_store.get(session, principal.workspace_id, profile_id)
+            current = self.s.profile_store.get(
+                session, principal.workspace_id, profile_id, lock=True
+            )
             definition = self._merged(current, patch, allow_incomplete=allow_incomplete)
             return self.s.profile_store.replace(session, current, definition)
 

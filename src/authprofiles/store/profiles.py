@@ -116,15 +116,30 @@ class ProfileStore:
         row.config = json.dumps(config, sort_keys=True)
 
     # -- reading -----------------------------------------------------------------
-    def _row(self, session: Session, workspace_id: str, profile_id: str) -> ProfileRow:
-        row = session.get(ProfileRow, profile_id)
+    def _row(
+        self, session: Session, workspace_id: str, profile_id: str, *, lock: bool = False
+    ) -> ProfileRow:
+        # ``lock``: FOR UPDATE on PostgreSQL, so two edits of one profile take turns
+        # instead of one overwriting what the other read (SQLite's writer locks it all).
+        row = session.get(ProfileRow, profile_id, with_for_update=lock or None)
         if row is None or row.workspace_id != workspace_id:
             raise NotFound(f"no profile with id {profile_id}")
         return row
 
-    def get(self, session: Session, workspace_id: str, profile_id: str) -> Profile:
-        """The profile, to use: :class:`SecretsUnreadable` when a secret cannot be read."""
-        return self.to_domain(self._row(session, workspace_id, profile_id), strict=True)
+    def get(
+        self,
+        session: Session,
+        workspace_id: str,
+        profile_id: str,
+        *,
+        lock: bool = False,
+        strict: bool = True,
+    ) -> Profile:
+        """The profile, to use: :class:`SecretsUnreadable` when a secret cannot be read
+        (``strict=False``: an :class:`UnreadableProfile` instead, to show or delete)."""
+        return self.to_domain(
+            self._row(session, workspace_id, profile_id, lock=lock), strict=strict
+        )
 
     def find_by_name(self, session: Session, workspace_id: str, name: str) -> Profile | None:
         row = session.scalars(
