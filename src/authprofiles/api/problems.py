@@ -213,6 +213,9 @@ _COMMON: dict[int, str] = {
     413: "The request body is larger than the server reads",
     415: "The request body is not JSON (`Content-Type: application/json`)",
     422: "Invalid input: `errors` names each field at fault",
+    503: "Not now: the database stayed busy or a master key changed meanwhile (try again "
+    "after `Retry-After`), or a stored secret cannot be decrypted with the keys this server "
+    "holds (the detail names the key)",
 }
 
 
@@ -227,10 +230,11 @@ def problem_responses(described: dict[int, str]) -> dict[int | str, dict[str, An
 
 def document_problems(schema: dict[str, Any]) -> None:
     """Make every error answer in an OpenAPI ``schema`` an ``application/problem+json``
-    :class:`Problem`, and add those each operation can give by its kind: 401 where it
-    needs an API key, 404 where its path names something, 413, 415 and 422 where it takes
-    a body, 422 where it takes parameters. FastAPI's own 422 (``HTTPValidationError``)
-    describes a body this API never sends, and goes."""
+    :class:`Problem`, and add those each operation can give by its kind: 401 and 503
+    where it needs an API key (it reads the database), 404 where its path names
+    something, 413, 415 and 422 where it takes a body, 422 where it takes parameters.
+    FastAPI's own 422 (``HTTPValidationError``) describes a body this API never sends,
+    and goes."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     components.update(problem_schema.pop("$defs", {}))
@@ -241,7 +245,7 @@ def document_problems(schema: dict[str, Any]) -> None:
             parameters = operation.get("parameters", [])
             common: set[int] = set()
             if operation.get("security"):
-                common.add(401)
+                common |= {401, 503}  # every keyed operation reads the database
             if any(p.get("in") == "path" for p in parameters):
                 common.add(404)
             if "requestBody" in operation:
