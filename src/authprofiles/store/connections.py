@@ -5,8 +5,9 @@ from __future__ import annotations
 import builtins
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, tuple_, update
@@ -271,40 +272,36 @@ class ConnectionStore:
             unreadable = SecretsUnreadable.of("connection", row.id, exc)
             if strict:
                 raise unreadable from None
-        # Shown as needing authorization (never written so): a status nothing refreshes.
+        # Shown as needing authorization (never written so): a status nothing refreshes,
+        # holding no secret at all.
+        shown = self._decrypted(row, lambda _row_id, _field, _value: None)
         return UnreadableConnection(
-            id=row.id,
-            workspace_id=row.workspace_id,
-            profile_id=row.profile_id,
-            owner=row.owner,
-            tenant=row.tenant,
-            fields={},
-            status=ConnectionStatus.NEEDS_REAUTH,
-            tokens=None,
-            username=row.username,
-            password=None,
-            last_error=unreadable.detail,
-            last_error_at=row.last_error_at,
-            refreshed_at=row.refreshed_at,
-            version=row.version,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
+            **{
+                **{f.name: getattr(shown, f.name) for f in dataclass_fields(shown)},
+                "status": ConnectionStatus.NEEDS_REAUTH,
+                "last_error": unreadable.detail,
+            }
         )
 
-    def _decrypted(self, row: ConnectionRow) -> Connection:
-        access = self._dec(row.id, "access_token", row.access_token_enc)
+    def _decrypted(
+        self,
+        row: ConnectionRow,
+        dec: Callable[[str, str, str | None], str | None] | None = None,
+    ) -> Connection:
+        dec = dec or self._dec
+        access = dec(row.id, "access_token", row.access_token_enc)
         tokens = None
         if access is not None:
-            extra = self._dec(row.id, "extra", row.extra_enc)
+            extra = dec(row.id, "extra", row.extra_enc)
             tokens = TokenSet(
                 access_token=access,
                 token_type=row.token_type or "Bearer",
-                refresh_token=self._dec(row.id, "refresh_token", row.refresh_token_enc),
+                refresh_token=dec(row.id, "refresh_token", row.refresh_token_enc),
                 expires_at=row.expires_at,
                 scopes=tuple(json.loads(row.scopes)) if row.scopes else None,
                 extra=json.loads(extra) if extra else {},
             )
-        fields = self._dec(row.id, "fields", row.fields_enc)
+        fields = dec(row.id, "fields", row.fields_enc)
         return Connection(
             id=row.id,
             workspace_id=row.workspace_id,
@@ -315,7 +312,7 @@ class ConnectionStore:
             status=ConnectionStatus(row.status),
             tokens=tokens,
             username=row.username,
-            password=self._dec(row.id, "password", row.password_enc),
+            password=dec(row.id, "password", row.password_enc),
             last_error=row.last_error,
             last_error_at=row.last_error_at,
             refreshed_at=row.refreshed_at,
