@@ -51,6 +51,7 @@ def test_a_hung_idp_refresh_blocks_nothing_else(
     live: Live, idp: IdP, faults: FaultProxy, user: tuple[str, str]
 ) -> None:
     live.services.oauth.retries = 0
+    live.services.oauth.deadline_seconds = 60.0
     live.services.transports.timeout = httpx.Timeout(60.0)
     hung = _password_connection(live, idp, user, token_url=faults.url + TOKEN_PATH)
     others = [_password_connection(live, idp, user) for _ in range(10)]

@@ -15,7 +15,13 @@ from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from authprofiles.core.errors import AlreadyExists, DomainError, Unavailable, ValidationFailed
+from authprofiles.core.errors import (
+    AlreadyExists,
+    DomainError,
+    Unavailable,
+    UpstreamError,
+    ValidationFailed,
+)
 from authprofiles.core.validation import field_path
 from authprofiles.services.api_keys import Unauthenticated
 from authprofiles.services.errors import IdPRefused, NeedsReauth
@@ -79,6 +85,8 @@ def install(app: FastAPI) -> None:
                 extra["last_error"] = exc.last_error
         if isinstance(exc, IdPRefused) and exc.error:
             extra["idp_error"] = exc.error
+        if isinstance(exc, UpstreamError) and exc.host:
+            extra["upstream_host"] = exc.host
         if isinstance(exc, Unauthenticated):
             headers = {"WWW-Authenticate": 'Bearer realm="authprofiles"'}
         if isinstance(exc, Unavailable) and exc.retry_after is not None:

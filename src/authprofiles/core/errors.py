@@ -70,10 +70,15 @@ class Unavailable(DomainError):
 
 
 class UpstreamError(DomainError):
-    """An identity provider or API answered in a way we could not use."""
+    """An identity provider or API answered in a way we could not use; ``host`` (and
+    port) names where the call went, so a person knows which one."""
 
     status_code = 502
     title = "Bad gateway"
+
+    def __init__(self, detail: str, host: str | None = None) -> None:
+        super().__init__(detail)
+        self.host = host
 
 
 class UpstreamTimeout(UpstreamError):

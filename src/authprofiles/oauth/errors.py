@@ -28,6 +28,8 @@ class GrantRefused(OAuthFailure):
 class IdPUnavailable(OAuthFailure):
     """A 5xx, a timeout, a broken connection or an unreadable answer: worth retrying."""
 
-    def __init__(self, detail: str, *, timeout: bool = False) -> None:
+    def __init__(self, detail: str, *, timeout: bool = False, host: str | None = None) -> None:
         super().__init__(detail)
         self.timeout = timeout
+        #: Where the call went (host and port), to name in the answer.
+        self.host = host

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -65,14 +67,20 @@ class OAuthEngine:
         *,
         retries: int = 2,
         backoff_seconds: float = 0.2,
+        deadline_seconds: float = 10.0,
         clock: Clock | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.transports = transports
         self.retries = retries
         self.backoff_seconds = backoff_seconds
+        #: The most one call (an exchange, a refresh, a revocation) may take, retries
+        #: included: what a caller waits at worst for a hung identity provider.
+        self.deadline_seconds = deadline_seconds
         self.clock = clock or SystemClock()
         self._sleep = sleep
+        # The timeouts of the attempt running in this thread (see _with_retries).
+        self._attempt = threading.local()
 
     def _client(self, settings: ClientSettings, *, with_scope: bool = True) -> Any:
         client = OAuth2Client(
@@ -84,7 +92,7 @@ class OAuthEngine:
             redirect_uri=settings.redirect_uri,
             code_challenge_method="S256" if settings.pkce else None,
             transport=self.transports.sync(settings.egress_proxy_url),
-            timeout=self.transports.timeout,
+            timeout=getattr(self._attempt, "timeout", None) or self.transports.timeout,
             trust_env=False,
             # Every request here carries the client's credentials: a redirect is the
             # identity provider's answer, never an invitation to send them elsewhere.
@@ -129,7 +137,9 @@ class OAuthEngine:
 
         # An authorization code is single use (section 4.1.2): a retry after the server
         # may have consumed it would fail anyway, so only connection failures are retried.
-        return self._token(call, "authorization code exchange", retry_after_send=False)
+        return self._token(
+            call, "authorization code exchange", settings.token_url, retry_after_send=False
+        )
 
     # -- section 4.4: client credentials ----------------------------------------------
     def client_credentials(self, settings: ClientSettings) -> TokenSet:
@@ -138,7 +148,7 @@ class OAuthEngine:
                 settings.token_url, grant_type="client_credentials", **dict(settings.extra_params)
             )
 
-        return self._token(call, "client credentials grant")
+        return self._token(call, "client credentials grant", settings.token_url)
 
     # -- section 4.3: resource owner password credentials -------------------------------
     def password(
@@ -160,7 +170,7 @@ class OAuthEngine:
                 **params,
             )
 
-        return self._token(call, "password grant")
+        return self._token(call, "password grant", settings.token_url)
 
     # -- section 6: refresh -------------------------------------------------------------
     def refresh(self, settings: ClientSettings, *, refresh_token: str) -> TokenSet:
@@ -169,7 +179,7 @@ class OAuthEngine:
             client = self._client(settings, with_scope=False)
             return client.refresh_token(settings.refresh_url, refresh_token=refresh_token)
 
-        return self._token(call, "refresh")
+        return self._token(call, "refresh", settings.refresh_url)
 
     # -- RFC 7009: revocation --------------------------------------------------------------
     def revoke(self, settings: ClientSettings, *, token: str, hint: str) -> None:
@@ -183,10 +193,12 @@ class OAuthEngine:
             )
             return response
 
-        response = self._with_retries(call, "revocation")
+        response = self._with_retries(call, "revocation", url)
         # Section 2.2: 200 whether or not the token was valid; 503 means try later.
         if response.status_code >= 500:
-            raise IdPUnavailable(f"revocation answered HTTP {response.status_code}")
+            raise IdPUnavailable(
+                f"revocation at {_host(url)} answered HTTP {response.status_code}", host=_host(url)
+            )
         if response.status_code >= 400:
             raise GrantRefused(
                 _error_code(response) or f"http_{response.status_code}",
@@ -196,45 +208,75 @@ class OAuthEngine:
 
     # -- plumbing ---------------------------------------------------------------------------
     def _token(
-        self, call: Callable[[], Any], what: str, *, retry_after_send: bool = True
+        self, call: Callable[[], Any], what: str, url: str, *, retry_after_send: bool = True
     ) -> TokenSet:
         received_at = self.clock.now()
-        token = self._with_retries(call, what, retry_after_send=retry_after_send)
+        token = self._with_retries(call, what, url, retry_after_send=retry_after_send)
         try:
             return to_token_set(dict(token), received_at)
         except ValueError as exc:
-            raise IdPUnavailable(f"{what}: {exc}") from None
+            raise IdPUnavailable(f"{what} at {_host(url)}: {exc}", host=_host(url)) from None
 
     def _with_retries(
-        self, call: Callable[[], T], what: str, *, retry_after_send: bool = True
+        self, call: Callable[[], T], what: str, url: str, *, retry_after_send: bool = True
     ) -> T:
+        """``call`` until it succeeds, is refused, or the deadline passes: every attempt's
+        timeouts are cut to what is left of it, so a hung identity provider costs the
+        caller at most ``deadline_seconds``, retries and backoff included."""
+        deadline = time.monotonic() + self.deadline_seconds
         attempt = 0
         while True:
+            self._attempt.timeout = self._timeout_within(deadline - time.monotonic())
             try:
-                return self._classify(call, what)
+                return self._classify(call, what, _host(url))
             except IdPUnavailable as exc:
                 sent = not isinstance(exc.__cause__, httpx.ConnectError)
-                if attempt >= self.retries or (sent and not retry_after_send):
+                left = deadline - time.monotonic()
+                if attempt >= self.retries or (sent and not retry_after_send) or left < 0.1:
                     raise
                 # Exponential backoff with full jitter, so many workers do not retry in step.
                 delay = random.uniform(0, self.backoff_seconds * (2**attempt))  # noqa: S311
+                delay = min(delay, left / 2)
                 log.warning("%s failed (%s); retrying in %.2fs", what, exc.detail, delay)
                 self._sleep(delay)
                 attempt += 1
+            finally:
+                self._attempt.timeout = None
+
+    def _timeout_within(self, left: float) -> httpx.Timeout:
+        """The transports' timeouts, none longer than ``left`` seconds."""
+        base = self.transports.timeout
+        left = max(left, 0.01)
+
+        def cut(value: float | None) -> float:
+            return left if value is None else min(value, left)
+
+        return httpx.Timeout(
+            connect=cut(base.connect),
+            read=cut(base.read),
+            write=cut(base.write),
+            pool=cut(base.pool),
+        )
 
     @staticmethod
-    def _classify(call: Callable[[], T], what: str) -> T:
+    def _classify(call: Callable[[], T], what: str, host: str) -> T:
+        where = f"{what} at {host}"
         try:
             return call()
         except OAuthError as exc:
             raise GrantRefused(str(exc.error), exc.description, None) from None
         except httpx.TimeoutException as exc:
-            raise IdPUnavailable(f"{what}: the identity provider timed out", timeout=True) from exc
+            phase = (
+                "connecting" if isinstance(exc, httpx.ConnectTimeout) else "waiting for an answer"
+            )
+            raise IdPUnavailable(
+                f"{where}: the identity provider timed out {phase}", timeout=True, host=host
+            ) from exc
         except httpx.HTTPStatusError as exc:
             status = exc.response.status_code
             if status >= 500 or status == 429:
                 raise IdPUnavailable(
-                    f"{what}: the identity provider answered HTTP {status}"
+                    f"{where}: the identity provider answered HTTP {status}", host=host
                 ) from exc
             raise GrantRefused(
                 _error_code(exc.response) or f"http_{status}",
@@ -242,11 +284,28 @@ class OAuthEngine:
                 status,
             ) from None
         except httpx.TransportError as exc:
-            raise IdPUnavailable(
-                f"{what}: could not talk to the identity provider ({type(exc).__name__})"
-            ) from exc
+            # The OS's words ("Connection refused", "Name or service not known"): they name
+            # no URL or credential, and they say what to fix.
+            reason = str(exc) or type(exc).__name__
+            verb = (
+                "could not connect"
+                if isinstance(exc, httpx.ConnectError)
+                else "lost the connection"
+            )
+            raise IdPUnavailable(f"{where}: {verb} ({reason})", host=host) from exc
         except ValueError as exc:
-            raise IdPUnavailable(f"{what}: unreadable answer from the identity provider") from exc
+            raise IdPUnavailable(
+                f"{where}: unreadable answer from the identity provider", host=host
+            ) from exc
+
+
+def _host(url: str) -> str:
+    """The host (and port) a request goes to, to name in an error: never the path or query,
+    which may carry a tenant's values."""
+    try:
+        return urlsplit(url).netloc.rpartition("@")[2] or url[:80]
+    except ValueError:
+        return "an unparsable URL"
 
 
 def _error_code(response: httpx.Response) -> str | None:

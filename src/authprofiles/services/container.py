@@ -46,6 +46,7 @@ class Services:
             self.transports,
             retries=settings.idp_retries,
             backoff_seconds=settings.idp_backoff_seconds,
+            deadline_seconds=settings.idp_deadline_seconds,
             clock=self.clock,
         )
         self.api_keys = ApiKeys(self.db)

@@ -17,6 +17,15 @@ class IdPRefused(DomainError):
         self.error = error
 
 
+#: RFC 6749 section 5.2 errors that refuse the client rather than the grant.
+CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
+
+
+def refuses_client(exc: OAuthFailure) -> bool:
+    """Whether ``exc`` says the client itself was refused: the seeds' "failing"."""
+    return isinstance(exc, GrantRefused) and exc.error in CLIENT_ERRORS
+
+
 class NeedsReauth(Conflict):
     title = "Connection needs authorization again"
 
@@ -32,6 +41,7 @@ class NotConfigured(Conflict):
 def from_oauth(exc: OAuthFailure) -> DomainError:
     if isinstance(exc, GrantRefused):
         return IdPRefused(exc.detail, exc.error)
+    host = exc.host if isinstance(exc, IdPUnavailable) else None
     if isinstance(exc, IdPUnavailable) and exc.timeout:
-        return UpstreamTimeout(exc.detail)
-    return UpstreamError(exc.detail)
+        return UpstreamTimeout(exc.detail, host)
+    return UpstreamError(exc.detail, host)

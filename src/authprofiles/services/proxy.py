@@ -102,15 +102,9 @@ class BodyTooLarge(DomainError):
 class ProxyUpstreamError(UpstreamError):
     """The upstream API could not be reached or broke off; ``host`` names it."""
 
-    def __init__(self, detail: str, host: str) -> None:
-        super().__init__(detail)
-        self.host = host
-
 
 class ProxyUpstreamTimeout(UpstreamTimeout):
-    def __init__(self, detail: str, host: str) -> None:
-        super().__init__(detail)
-        self.host = host
+    """The upstream API did not answer in time; ``host`` names it."""
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from authprofiles.services.access import (
     Purpose,
     authorize_credential_use,
 )
-from authprofiles.services.errors import NeedsReauth, from_oauth
+from authprofiles.services.errors import NeedsReauth, from_oauth, refuses_client
 from authprofiles.services.oauth_settings import connection_settings, field_values
 from authprofiles.store.models import utcnow
 
@@ -84,6 +84,9 @@ class IssuedToken:
     connection: Connection
     profile: Profile
     tokens: TokenSet
+    #: Set when a refresh was due and failed for a passing reason: the token is still
+    #: valid (until ``tokens.expires_at``), and the caller is told why it was not renewed.
+    refresh_error: str | None = None
     #: What the edges derived from this token once (e.g. its rendered JSON), so a reused
     #: token is not rendered again for every caller.
     memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -170,6 +173,16 @@ class _Coalescer:
         finally:
             del self._pending[(loop, key)]
             future.set_result(None)
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    """What a refresh left stored. ``failure``: it failed for a passing reason, and the
+    current token, still valid, is served instead (see :meth:`TokenService.refresh`)."""
+
+    connection: Connection
+    profile: Profile
+    failure: str | None = None
 
 
 class TokenService:
@@ -268,8 +281,8 @@ class TokenService:
             issued = IssuedToken(connection, profile, connection.tokens)
         else:
             _raise_unless_active(connection)
-            connection, profile = self.refresh(connection.id, within_seconds=self.skew)
-            issued = self._issued(connection, profile)
+            refreshed = self.refresh(connection.id, within_seconds=self.skew)
+            issued = self._issued(refreshed.connection, refreshed.profile, refreshed.failure)
         self._recent.put(issued)
         return issued
 
@@ -279,18 +292,21 @@ class TokenService:
         """After an API refused the token (the profile's auth error status): refresh once,
         unless another caller already replaced the token we saw."""
         self._recent.drop(connection_id)
-        connection, profile = self.refresh(connection_id, seen_version=seen_version)
-        if connection.workspace_id != principal.workspace_id:
+        # The API refused the current token: it is no answer to a failed refresh.
+        refreshed = self.refresh(connection_id, seen_version=seen_version, serve_current=False)
+        if refreshed.connection.workspace_id != principal.workspace_id:
             raise NotFound(f"no connection with id {connection_id}")
-        issued = self._issued(connection, profile)
+        issued = self._issued(refreshed.connection, refreshed.profile)
         self._recent.put(issued)
         return issued
 
-    def _issued(self, connection: Connection, profile: Profile) -> IssuedToken:
+    def _issued(
+        self, connection: Connection, profile: Profile, refresh_error: str | None = None
+    ) -> IssuedToken:
         _raise_unless_active(connection)
         if connection.tokens is None or connection.tokens.is_expired(self.s.clock.now()):
             raise DomainError("the connection has no valid token")
-        return IssuedToken(connection, profile, connection.tokens)
+        return IssuedToken(connection, profile, connection.tokens, refresh_error)
 
     def refresh(
         self,
@@ -298,11 +314,14 @@ class TokenService:
         *,
         within_seconds: float | None = None,
         seen_version: int | None = None,
-    ) -> tuple[Connection, Profile]:
+        serve_current: bool = True,
+    ) -> Refreshed:
         """Refresh if still needed; return what is stored then.
 
         ``within_seconds``: refresh when the token expires within it. ``seen_version``:
         refresh unless the stored token changed since that version (a forced refresh).
+        ``serve_current``: when the identity provider fails for a passing reason and the
+        current token is still valid, return it with the failure named instead of raising.
 
         Callers in this process queue on the connection's own lock; across processes one
         claims the refresh lease (a conditional UPDATE), calls the identity provider with
@@ -316,7 +335,7 @@ class TokenService:
             while True:
                 connection, profile = self.s.credentials.read(None, connection_id)
                 if not self._needs_refresh(connection, within_seconds, seen_version):
-                    return connection, profile
+                    return Refreshed(connection, profile)
                 owner = f"{_WORKER}:{uuid.uuid4().hex[:12]}"
                 with self.s.db.session() as session:
                     claimed = self.s.connection_store.claim_refresh(
@@ -327,24 +346,21 @@ class TokenService:
                         seconds=self.lease_seconds,
                     )
                 if claimed:
-                    return self._refresh_under_lease(connection, profile, owner)
+                    return self._refresh_under_lease(connection, profile, owner, serve_current)
                 # Another worker is refreshing. A forced refresh, or a token already
                 # expired, waits for its result; a token still valid is served meanwhile.
                 if seen_version is None and not _expired(connection, self.s.clock.now()):
-                    return connection, profile
+                    return Refreshed(connection, profile)
                 self._await_other_refresh(connection_id, connection.version, deadline)
 
     @property
     def lease_seconds(self) -> float:
-        """Long enough for the whole identity-provider call, retries and backoff included,
-        so a live claimant's lease never lapses under it."""
+        """Longer than the whole identity-provider call may take (its deadline covers the
+        retries and backoff), so a live claimant's lease never lapses under it."""
         configured = self.s.settings.refresh_lease_seconds
         if configured is not None:
             return configured
-        settings = self.s.settings
-        attempts = settings.idp_retries + 1
-        backoff = settings.idp_backoff_seconds * 2.0**attempts
-        return settings.http_timeout_seconds * attempts + backoff + 5.0
+        return self.s.oauth.deadline_seconds + 5.0
 
     def _await_other_refresh(self, connection_id: str, version: int, deadline: float) -> None:
         """Poll (cheap, non-decrypting reads) until the token changes or the lease ends."""
@@ -365,48 +381,50 @@ class TokenService:
             pause = min(pause * 2, 0.25)
 
     def _refresh_under_lease(
-        self, connection: Connection, profile: Profile, owner: str
-    ) -> tuple[Connection, Profile]:
+        self, connection: Connection, profile: Profile, owner: str, serve_current: bool
+    ) -> Refreshed:
         store = self.s.connection_store
         try:
             tokens = self._renew(profile, connection)  # the network call: no transaction open
         except (GrantRefused, IdPUnavailable) as exc:
-            refused = isinstance(exc, GrantRefused)
+            # RFC 6749 section 5.2: invalid_client / unauthorized_client refuse the profile's
+            # client, whatever the grant (the seeds' "failing"; the connection's grant is
+            # not at fault and stays as it is). Any other refusal (invalid_grant: the
+            # refresh token is expired or revoked) means a person must authorize again.
+            # Anything else is transient: every token we hold is kept.
+            client_refused = refuses_client(exc)
+            reauth = isinstance(exc, GrantRefused) and not client_refused
             with self.s.db.session() as session:
-                # RFC 6749 section 5.2 invalid_grant: the refresh token is expired or
-                # revoked; a person has to authorize again (keep the IdP's words for them).
-                # Anything else is transient: every token we hold is kept.
                 row = store.abandon_refresh(
                     session,
                     connection.id,
                     version=connection.version,
                     owner=owner,
                     error=exc.detail,
-                    needs_reauth=refused,
+                    needs_reauth=reauth,
                 )
-                if row is not None and refused and connection.is_shared:
+                if row is not None and connection.is_shared and (reauth or client_refused):
                     self.s.profile_store.set_failing(
                         session, profile.id, f"shared connection {connection.id}: {exc.detail}"
                     )
             if row is None:
                 # A newer token was written while this refresh failed: that one stands.
-                return self.s.credentials.read(None, connection.id)
-            if refused:
+                return Refreshed(*self.s.credentials.read(None, connection.id))
+            if reauth:
                 raise NeedsReauth(
                     "the identity provider refused to refresh this connection; authorize it again",
                     last_error=exc.detail,
                 ) from None
             # Serve the current token while it is still valid (RFC 6749 leaves retry timing
-            # to us; an outage of the IdP must not take down callers whose token works).
-            if connection.tokens is not None and not connection.tokens.is_expired(
-                self.s.clock.now()
-            ):
+            # to us; an outage of the IdP must not take down callers whose token works),
+            # saying why it was not renewed.
+            if serve_current and not _expired(connection, self.s.clock.now()):
                 log.warning(
                     "refresh of %s failed, serving the current token: %s",
                     connection.id,
                     exc.detail,
                 )
-                return connection, profile
+                return Refreshed(connection, profile, failure=exc.detail)
             raise from_oauth(exc) from None
         with self.s.db.session() as session:
             row = store.finish_refresh(
@@ -423,7 +441,7 @@ class TokenService:
                 "refresh of %s finished after another worker stored a newer token; keeping that",
                 connection.id,
             )
-        return self.s.credentials.read(None, connection.id)
+        return Refreshed(*self.s.credentials.read(None, connection.id))
 
     def _profile(self, connection: Connection) -> Profile:
         with self.s.db.read() as session:
