@@ -2,53 +2,196 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_DATABASE_URL = "sqlite:///./authprofiles.db"
+
 
 class Settings(BaseSettings):
+    """Every setting, each read from ``AUTHPROFILES_<NAME>``. A field's ``description`` is
+    its documentation: ``serve --help`` and the README's settings table are made from it."""
+
     model_config = SettingsConfigDict(env_prefix="AUTHPROFILES_", extra="ignore")
 
-    database_url: str = "sqlite:///./authprofiles.db"
-    #: One or more base64 keys of 32 bytes, comma separated, the first one active.
-    master_key: SecretStr | None = None
-    #: Used when ``master_key`` is not set; created with mode 0600 on first start.
-    key_file: Path = Path("authprofiles.key")
-    public_url: str = "http://127.0.0.1:8000"
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    #: A token expiring within this many seconds is refreshed before it is handed out.
-    refresh_skew_seconds: int = Field(default=60, ge=0)
-    #: A token this worker handed out is handed out again for this long without reading
-    #: the database (it must still be valid beyond the skew; the policy is still asked).
-    #: 0 reads every time.
-    token_reuse_seconds: float = Field(default=1.0, ge=0)
-    #: How often the background refresher looks for tokens about to expire.
-    background_refresh_interval_seconds: float = Field(default=30.0, gt=0)
-    #: Refresh ahead of expiry by this much in the background (beyond the skew).
-    background_refresh_lead_seconds: int = Field(default=300, ge=0)
-    #: RFC 9700 recommends short-lived authorization state; seeds ask for 10 minutes.
-    authorization_state_ttl_seconds: int = Field(default=600, gt=0)
-    http_timeout_seconds: float = Field(default=15.0, gt=0)
-    #: Retries on 5xx, timeouts and unreadable answers from the IdP.
-    idp_retries: int = Field(default=2, ge=0)
-    idp_backoff_seconds: float = Field(default=0.2, ge=0)
-    #: How long a worker's claim on a connection's refresh lasts before another worker may
-    #: take over (a claimant that died). Unset: the longest an IdP call can take with its
-    #: retries, plus a margin, so a live claimant never loses its lease.
-    refresh_lease_seconds: float | None = Field(default=None, gt=0)
-    log_level: str = "info"
-    #: The largest request body the API reads (413 beyond it, answered before it is read
-    #: whole). The proxy streams bodies to the upstream API and has no such limit.
-    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        description="Where everything is stored: a SQLite file (a relative path is taken "
+        "from the working directory) or `postgresql+psycopg://user:password@host/db`. "
+        "`serve` creates the default SQLite file on first start; other commands refuse "
+        "to run without it rather than start a second, empty store.",
+    )
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="Master keys instead of the key file: base64 of 32 random bytes each, "
+        "comma separated, the first one encrypting new writes.",
+    )
+    key_file: Path = Field(
+        default=Path("authprofiles.key"),
+        description="The master key file, used when AUTHPROFILES_MASTER_KEY is unset; "
+        "`serve` creates it (mode 0600) on first start, no other command does.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The URL people and identity providers reach this server at; the "
+        "OAuth callback URL is this plus `/oauth/callback`. Unset: "
+        "`http://HOST:PORT` from AUTHPROFILES_HOST and AUTHPROFILES_PORT (the loopback "
+        "address when HOST is 0.0.0.0 or ::).",
+    )
+    host: str = Field(default="127.0.0.1", description="The address `serve` listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="The port `serve` listens on.")
+    workers: int = Field(default=1, ge=1, description="Worker processes `serve` starts.")
+    refresh_skew_seconds: int = Field(
+        default=60,
+        ge=0,
+        description="A token expiring within this many seconds is refreshed before it is "
+        "handed out.",
+    )
+    token_reuse_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="A token a worker handed out is handed out again for this long "
+        "without reading the database (it must still be valid beyond the skew; the "
+        "access policy is still asked). 0 reads every time.",
+    )
+    background_refresh_interval_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often each worker's background refresher looks for tokens about "
+        "to expire.",
+    )
+    background_refresh_lead_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="The background refresher renews a token this long before it expires "
+        "(beyond the skew).",
+    )
+    # RFC 9700 recommends short-lived authorization state.
+    authorization_state_ttl_seconds: int = Field(
+        default=600,
+        gt=0,
+        description="How long an authorization URL stays usable: a callback after this is refused.",
+    )
+    http_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="Timeout of one HTTP call to an identity provider or upstream API "
+        "(connecting: at most 10 s).",
+    )
+    idp_retries: int = Field(
+        default=2,
+        ge=0,
+        description="Retries of an identity provider call on 5xx, timeouts and unreadable answers.",
+    )
+    idp_backoff_seconds: float = Field(
+        default=0.2,
+        ge=0,
+        description="Each retry waits a random time up to this, doubled for every further retry.",
+    )
+    idp_deadline_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="The longest a caller waits on the identity provider for one "
+        "exchange, refresh or revocation, retries and backoff included; then it gets a 504.",
+    )
+    refresh_lease_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="How long a worker's claim on a connection's refresh lasts before "
+        "another worker may take over (a claimant that died). Unset: the IdP deadline plus "
+        "a margin, so a live claimant never loses its lease.",
+    )
+    log_level: str = Field(default="info", description="`debug`, `info`, `warning` or `error`.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`text`: a line a person reads; `json`: one JSON object a line (time, "
+        "level, logger, message and each field of the line, e.g. an access line's method, "
+        "path, status, duration_ms and caller), for a log collector.",
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description="The largest request body the API reads (413 beyond it, answered "
+        "before it is read whole). The proxy streams bodies and has no such limit.",
+    )
+
+    @property
+    def public_base_url(self) -> str:
+        """AUTHPROFILES_PUBLIC_URL when set, else the URL ``serve`` listens at, as a browser
+        on this machine reaches it."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{reachable_host(self.host)}:{self.port}"
 
     @property
     def callback_url(self) -> str:
-        return self.public_url.rstrip("/") + "/oauth/callback"
+        return self.public_base_url + "/oauth/callback"
+
+
+def reachable_host(host: str) -> str:
+    """``host`` as a URL can name it: an address meaning "every interface" (``0.0.0.0``,
+    ``::``) is no place to send a browser, so it becomes the loopback address of its
+    family; an IPv6 address goes in brackets (RFC 3986 section 3.2.2)."""
+    host = host.strip()
+    if host in ("", "0.0.0.0"):  # noqa: S104 - recognised here, not bound to
+        return "127.0.0.1"
+    if host in ("::", "[::]"):
+        return "[::1]"
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]"
+    return host
+
+
+def listens_everywhere(host: str) -> bool:
+    return host.strip() in ("", "0.0.0.0", "::", "[::]")  # noqa: S104
+
+
+@dataclass(frozen=True)
+class SettingDoc:
+    """One line of the settings reference."""
+
+    env: str
+    default: str
+    meaning: str
+
+
+def settings_reference() -> list[SettingDoc]:
+    """Every setting, its environment variable, default and meaning, from the fields."""
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    return [
+        SettingDoc(
+            env=f"{prefix}{name.upper()}",
+            default=_shown(field.get_default(call_default_factory=True)),
+            meaning=field.description or "",
+        )
+        for name, field in Settings.model_fields.items()
+    ]
+
+
+def settings_reference_markdown() -> str:
+    """The README's settings table (see ``tests/unit/test_settings.py``)."""
+    rows = ["| setting | default | meaning |", "| --- | --- | --- |"]
+    for doc in settings_reference():
+        default = f"`{doc.default}`" if doc.default != UNSET else UNSET
+        meaning = doc.meaning.replace("|", "\\|")
+        rows.append(f"| `{doc.env}` | {default} | {meaning} |")
+    return "\n".join(rows)
+
+
+UNSET = "unset"
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return UNSET
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 @lru_cache(maxsize=1)

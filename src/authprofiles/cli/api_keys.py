@@ -6,9 +6,17 @@ import json
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.text import Text
 
-from authprofiles.cli.common import console, open_services
+from authprofiles.cli.common import (
+    console,
+    new_table,
+    open_api_keys,
+    print_json,
+    print_table,
+    when,
+)
+from authprofiles.core.errors import NotFound
 from authprofiles.services.access import Role
 
 app = typer.Typer(
@@ -16,6 +24,7 @@ app = typer.Typer(
 )
 
 DatabaseOption = Annotated[str | None, typer.Option(help="Database URL")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 
 
 @app.command()
@@ -24,15 +33,15 @@ def create(
     role: Annotated[
         Role, typer.Option(help="admin: manage profiles; developer: use them; viewer: read")
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")] = False,
+    as_json: JsonOption = False,
     database: DatabaseOption = None,
 ) -> None:
     """Create an API key and print it once."""
-    services = open_services(database)
+    store = open_api_keys(database)
     try:
-        created = services.api_keys.create(name=name, role=role.value)
+        created = store.api_keys.create(name=name, role=role.value)
     finally:
-        services.close()
+        store.close()
     if as_json:
         typer.echo(
             json.dumps(
@@ -45,29 +54,50 @@ def create(
             )
         )
         return
-    console.print(f"API key [bold]{created.name}[/bold] ({created.role.value}) created.")
+    console.print(
+        Text.assemble(
+            "API key ", (created.name, "bold"), f" ({created.role.value}) created, id {created.id}"
+        ),
+        soft_wrap=True,
+    )
     console.print("Copy it now; it is not shown again and only its hash is stored:\n")
     typer.echo(created.key)
 
 
 @app.command("list")
-def list_keys(database: DatabaseOption = None) -> None:
-    """List API keys (never the keys themselves)."""
-    services = open_services(database)
+def list_keys(as_json: JsonOption = False, database: DatabaseOption = None) -> None:
+    """List API keys, revoked ones too (never the keys themselves)."""
+    store = open_api_keys(database)
     try:
-        rows = services.api_keys.list()
+        keys = store.api_keys.list()
     finally:
-        services.close()
-    table = Table("id", "name", "role", "created", "revoked")
-    for row in rows:
-        table.add_row(
-            row.id,
-            row.name,
-            row.role,
-            f"{row.created_at:%Y-%m-%d %H:%M}",
-            "yes" if row.revoked_at else "",
+        store.close()
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": k.id,
+                    "name": k.name,
+                    "role": k.role.value,
+                    "created_at": k.created_at.isoformat(),
+                    "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+                }
+                for k in keys
+            ]
         )
-    console.print(table)
+        return
+    table = new_table(
+        "id",
+        "name",
+        "role",
+        "created (UTC)",
+        "revoked",
+    )
+    for k in keys:
+        table.add_row(
+            Text(k.id), Text(k.name), k.role.value, when(k.created_at), when(k.revoked_at)
+        )
+    print_table(table)
 
 
 @app.command()
@@ -76,11 +106,11 @@ def revoke(
     database: DatabaseOption = None,
 ) -> None:
     """Revoke an API key; every worker stops accepting it within seconds."""
-    services = open_services(database)
+    store = open_api_keys(database)
     try:
-        done = services.api_keys.revoke(key_id)
+        store.api_keys.revoke(key_id)
+    except NotFound as exc:
+        raise typer.BadParameter(exc.detail, param_hint="KEY_ID") from None
     finally:
-        services.close()
-    if not done:
-        raise typer.BadParameter(f"no active API key with id {key_id}", param_hint="KEY_ID")
-    console.print(f"Revoked {key_id}.")
+        store.close()
+    console.print(Text(f"Revoked {key_id}."), soft_wrap=True)

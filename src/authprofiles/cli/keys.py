@@ -15,7 +15,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from authprofiles.cli.common import console, errors, settings_from
+from authprofiles.cli.common import console, errors, require_existing_store, settings_from
 from authprofiles.services.keys import DEFAULT_WAIT_SECONDS, RotationResult, rotate_master_key
 from authprofiles.store.db import Database
 
@@ -43,6 +43,7 @@ def rotate(
     Running servers load the new key by themselves; the old key leaves the key file only
     once no row and no running server uses it."""
     settings = settings_from(database)
+    require_existing_store(settings, keys=True)
     db = Database(settings.database_url)
     db.migrate()
     with Progress(

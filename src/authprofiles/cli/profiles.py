@@ -1,4 +1,4 @@
-"""`authprofiles profiles list|show|export|import` (YAML files)."""
+"""`authprofiles profiles list|show|create|delete|export|import` (YAML or JSON files)."""
 
 from __future__ import annotations
 
@@ -10,93 +10,126 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.progress import Progress
-from rich.table import Table
+from rich.text import Text
 
-from authprofiles.cli.common import LOCAL_ADMIN, console, errors, open_services
-from authprofiles.core.errors import NotFound
+from authprofiles.cli.common import (
+    LOCAL_ADMIN,
+    console,
+    errors,
+    new_table,
+    open_services,
+    print_json,
+    print_table,
+)
+from authprofiles.core.errors import FieldError, NotFound, ValidationFailed
+from authprofiles.core.profiles import Profile
+from authprofiles.services.connections import RevocationReport
+from authprofiles.services.container import Services
 from authprofiles.services.profiles import export_document, public_view
 from authprofiles.store.profiles import UnreadableProfile
 
 app = typer.Typer(help="Authorization Profiles.", no_args_is_help=True)
 
 DatabaseOption = Annotated[str | None, typer.Option(help="Database URL")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 _STATUS_STYLE = {"configured": "green", "not_configured": "yellow", "failing": "red"}
 
 
 @app.command("list")
-def list_profiles(
-    as_json: Annotated[bool, typer.Option("--json")] = False, database: DatabaseOption = None
-) -> None:
-    """List profiles: name, type, identity provider and status."""
+def list_profiles(as_json: JsonOption = False, database: DatabaseOption = None) -> None:
+    """List profiles: name, type, identity provider, status and id."""
     services = open_services(database)
     try:
         profiles = services.profiles.list(LOCAL_ADMIN)
     finally:
         services.close()
     if as_json:
-        typer.echo(
-            json.dumps(
-                [
-                    {
-                        "id": p.id,
-                        "name": p.name,
-                        "auth_type": p.auth_type.value,
-                        "identity_provider": p.identity_provider,
-                        "status": p.status.value,
-                    }
-                    for p in profiles
-                ]
-            )
+        print_json(
+            [
+                {
+                    "id": p.id,
+                    "name": p.name,
+                    "auth_type": p.auth_type.value,
+                    "identity_provider": p.identity_provider,
+                    "status": p.status.value,
+                }
+                for p in profiles
+            ]
         )
         return
-    table = Table(
-        "name", "auth type", "identity provider", "status", "id", title="Authorization Profiles"
+    table = new_table(
+        "name",
+        "auth type",
+        "identity provider",
+        "status",
+        "id",
+        fold=("identity provider",),
+        title="Authorization Profiles",
     )
     for p in profiles:
-        style = _STATUS_STYLE[p.status.value]
         table.add_row(
-            p.name,
+            Text(p.name),
             p.auth_type.value,
-            p.identity_provider or "",
-            f"[{style}]{p.status.value}[/{style}]",
-            p.id,
+            Text(p.identity_provider or ""),
+            Text(p.status.value, style=_STATUS_STYLE[p.status.value]),
+            Text(p.id),
         )
-    console.print(table)
+    print_table(table)
 
 
 @app.command()
 def show(
     profile: Annotated[str, typer.Argument(help="Profile name or id")],
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOption = False,
     database: DatabaseOption = None,
 ) -> None:
     """Show one profile. Secrets appear only as set or not set."""
     services = open_services(database)
     try:
-        found = _find(services, profile)
+        found = find_profile(services, profile)
         view = public_view(found, services.settings.callback_url)
+        derived_callback = not services.settings.public_url
     finally:
         services.close()
     if as_json:
-        typer.echo(json.dumps(view, default=str, indent=2))
+        print_json(view)
         return
-    table = Table("field", "value", title=f"Profile {found.name}", show_lines=False)
-    for key, value in view.items():
-        table.add_row(key, _cell(value))
-    console.print(table)
+    print_view(f"Profile {found.name}", view)
+    if derived_callback:
+        _note_derived_callback()
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "[dim]-[/dim]"
+def print_view(title: str, view: dict[str, Any]) -> None:
+    """One line per field, never cut nor wrapped by us (the terminal wraps long lines):
+    an id or URL stays whole to copy."""
+    console.print(Text(title, style="bold"), soft_wrap=True)
+    first = {key: view[key] for key in ("id", "name", "status") if key in view}
+    width = max(len(key) for key in view)
+    for key, value in (first | view).items():
+        console.print(Text.assemble((f"{key:<{width}}  ", "cyan"), _cell(value)), soft_wrap=True)
+
+
+def _note_derived_callback() -> None:
+    errors.print(
+        "callback_url is made from AUTHPROFILES_HOST and AUTHPROFILES_PORT as this shell "
+        "has them; set AUTHPROFILES_PUBLIC_URL as the server has it to be sure.",
+        style="dim",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+def _cell(value: Any) -> Text:
+    if value is None or value == [] or value == {}:
+        return Text("-", style="dim")
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return Text("yes" if value else "no")
     if isinstance(value, list | dict):
-        return json.dumps(value, default=str) if value else "[dim]-[/dim]"
-    return str(value)
+        return Text(json.dumps(value, default=str))
+    return Text(str(value))
 
 
-def _find(services: Any, name_or_id: str) -> Any:
+def find_profile(services: Services, name_or_id: str) -> Profile:
     named = services.profiles.list(LOCAL_ADMIN, name=name_or_id)
     if named:
         return named[0]
@@ -104,6 +137,133 @@ def _find(services: Any, name_or_id: str) -> Any:
         return services.profiles.get(LOCAL_ADMIN, name_or_id)
     except NotFound:
         raise NotFound(f"no profile named or with id {name_or_id!r}") from None
+
+
+@app.command()
+def create(
+    source: Annotated[
+        str, typer.Argument(help="A YAML or JSON file with one profile ('-' for stdin)")
+    ],
+    allow_incomplete: Annotated[
+        bool,
+        typer.Option(
+            "--allow-incomplete",
+            help="Store it even with mandatory fields empty (it is then not_configured)",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+    database: DatabaseOption = None,
+) -> None:
+    """Create a profile from a file, checked as the API checks it: every problem is
+    reported at once, each naming its field, and nothing is stored unless all is well."""
+    data = _read_profile_document(source)
+    services = open_services(database)
+    try:
+        created = services.profiles.create(LOCAL_ADMIN, data, allow_incomplete=allow_incomplete)
+        view = public_view(created, services.settings.callback_url)
+        derived_callback = not services.settings.public_url
+    finally:
+        services.close()
+    if as_json:
+        print_json(view)
+        return
+    print_view(f"Created profile {created.name}", view)
+    if derived_callback and created.auth_type.value == "oauth2_authorization_code":
+        _note_derived_callback()
+
+
+def _read_profile_document(source: str) -> dict[str, Any]:
+    """One profile as a mapping, from JSON or YAML (JSON first: YAML reads most JSON, but
+    not all of it the same way)."""
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot read {source}: {exc.strerror}", param_hint="SOURCE"
+        ) from None
+    try:
+        document = json.loads(text)
+    except ValueError:
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+            raise typer.BadParameter(
+                f"{source} is neither JSON nor YAML{at}", param_hint="SOURCE"
+            ) from None
+    if not isinstance(document, dict):
+        raise ValidationFailed(
+            [
+                FieldError(
+                    "profile",
+                    "the file must hold one profile: a mapping of its fields, such as "
+                    "name, auth_type and token_url",
+                )
+            ]
+        )
+    return document
+
+
+@app.command()
+def delete(
+    profile: Annotated[str, typer.Argument(help="Profile name or id")],
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask first (only a terminal is asked)")
+    ] = False,
+    as_json: JsonOption = False,
+    database: DatabaseOption = None,
+) -> None:
+    """Delete a profile with its connections and tokens; tokens are revoked at the
+    identity provider where the profile names a revocation URL."""
+    services = open_services(database)
+    try:
+        found = find_profile(services, profile)
+        connections = len(services.connections.list(LOCAL_ADMIN, profile_id=found.id))
+        if not yes and sys.stdin.isatty():
+            typer.confirm(
+                f"Delete profile {found.name} and its {connections} connection(s)?", abort=True
+            )
+        report = services.profiles.delete(LOCAL_ADMIN, found.id)
+    finally:
+        services.close()
+    if as_json:
+        print_json(
+            {
+                "deleted": True,
+                "id": found.id,
+                "name": found.name,
+                "connections": connections,
+                "revoked": report.revoked,
+                "revocation_errors": report.errors,
+            }
+        )
+        return
+    console.print(
+        Text(f"Deleted profile {found.name} ({found.id}) and {connections} connection(s)."),
+        soft_wrap=True,
+    )
+    if connections or report.errors:
+        print_revocation(report, revocation_url=found.revocation_url)
+
+
+def print_revocation(report: RevocationReport, *, revocation_url: str | None) -> None:
+    """What was revoked at the identity provider (RFC 7009), and what could not be."""
+    if report.revoked:
+        console.print(
+            Text(f"Revoked at the identity provider: {', '.join(report.revoked)}."),
+            soft_wrap=True,
+        )
+    elif not report.errors:
+        why = (
+            "nothing to revoke"
+            if revocation_url
+            else "the profile names no revocation_url; tokens the identity provider issued "
+            "stay valid there until they expire"
+        )
+        console.print(Text(f"Nothing revoked: {why}."), soft_wrap=True)
+    for error in report.errors:
+        errors.print(Text(f"Not revoked: {error}", style="yellow"), soft_wrap=True)
 
 
 @app.command()
@@ -185,8 +345,8 @@ def import_profiles(
             )
     finally:
         services.close()
-    table = Table("name", "action", "status", title="Imported")
+    table = new_table("name", "action", "status", title="Imported")
     for result in results:
         style = _STATUS_STYLE[result.status]
-        table.add_row(result.name, result.action, f"[{style}]{result.status}[/{style}]")
-    console.print(table)
+        table.add_row(Text(result.name), result.action, Text(result.status, style=style))
+    print_table(table)

@@ -12,19 +12,29 @@ import hmac
 import secrets
 import threading
 import time
+import unicodedata
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 
-from authprofiles.core.errors import DomainError, FieldError, ValidationFailed
-from authprofiles.services.access import Principal, Role
+from authprofiles.core.errors import DomainError, FieldError, Forbidden, NotFound, ValidationFailed
+from authprofiles.services.access import Principal, Role, require_role
 from authprofiles.store.db import Database
 from authprofiles.store.models import DEFAULT_WORKSPACE_ID, ApiKeyRow, utcnow
 
 KEY_PREFIX = "ap"
-#: A revoked key stops working within this many seconds in every worker.
+#: A revoked key stops working within this many seconds in every worker (at once in the
+#: worker that revoked it).
 CACHE_SECONDS = 5.0
+#: The name column's width.
+MAX_KEY_NAME_LENGTH = 200
+#: Roles by what they may do: a caller may not make a key that can do more than it can.
+_RANK = {Role.VIEWER: 1, Role.DEVELOPER: 2, Role.ADMIN: 3}
+#: Characters a name people read may not hold: controls, invisible formatting (the
+#: bidirectional overrides among them), surrogates, line and paragraph separators.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 class Unauthenticated(DomainError):
@@ -39,10 +49,42 @@ class CreatedApiKey:
     role: Role
     workspace_id: str
     key: str  # the only time the plain key exists outside the caller's hands
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    """An API key as anyone may see it: never the key, nor its hash."""
+
+    id: str
+    name: str
+    role: Role
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, row: ApiKeyRow) -> ApiKeyInfo:
+        return cls(
+            id=row.id,
+            name=row.name,
+            role=Role(row.role),
+            created_at=row.created_at,
+            revoked_at=row.revoked_at,
+        )
 
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _name_problem(name: str) -> str | None:
+    if not name.strip():
+        return "a name is required, e.g. 'billing-agent'"
+    if len(name.strip()) > MAX_KEY_NAME_LENGTH:
+        return f"must be at most {MAX_KEY_NAME_LENGTH} characters (got {len(name.strip())})"
+    if any(unicodedata.category(c) in _HIDDEN_CATEGORIES for c in name):
+        return "may not hold control or invisible formatting characters"
+    return None
 
 
 class ApiKeys:
@@ -55,8 +97,8 @@ class ApiKeys:
         self, *, name: str, role: str, workspace_id: str = DEFAULT_WORKSPACE_ID
     ) -> CreatedApiKey:
         errors = []
-        if not name.strip():
-            errors.append(FieldError("name", "a name is required"))
+        if problem := _name_problem(name):
+            errors.append(FieldError("name", problem))
         try:
             parsed_role = Role(role)
         except ValueError:
@@ -82,7 +124,20 @@ class ApiKeys:
             role=parsed_role,
             workspace_id=workspace_id,
             key=f"{KEY_PREFIX}_{prefix}_{secret}",
+            created_at=row.created_at,
         )
+
+    def issue(self, principal: Principal, *, name: str, role: str) -> CreatedApiKey:
+        """A key made by a caller of the API, in its workspace: admins only, and never a
+        role above the caller's own."""
+        require_role(principal, Role.ADMIN)
+        wanted = Role(role) if role in {r.value for r in Role} else None
+        if wanted is not None and _RANK[wanted] > _RANK[principal.role]:
+            raise Forbidden(
+                f"an API key with the {principal.role.value} role cannot make one with the "
+                f"{role} role"
+            )
+        return self.create(name=name, role=role, workspace_id=principal.workspace_id)
 
     def cached(self, presented: str) -> Principal | None:
         """A recently verified key's principal, without touching the database."""
@@ -118,20 +173,35 @@ class ApiKeys:
             self._cache[presented] = (now + CACHE_SECONDS, principal)
         return principal
 
-    def list(self, workspace_id: str = DEFAULT_WORKSPACE_ID) -> builtins.list[ApiKeyRow]:
+    def list(
+        self,
+        workspace_id: str = DEFAULT_WORKSPACE_ID,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[ApiKeyInfo]:
+        """Oldest first (then by id), revoked ones too; at most ``limit`` after the
+        ``(created_at, id)`` key ``after``: a keyset page."""
+        statement = select(ApiKeyRow).where(ApiKeyRow.workspace_id == workspace_id)
+        if after is not None:
+            statement = statement.where(tuple_(ApiKeyRow.created_at, ApiKeyRow.id) > after)
+        statement = statement.order_by(ApiKeyRow.created_at, ApiKeyRow.id)
+        if limit is not None:
+            statement = statement.limit(limit)
         with self.db.read() as session:
-            return list(
-                session.scalars(
-                    select(ApiKeyRow)
-                    .where(ApiKeyRow.workspace_id == workspace_id)
-                    .order_by(ApiKeyRow.created_at)
-                )
-            )
+            return [ApiKeyInfo.of(row) for row in session.scalars(statement)]
 
-    def revoke(self, key_id: str) -> bool:
+    def revoke(self, key_id: str, workspace_id: str = DEFAULT_WORKSPACE_ID) -> ApiKeyInfo:
+        """Revoke an active key of the workspace; :class:`NotFound` when there is none
+        (unknown, another workspace's, or revoked already)."""
         with self.db.session() as session:
             row = session.get(ApiKeyRow, key_id)
-            if row is None or row.revoked_at is not None:
-                return False
+            if row is None or row.workspace_id != workspace_id or row.revoked_at is not None:
+                raise NotFound(f"no active API key with id {key_id!r}")
             row.revoked_at = utcnow()
-            return True
+            revoked = ApiKeyInfo.of(row)
+        with self._lock:
+            for presented, (_, principal) in builtins.list(self._cache.items()):
+                if principal.key_id == key_id:
+                    del self._cache[presented]
+        return revoked

@@ -1,0 +1,157 @@
+"""/api/v1/api-keys: list, create and revoke API keys (admins only).
+
+A key is shown once, in the answer that creates it; only its hash is stored, and no
+answer after that one holds it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from authprofiles.api.deps import CurrentPrincipal, ServicesDep
+from authprofiles.api.paging import LINK_HEADER, Page, parse_time
+from authprofiles.api.problems import problem_responses
+from authprofiles.services.access import Role, require_role
+from authprofiles.services.api_keys import MAX_KEY_NAME_LENGTH, ApiKeyInfo, CreatedApiKey
+
+router = APIRouter(prefix="/api-keys", tags=["api-keys"])
+
+_ADMIN_ONLY = "Only an admin's API key may do this"
+_EXAMPLE_ID = "0b5f1c9e-3a7d-4e2b-9c61-58d2f0a4b7e3"
+_ROLE = (
+    "`admin` manages profiles and keys, `developer` uses profiles (connections, tokens, "
+    "the proxy), `viewer` reads"
+)
+
+
+class ApiKeyCreate(BaseModel):
+    """A new API key: what it is for, and what it may do."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "billing-agent", "role": "developer"}]},
+    )
+
+    name: str = Field(
+        min_length=1,
+        max_length=MAX_KEY_NAME_LENGTH,
+        description="What the key is for, shown in lists",
+        examples=["billing-agent"],
+    )
+    role: Role = Field(
+        description=f"{_ROLE}; no higher than the caller's own", examples=["developer"]
+    )
+
+
+class ApiKeyPublic(BaseModel):
+    """An API key as lists show it: never the key itself."""
+
+    id: str = Field(description="The key's id, for `DELETE /api-keys/{id}`", examples=[_EXAMPLE_ID])
+    name: str = Field(description="What the key is for", examples=["billing-agent"])
+    role: Role = Field(description=_ROLE, examples=["developer"])
+    created_at: datetime = Field(
+        description="When it was made (ISO 8601, UTC)", examples=["2025-01-31T09:30:00Z"]
+    )
+    revoked_at: datetime | None = Field(
+        description="When it was revoked (it no longer works), or null", examples=[None]
+    )
+
+    @classmethod
+    def of(cls, info: ApiKeyInfo) -> ApiKeyPublic:
+        return cls(
+            id=info.id,
+            name=info.name,
+            role=info.role,
+            created_at=info.created_at,
+            revoked_at=info.revoked_at,
+        )
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    """The new key, and the key itself: this answer is the only one that holds it."""
+
+    key: str = Field(
+        description="The API key, for `Authorization: Bearer <key>`. Shown this once: "
+        "only its hash is stored",
+        examples=["ap_3f9c0d1e2a4b5c6d_Xb2...redacted"],
+    )
+
+    @classmethod
+    def of_created(cls, created: CreatedApiKey) -> ApiKeyCreated:
+        return cls(
+            id=created.id,
+            name=created.name,
+            role=created.role,
+            created_at=created.created_at,
+            revoked_at=None,
+            key=created.key,
+        )
+
+
+@router.get(
+    "",
+    response_model=list[ApiKeyPublic],
+    responses={
+        200: {"description": "A page of API keys, oldest first", "headers": LINK_HEADER},
+        **problem_responses({403: _ADMIN_ONLY}),
+    },
+)
+def list_api_keys(
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    page: Page,
+) -> list[ApiKeyPublic]:
+    """The workspace's API keys, revoked ones included, oldest first, a page at a time
+    (see `limit` and `cursor`). Never the keys themselves."""
+    require_role(principal, Role.ADMIN)
+    after = page.after(2)
+    keys = services.api_keys.list(
+        principal.workspace_id,
+        after=(parse_time(after[0]), after[1]) if after else None,
+        limit=page.limit + 1,
+    )
+    shown = page.page(request, response, keys, key=lambda k: [k.created_at.isoformat(), k.id])
+    return [ApiKeyPublic.of(info) for info in shown]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ApiKeyCreated,
+    responses=problem_responses(
+        {403: f"{_ADMIN_ONLY}, and only for a role no higher than its own"}
+    ),
+)
+def create_api_key(
+    body: ApiKeyCreate, services: ServicesDep, principal: CurrentPrincipal
+) -> ApiKeyCreated:
+    """Create an API key in the caller's workspace. The answer's `key` is the only time
+    the key is shown: store it now."""
+    created = services.api_keys.issue(principal, name=body.name, role=body.role.value)
+    return ApiKeyCreated.of_created(created)
+
+
+@router.delete(
+    "/{key_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=problem_responses(
+        {403: _ADMIN_ONLY, 404: "No active API key of that id in the caller's workspace"}
+    ),
+)
+def revoke_api_key(
+    key_id: Annotated[str, Path(description="The key's `id`, as listed", examples=[_EXAMPLE_ID])],
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+) -> Response:
+    """Revoke an API key: this server refuses it at once, every other worker within
+    seconds. A revoked key stays listed, with `revoked_at`."""
+    require_role(principal, Role.ADMIN)
+    services.api_keys.revoke(key_id, principal.workspace_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
