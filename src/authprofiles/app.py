@@ -12,12 +12,22 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from authprofiles import __version__
-from authprofiles.api import problems, schemas
+from authprofiles.api import docs, problems, schemas
+from authprofiles.api.access_log import AccessLog
 from authprofiles.api.bodies import RequestBodyGuard
-from authprofiles.api.routes import connections, discovery, health, profiles, proxy, testing
+from authprofiles.api.routes import (
+    api_keys,
+    connections,
+    discovery,
+    health,
+    profiles,
+    proxy,
+    testing,
+)
 from authprofiles.services.container import Services
 from authprofiles.services.tokens import BackgroundRefresher
 from authprofiles.settings import Settings, get_settings
+from authprofiles.web import home
 from authprofiles.web import routes as web_routes
 
 log = logging.getLogger("authprofiles")
@@ -76,6 +86,8 @@ def create_app(
         version=__version__,
         summary="Authorization Profiles for AI agents and automations",
         lifespan=lifespan,
+        docs_url=None,  # served by api.docs, from this server rather than a CDN
+        redoc_url=None,
     )
     app.state.services = services
     problems.install(app)
@@ -85,10 +97,13 @@ def create_app(
         api_prefix=API_PREFIX,
         exempt=proxy.mount_path(API_PREFIX),
     )
-    app.add_middleware(problems.ContainUnexpected)  # added last: the outermost
+    app.add_middleware(problems.ContainUnexpected)
+    app.add_middleware(AccessLog)  # added last: the outermost, so it sees the 500s too
     app.include_router(health.router)
+    docs.install(app)
     app.include_router(web_routes.router)
-    for module in (profiles, connections, discovery, proxy, testing):
+    app.include_router(home.router)
+    for module in (profiles, connections, discovery, proxy, testing, api_keys):
         app.include_router(module.router, prefix=API_PREFIX)
     # The hot paths, plain Starlette routes matched before FastAPI's (each says why).
     app.router.routes[:0] = [
@@ -138,6 +153,9 @@ def create_default_app() -> FastAPI:
     """
     import os
 
+    # Each worker logs in the format `serve` set up (uvicorn applies it there); a warning
+    # is a log line like any other.
+    logging.captureWarnings(True)
     return create_app(
         migrate=os.environ.get("AUTHPROFILES_SKIP_MIGRATE") != "1", freeze_startup_objects=True
     )

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.app import AUTH_TYPES, Live
+from tests.support.app import Live, oauth_profile
 from tests.support.idp import Client, Grant, IdP
 
 pytestmark = pytest.mark.idp
@@ -41,24 +41,16 @@ def awkward_client(idp: IdP, grant: Grant, redirect_uris: list[str] | None = Non
 def profile_for(
     live: Live, idp: IdP, client: Client, grant: Grant, **fields: Any
 ) -> dict[str, Any]:
-    defaults: dict[str, Any] = {
-        "auth_type": AUTH_TYPES[grant],
-        "client_id": client.client_id,
-        "client_secret": client.client_secret,
+    """A profile of ``grant`` for ``client`` that authenticates it with HTTP Basic and
+    revokes at the IdP; for the password grant, in preauthorized mode."""
+    basic: dict[str, Any] = {
         "client_auth_method": "client_secret_basic",
-        "token_url": idp.token_url,
         "revocation_url": idp.revocation_url,
     }
     if grant == "password":
-        defaults |= {
-            "authorization_mode": "preauthorized",
-            "token_test_url": idp.userinfo_url,
-            "token_test_method": "GET",
-            "token_test_content_type": "json",
-        }
-    if grant == "authorization-code":
-        defaults |= {"authorization_url": idp.authorization_url, "tenancy": False}
-    return live.create_profile(**{**defaults, **fields})
+        basic["authorization_mode"] = "preauthorized"
+    profile, _ = oauth_profile(live, idp, grant, client=client, **{**basic, **fields})
+    return profile
 
 
 def stored_tokens(live: Live, connection_id: str) -> Any:
@@ -95,7 +87,7 @@ def test_the_password_token_request_is_accepted(
     live: Live, idp: IdP, user: tuple[str, str]
 ) -> None:
     client = awkward_client(idp, "password")
-    profile = profile_for(live, idp, client, "password")
+    profile = profile_for(live, idp, client, "password", username=user[0], password=user[1])
     response = live.http.post(
         f"/api/v1/profiles/{profile['id']}/connections",
         json={"username": user[0], "password": user[1]},
@@ -147,7 +139,15 @@ def test_the_refresh_request_is_accepted(live: Live, idp: IdP, user: tuple[str, 
 
 def test_the_revocation_request_is_accepted(live: Live, idp: IdP, user: tuple[str, str]) -> None:
     client = awkward_client(idp, "password")
-    profile = profile_for(live, idp, client, "password", client_auth_method="client_secret_post")
+    profile = profile_for(
+        live,
+        idp,
+        client,
+        "password",
+        client_auth_method="client_secret_post",
+        username=user[0],
+        password=user[1],
+    )
     started = live.connect(profile["id"], username=user[0], password=user[1])
     tokens = stored_tokens(live, started["connection_id"])
     use_basic(live, profile["id"])

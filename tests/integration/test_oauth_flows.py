@@ -91,9 +91,11 @@ def test_authorization_code_refused_at_the_idp_is_reported(
     page = httpx.get(callback, timeout=30)
     assert page.status_code == 400
     assert "access_denied" in page.text
+    # No longer pending: marked, so its owner sees why, and can authorize it again.
     connection = live.http.get(f"/api/v1/connections/{started['connection_id']}").json()
-    assert connection["status"] == "pending"
+    assert connection["status"] == "needs_reauth"
     assert "access_denied" in connection["last_error"]
+    assert live.token(started["connection_id"]).json()["connection_status"] == "needs_reauth"
 
 
 @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
@@ -125,11 +127,99 @@ def test_client_credentials_with_a_wrong_secret_stores_nothing(live: Live, idp: 
     assert live.http.get(f"/api/v1/profiles/{profile['id']}/connections").json() == []
 
 
+def _profile_status(live: Live, profile_id: str) -> tuple[str, str | None]:
+    shown = live.http.get(f"/api/v1/profiles/{profile_id}").json()
+    return shown["status"], shown["failing_reason"]
+
+
+def test_a_client_refused_on_connect_marks_the_profile_failing_until_a_connect_succeeds(
+    live: Live, idp: IdP
+) -> None:
+    profile, client = oauth_profile(live, idp, "client-credentials", client_secret="not-the-secret")
+    connections = f"/api/v1/profiles/{profile['id']}/connections"
+    refused = live.http.post(connections, json={"owner": "shared"})
+    assert refused.status_code == 400
+    assert refused.json()["idp_error"] == "invalid_client"
+    status, reason = _profile_status(live, profile["id"])
+    assert status == "failing"
+    assert reason is not None and "invalid_client" in reason
+    assert "not-the-secret" not in reason
+
+    live.http.patch(
+        f"/api/v1/profiles/{profile['id']}", json={"client_secret": client.client_secret}
+    )
+    assert live.http.post(connections, json={}).status_code == 201
+    assert _profile_status(live, profile["id"]) == ("configured", None)
+
+
+def test_a_client_not_allowed_the_grant_marks_the_profile_failing(
+    live: Live, idp: IdP, user: tuple[str, str]
+) -> None:
+    # RFC 6749 section 5.2 unauthorized_client: the client may not use this grant type.
+    only_client_credentials = idp.register_client("client-credentials")
+    profile = _password_profile(
+        live,
+        idp,
+        "preauthorized",
+        client_id=only_client_credentials.client_id,
+        client_secret=only_client_credentials.client_secret,
+        username=user[0],
+        password=user[1],
+    )
+    refused = live.http.post(f"/api/v1/profiles/{profile['id']}/connections", json={})
+    assert refused.status_code == 400
+    assert refused.json()["idp_error"] == "unauthorized_client"
+    status, reason = _profile_status(live, profile["id"])
+    assert status == "failing"
+    assert reason is not None and "unauthorized_client" in reason
+
+
+def test_a_users_own_connection_refused_leaves_the_profile_as_it_was(live: Live, idp: IdP) -> None:
+    # Only a shared connection speaks for the profile (a user's own attempt may name a
+    # tenant of their choosing); the caller still hears the refusal.
+    profile, _ = oauth_profile(live, idp, "client-credentials", client_secret="not-the-secret")
+    refused = live.http.post(
+        f"/api/v1/profiles/{profile['id']}/connections", json={"owner": "user-7"}
+    )
+    assert refused.status_code == 400
+    assert refused.json()["idp_error"] == "invalid_client"
+    assert _profile_status(live, profile["id"]) == ("configured", None)
+
+
+def test_a_client_refused_on_the_code_exchange_marks_the_profile_failing(
+    live: Live, idp: IdP, user: tuple[str, str]
+) -> None:
+    # The IdP shows its login to any known client id; the secret is checked only when the
+    # code is exchanged.
+    profile, client = _auth_code_profile(live, idp, client_secret="not-the-secret")
+    started = live.connect(profile["id"])  # shared
+    page = httpx.get(idp.log_in_and_consent(started["authorization_url"], *user), timeout=30)
+    assert page.status_code == 502
+    assert "invalid_client" in page.text
+    status, reason = _profile_status(live, profile["id"])
+    assert status == "failing"
+    assert reason is not None and "invalid_client" in reason
+    connection = live.http.get(f"/api/v1/connections/{started['id']}").json()
+    assert connection["status"] == "needs_reauth"
+    assert "invalid_client" in connection["last_error"]
+
+    # Fixed, and authorized again: the same connection, and the profile recovers.
+    live.http.patch(
+        f"/api/v1/profiles/{profile['id']}", json={"client_secret": client.client_secret}
+    )
+    again = live.http.post(f"/api/v1/connections/{started['id']}/reauthorize")
+    assert again.status_code == 200, again.text
+    page = httpx.get(idp.log_in_and_consent(again.json()["authorization_url"], *user), timeout=30)
+    assert page.status_code == 200, page.text
+    assert live.http.get(f"/api/v1/connections/{started['id']}").json()["status"] == "active"
+    assert _profile_status(live, profile["id"]) == ("configured", None)
+
+
 def test_password_grant_preauthorized_stores_credentials_and_regenerates(
     live: Live, idp: IdP, user: tuple[str, str]
 ) -> None:
-    profile = _password_profile(live, idp, "preauthorized")
-    started = live.connect(profile["id"], username=user[0], password=user[1])
+    profile = _password_profile(live, idp, "preauthorized", username=user[0], password=user[1])
+    started = live.connect(profile["id"])  # the profile's credentials: nothing to bring
     connection_id = started["connection_id"]
     first = live.token(connection_id).json()
 
@@ -143,6 +233,47 @@ def test_password_grant_preauthorized_stores_credentials_and_regenerates(
     assert again.json()["access_token"] != first["access_token"]
     assert idp.token_requests("refresh_token") == 1
     assert idp.token_requests("password") == 1
+
+
+def test_a_preauthorized_password_profile_without_credentials_is_not_configured_until_given(
+    live: Live, idp: IdP, user: tuple[str, str]
+) -> None:
+    # Seed 003: pre-authorized credentials are "provided in advance". Without them the
+    # profile says so, instead of showing configured and failing on connect.
+    client = idp.register_client("password")
+    fields = {
+        "auth_type": "oauth2_password",
+        "identity_provider": "Test IdP",
+        "client_id": client.client_id,
+        "client_secret": client.client_secret,
+        "token_url": idp.token_url,
+        "authorization_mode": "preauthorized",
+    }
+    refused = live.http.post("/api/v1/profiles", json={"name": "no-credentials", **fields})
+    assert refused.status_code == 422
+    assert [e["field"] for e in refused.json()["errors"]] == ["username", "password"]
+
+    created = live.http.post(
+        "/api/v1/profiles",
+        params={"allow_incomplete": "true"},
+        json={"name": "no-credentials", **fields},
+    )
+    assert created.status_code == 201, created.text
+    profile = created.json()
+    assert profile["status"] == "not_configured"
+    assert profile["missing_fields"] == ["username", "password"]
+    connections = f"/api/v1/profiles/{profile['id']}/connections"
+    not_yet = live.http.post(connections, json={})
+    assert not_yet.status_code == 409
+    assert "username, password" in not_yet.json()["detail"]
+
+    patched = live.http.patch(
+        f"/api/v1/profiles/{profile['id']}", json={"username": user[0], "password": user[1]}
+    )
+    assert patched.json()["status"] == "configured"
+    connected = live.http.post(connections, json={})
+    assert connected.status_code == 201, connected.text
+    assert connected.json()["status"] == "active"
 
 
 def test_password_grant_user_mode_uses_the_password_once(
@@ -239,8 +370,8 @@ def test_deleting_a_connection_revokes_its_tokens_at_the_idp(
 def test_deleting_a_profile_revokes_and_removes_its_connections(
     live: Live, idp: IdP, user: tuple[str, str]
 ) -> None:
-    profile = _password_profile(live, idp, "preauthorized")
-    one = live.connect(profile["id"], username=user[0], password=user[1])
+    profile = _password_profile(live, idp, "preauthorized", username=user[0], password=user[1])
+    one = live.connect(profile["id"])
     token = live.token(one["connection_id"]).json()["access_token"]
     deleted = live.http.delete(f"/api/v1/profiles/{profile['id']}")
     assert deleted.status_code == 200

@@ -12,8 +12,8 @@ from httpx import Response
 
 from authprofiles.api.schemas import ProfilePublic
 from authprofiles.app import create_app
-from authprofiles.core.profiles import AuthType
-from authprofiles.core.validation import MANDATORY_FIELDS
+from authprofiles.core.profiles import AuthorizationMode, AuthType
+from authprofiles.core.validation import MANDATORY_FIELDS, required_fields
 from authprofiles.services.container import Services
 from authprofiles.settings import Settings
 from authprofiles.store.cipher import encode_key, new_key
@@ -79,7 +79,11 @@ def minimal(auth_type: str, name: str | None = None) -> dict[str, Any]:
         authorization_url="https://idp.example.com/authorize",
         token_test_url="https://api.example.com/me",
     )
-    keep = {"name", "auth_type", *MANDATORY_FIELDS[AuthType(auth_type)]}
+    mode = full.get("authorization_mode")
+    needed = required_fields(
+        AuthType(auth_type), lambda _field: False, AuthorizationMode(mode) if mode else None
+    )
+    keep = {"name", "auth_type", *needed}
     return {k: v for k, v in full.items() if k in keep}
 
 
@@ -677,7 +681,8 @@ def test_null_clears_a_secret(
         {"type": "header", "key": "X-Profile-Id", "value_set": False}
     ]
     assert public["status"] == "not_configured"
-    assert public["missing_fields"] == ["client_secret"]
+    # A preauthorized profile holds the password its tokens are obtained with.
+    assert public["missing_fields"] == ["client_secret", "password"]
     profile = stored(services, created["id"])
     assert profile.client_secret is None and profile.password is None
     assert profile.authorization_fields[0].value is None
@@ -863,9 +868,10 @@ def test_openapi_describes_the_profile_endpoints(
     for field in ("client_secret_set", "password_set", "status", "callback_url", "missing_fields"):
         assert field in public
     assert "client_secret" not in public and "password" not in public
-    draft = components["ProfileDraft"]["properties"]
+    body_ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    create = components[body_ref.rsplit("/", 1)[1]]["properties"]
     for field in ("name", "auth_type", "client_secret", "additional_fields", "form_fields"):
-        assert field in draft
+        assert field in create
     assert "/healthz" in paths and "/readyz" in paths
 
 

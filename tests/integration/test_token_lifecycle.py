@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from authprofiles.store.models import AuthorizationRequestRow
 from tests.support.app import Live, oauth_profile
@@ -46,5 +46,55 @@ def test_an_authorization_older_than_ten_minutes_is_refused(
     page = httpx.get(callback, timeout=30)
     assert page.status_code == 400
     assert "longer than allowed" in page.text
-    connection = live.http.get(f"/api/v1/connections/{started['connection_id']}").json()
-    assert connection["status"] == "pending"
+    # It never completed, and now cannot: it is gone, with its authorization request.
+    gone = live.http.get(f"/api/v1/connections/{started['connection_id']}")
+    assert gone.status_code == 404
+    with live.services.db.read() as session:
+        assert session.scalars(select(AuthorizationRequestRow)).all() == []
+
+
+def _end_authorizations(live: Live, seconds_ago: float) -> None:
+    """Move every pending authorization's deadline into the past, as time passing would."""
+    with live.services.db.session() as session:
+        session.execute(
+            update(AuthorizationRequestRow).values(
+                expires_at=datetime.now(UTC) - timedelta(seconds=seconds_ago)
+            )
+        )
+
+
+def test_abandoned_authorizations_are_cleaned_up_and_reauthorized_connections_kept(
+    live: Live, idp: IdP, user: tuple[str, str]
+) -> None:
+    profile, _ = oauth_profile(live, idp, "authorization-code")
+    abandoned = live.connect(profile["id"], owner="user-1")["id"]
+    working = live.connect(profile["id"], owner="user-2")
+    page = httpx.get(idp.log_in_and_consent(working["authorization_url"], *user), timeout=30)
+    assert page.status_code == 200, page.text
+    again = live.http.post(f"/api/v1/connections/{working['id']}/reauthorize")
+    assert again.status_code == 200, again.text
+    denied_profile, _ = oauth_profile(live, idp, "authorization-code", skip_authorization=False)
+    denied = live.connect(denied_profile["id"], owner="user-3")
+    callback = idp.log_in_and_consent(denied["authorization_url"], *user, consent=False)
+    assert httpx.get(callback, timeout=30).status_code == 400
+
+    # Still within the deadline (which a callback exchanging its code has beyond the
+    # authorization's own end): nothing goes.
+    _end_authorizations(live, seconds_ago=0)
+    assert live.services.connections.expire_abandoned() == 0
+    assert live.http.get(f"/api/v1/connections/{abandoned}").json()["status"] == "pending"
+
+    _end_authorizations(live, seconds_ago=live.services.settings.idp_deadline_seconds + 1)
+    assert live.services.connections.expire_abandoned() == 1
+    assert live.http.get(f"/api/v1/connections/{abandoned}").status_code == 404
+    # Being authorized again, it keeps what it had; the denied one stays, saying why.
+    assert live.http.get(f"/api/v1/connections/{working['id']}").json()["status"] == "active"
+    assert live.token(working["id"]).status_code == 200
+    kept = live.http.get(f"/api/v1/connections/{denied['id']}").json()
+    assert kept["status"] == "needs_reauth"
+    assert "access_denied" in kept["last_error"]
+    with live.services.db.read() as session:
+        assert session.scalars(select(AuthorizationRequestRow)).all() == []
+    # The link of the authorization that ended no longer completes anything.
+    late = idp.log_in_and_consent(again.json()["authorization_url"], *user)
+    assert httpx.get(late, timeout=30).status_code == 400

@@ -9,6 +9,7 @@ import pytest
 
 from authprofiles.core.errors import ValidationFailed
 from authprofiles.core.profiles import (
+    AuthorizationMode,
     AuthType,
     HttpMethod,
     Profile,
@@ -28,6 +29,7 @@ from authprofiles.core.validation import (
     MAX_URL_LENGTH,
     missing_fields,
     parse_draft,
+    required_fields,
     validate_draft,
 )
 
@@ -68,6 +70,8 @@ VALID: dict[str, dict[str, Any]] = {
         "client_secret": "secret-3",
         "token_url": "https://legacy.example.com/oauth/token",
         "authorization_mode": "preauthorized",
+        "username": "service-user",
+        "password": "service-password",
         "token_test_url": "https://legacy.example.com/api/me",
         "token_test_method": "GET",
         "token_test_content_type": "json",
@@ -159,6 +163,47 @@ def test_authorization_url_and_tenancy_are_required_only_for_authorization_code(
     definition = _validate(_without(auth_type, "authorization_url", "tenancy"))
     assert definition.authorization_url is None
     assert definition.tenancy is None
+
+
+# -- what each mode needs (seed 003: preauthorized credentials are "provided in advance") --
+
+
+def test_a_preauthorized_password_profile_without_its_credentials_is_not_configured() -> None:
+    data = _without("oauth2_password", "username", "password")
+    with pytest.raises(ValidationFailed) as failed:
+        _validate(data)
+    assert _fields_of(failed) == ["username", "password"]
+    assert all("in preauthorized mode" in e.message for e in failed.value.errors)
+    # Kept incomplete, it says so, naming both, instead of failing on connect.
+    definition = _validate(data, require_complete=False)
+    assert missing_fields(definition) == ["username", "password"]
+    assert _profile(definition).status is ProfileStatus.NOT_CONFIGURED
+    only_user = _validate(_without("oauth2_password", "password"), require_complete=False)
+    assert missing_fields(only_user) == ["password"]
+
+
+@pytest.mark.parametrize(
+    ("auth_type", "mode", "beyond_the_mandatory"),
+    [
+        (AuthType.AUTHORIZATION_CODE, None, ()),
+        (AuthType.CLIENT_CREDENTIALS, None, ()),
+        (AuthType.PASSWORD, AuthorizationMode.USER, ()),
+        (AuthType.PASSWORD, AuthorizationMode.PREAUTHORIZED, ("username", "password")),
+    ],
+)
+def test_what_each_type_and_mode_needs_to_be_configured(
+    auth_type: AuthType, mode: AuthorizationMode | None, beyond_the_mandatory: tuple[str, ...]
+) -> None:
+    needed = required_fields(auth_type, lambda _field: False, mode)
+    assert needed == MANDATORY_FIELDS[auth_type] + beyond_the_mandatory
+
+
+def test_a_user_mode_password_profile_needs_no_credentials_of_its_own() -> None:
+    data = _with("oauth2_password", authorization_mode="user")
+    data = {k: v for k, v in data.items() if k not in ("username", "password")}
+    definition = _validate(data)
+    assert missing_fields(definition) == []
+    assert _profile(definition).status is ProfileStatus.CONFIGURED
 
 
 def test_the_password_grant_names_its_mode_and_the_test_urls_details_at_once() -> None:

@@ -6,6 +6,7 @@ none of them repeats a rule.
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import re
 import unicodedata
@@ -125,6 +126,19 @@ REQUIRED_WITH_TOKEN_TEST_URL: dict[AuthType, tuple[str, ...]] = {
     AuthType.PASSWORD: ("token_test_method", "token_test_content_type"),
 }
 
+#: Fields an authorization mode adds. Seed 003: "Pre-authorize the integration:
+#: Authorization credentials are provided in advance. This authorization is reused whenever
+#: users interact with the AI Agent, eliminating the need for individual authorization."
+#: So a preauthorized password profile holds the username and password its shared tokens
+#: are obtained with (and obtained again with: "auto-regeneration ... works only when the
+#: User ID and Password are provided"); without them nobody could connect it without
+#: bringing credentials of their own, so it is not configured. A connection may still bring
+#: its own, which then stand for the profile's. In user mode each user gives theirs when
+#: connecting, and the profile needs none.
+REQUIRED_IN_MODE: dict[tuple[AuthType, AuthorizationMode], tuple[str, ...]] = {
+    (AuthType.PASSWORD, AuthorizationMode.PREAUTHORIZED): ("username", "password"),
+}
+
 _LABELS: dict[str, str] = {
     "identity_provider": "Identity provider name",
     "client_id": "Client ID",
@@ -133,6 +147,8 @@ _LABELS: dict[str, str] = {
     "tenancy": "The tenancy choice (does any URL need a tenant?)",
     "token_url": "Token request URL",
     "authorization_mode": "Authorization mode (user or preauthorized)",
+    "username": "Username",
+    "password": "Password",
     "token_test_url": "Token test URL",
     "token_test_method": "Token test URL method",
     "token_test_content_type": "Token test URL content type",
@@ -212,6 +228,185 @@ def parse_draft(data: dict[str, Any]) -> ProfileDraft:
                 for err in exc.errors()
             ]
         ) from None
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def parse_what_parses(
+    model: type[_Model],
+    data: dict[str, Any],
+    *,
+    unknown: str = "is not a known field",
+    stand_ins: dict[str, Any] | None = None,
+) -> tuple[_Model, list[FieldError]]:
+    """Parse ``data`` as ``model`` leaving out what does not parse: the model made of the
+    rest, and an error naming each value left out (a wrong JSON type, an unknown field).
+
+    This is how one answer can name the wrong types together with the rules the rest
+    breaks. A value of a wrong type goes, or its item of a list becomes ``{}``; a
+    top-level field named in ``stand_ins`` takes the value given there instead, chosen so
+    that no rule is reported that the intended value might have kept.
+    """
+    remaining = copy.deepcopy(data)
+    errors: list[FieldError] = []
+    first = True
+    while True:
+        try:
+            return model.model_validate(remaining), errors
+        except ValidationError as exc:
+            before = copy.deepcopy(remaining)
+            if first:
+                errors = input_errors(exc.errors(), unknown=unknown)
+            for err in exc.errors():
+                loc = tuple(err["loc"])
+                _leave_out(remaining, loc, whole_field=not first, stand_ins=stand_ins or {})
+            if remaining == before:  # an error about no field: nothing left to leave out
+                raise ValidationFailed(errors) from None
+            first = False
+
+
+def _leave_out(
+    data: dict[str, Any],
+    loc: tuple[int | str, ...],
+    *,
+    whole_field: bool,
+    stand_ins: dict[str, Any],
+) -> None:
+    """Take the value at ``loc`` out of ``data``: the nearest value that holds it, from a
+    dict, or (an item of a list) in place as ``{}``; or with ``whole_field``, the top-level
+    field, which ends any round of parsing that still fails (the last resort)."""
+    if not loc or not isinstance(loc[0], str):
+        return
+    top = loc[0]
+    if whole_field or len(loc) == 1:
+        if top in stand_ins and not whole_field:
+            data[top] = stand_ins[top]
+        else:
+            data.pop(top, None)
+        return
+    parent: Any = data
+    for index, part in enumerate(loc):
+        last = index == len(loc) - 1
+        if isinstance(parent, dict) and isinstance(part, str) and part in parent:
+            if last:
+                del parent[part]
+                return
+            parent = parent[part]
+        elif isinstance(parent, list) and isinstance(part, int) and 0 <= part < len(parent):
+            if last or not isinstance(parent[part], dict):
+                parent[part] = {}
+                return
+            parent = parent[part]
+        elif isinstance(part, str) and _is_union_tag(part):
+            continue  # pydantic names the member of a union it tried; the data has no such key
+        else:
+            break
+    data.pop(top, None)
+
+
+#: pydantic's error types for a value of the wrong type, as the JSON type that was wanted.
+_JSON_TYPES = {
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "list_type": "an array",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+
+
+def json_type_of(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def input_message(err: Any) -> str:
+    """A pydantic error on JSON input, in the words of JSON: ``must be true or false, not a
+    string``. Never quotes the value: it may be a secret."""
+    wanted = _JSON_TYPES.get(err["type"])
+    if wanted is None:
+        if err["type"] == "missing":
+            return "is required"
+        return str(err["msg"])
+    return f"must be {wanted}, not {json_type_of(err.get('input'))}"
+
+
+def input_errors(
+    errors: Sequence[Any], *, unknown: str = "is not a known field", skip: int = 0
+) -> list[FieldError]:
+    """pydantic's errors on JSON input, each named by its path (the first ``skip`` parts
+    of its location left out). A value that fits none of the types of a union is one
+    error naming them all: ``must be a string or an array, not a number``."""
+    out: list[FieldError | None] = []
+    #: For each field of the wrong type: where its error goes, the types wanted, what came.
+    wrong_type: dict[str, tuple[int, list[str], str]] = {}
+    for err in errors:
+        loc = tuple(err["loc"])[skip:]
+        extra = err["type"] == "extra_forbidden"
+        field = field_path(loc, keep_last=extra)
+        wanted = _JSON_TYPES.get(err["type"])
+        if wanted is None:
+            out.append(FieldError(field, unknown if extra else input_message(err)))
+            continue
+        if field not in wrong_type:
+            wrong_type[field] = (len(out), [], json_type_of(err.get("input")))
+            out.append(None)
+        types = wrong_type[field][1]
+        if wanted not in types:
+            types.append(wanted)
+    for field, (index, types, got) in wrong_type.items():
+        out[index] = FieldError(field, f"must be {' or '.join(types)}, not {got}")
+    return [e for e in out if e is not None]
+
+
+def covered(errors: list[FieldError], by: list[FieldError]) -> list[FieldError]:
+    """``errors`` less those about a field ``by`` already names, or about a part of one:
+    a value left out for its wrong type is not also "required", nor are its parts."""
+    named = {e.field for e in by}
+
+    def about_named(field: str) -> bool:
+        return any(field == n or field.startswith((n + ".", n + "[")) for n in named)
+
+    return [e for e in errors if not about_named(e.field)]
+
+
+#: What a top-level field of the wrong type is checked as: tenancy and allow_insecure_http
+#: at their most permissive, so that the URLs are not also refused for `{tenant}` or
+#: http:// when the value meant was true.
+_PERMISSIVE_STAND_INS: dict[str, Any] = {"tenancy": True, "allow_insecure_http": True}
+
+
+def check_profile_input(
+    data: dict[str, Any], *, require_complete: bool = True
+) -> ProfileDefinition:
+    """:func:`parse_draft` and :func:`validate_draft` in one, with every problem reported
+    at once: the values of a wrong JSON type (and unknown fields) together with the rules
+    the rest of the input breaks."""
+    draft, type_errors = parse_what_parses(
+        ProfileDraft, data, unknown="is not a profile field", stand_ins=_PERMISSIVE_STAND_INS
+    )
+    try:
+        definition = validate_draft(draft, require_complete=require_complete)
+    except ValidationFailed as exc:
+        raise ValidationFailed(type_errors + covered(exc.errors, type_errors)) from None
+    if type_errors:
+        raise ValidationFailed(type_errors)
+    return definition
 
 
 def _is_union_tag(part: str) -> bool:
@@ -314,9 +509,18 @@ def _at_most_fields(field: str, items: Sequence[_Item], errors: list[FieldError]
     return list(items[:MAX_FIELDS])
 
 
-def required_fields(auth_type: AuthType, is_set: Callable[[str], bool]) -> tuple[str, ...]:
-    """The fields a complete profile of this type sets, given which fields are set."""
+def required_fields(
+    auth_type: AuthType,
+    is_set: Callable[[str], bool],
+    mode: AuthorizationMode | None = None,
+) -> tuple[str, ...]:
+    """The fields a complete profile of this type sets, given which fields are set and its
+    authorization mode: what a ``configured`` profile needs to be connected with nothing
+    more than a person connecting is asked for (a tenant, form fields, and in user mode
+    their own username and password)."""
     required = MANDATORY_FIELDS[auth_type]
+    if mode is not None:
+        required += REQUIRED_IN_MODE.get((auth_type, mode), ())
     if is_set("token_test_url"):
         required += REQUIRED_WITH_TOKEN_TEST_URL.get(auth_type, ())
     return required
@@ -414,11 +618,14 @@ def validate_draft(draft: ProfileDraft, *, require_complete: bool = True) -> Pro
         def is_set(field: str) -> bool:
             return tenancy is not None if field == "tenancy" else not _blank(getattr(draft, field))
 
-        for field in required_fields(auth_type, is_set):
+        mode = enums.get("authorization_mode")
+        for field in required_fields(auth_type, is_set, mode):
             if is_set(field):
                 continue
             if field in REQUIRED_WITH_TOKEN_TEST_URL.get(auth_type, ()):
                 why = f"when token_test_url is set on {auth_type.value} profiles"
+            elif mode is not None and field in REQUIRED_IN_MODE.get((auth_type, mode), ()):
+                why = f"for {auth_type.value} profiles in {mode.value} mode"
             else:
                 why = f"for {auth_type.value} profiles"
             errors.append(FieldError(field, f"{_LABELS[field]} is required {why}"))
@@ -465,7 +672,8 @@ def missing_fields(definition: ProfileDefinition) -> list[str]:
         value = getattr(definition, field)
         return not (value is None or value == "")
 
-    missing = [f for f in required_fields(definition.auth_type, is_set) if not is_set(f)]
+    required = required_fields(definition.auth_type, is_set, definition.authorization_mode)
+    missing = [f for f in required if not is_set(f)]
     # Seed 000: an additional field's value is required; an incomplete profile (e.g. one
     # imported without secrets) keeps the key with an empty value until it is given.
     for i, item in enumerate(definition.additional_fields):

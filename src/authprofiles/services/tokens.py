@@ -568,3 +568,7 @@ class BackgroundRefresher:
                 self.tokens.refresh_expiring()
             except Exception:
                 log.exception("background refresher pass failed")
+            try:
+                self.tokens.s.connections.expire_abandoned()
+            except Exception:
+                log.exception("cleaning up unfinished authorizations failed")

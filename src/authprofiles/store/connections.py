@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, tuple_, update
+from sqlalchemy import delete, exists, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from authprofiles.core.connections import Connection, ConnectionStatus, TokenSet
@@ -108,6 +108,28 @@ class ConnectionStore:
         row.status = ConnectionStatus.ACTIVE.value
         row.last_error = None
         row.last_error_at = None
+
+    def store_new_grant(
+        self, row: ConnectionRow, tokens: TokenSet, *, requested: Sequence[str]
+    ) -> None:
+        """Save the answer to a new grant (a code exchanged again, client credentials or a
+        password grant run again): it replaces everything of the grant before, the
+        refresh token and the scopes too, rather than keeping an older refresh token when
+        the new answer has none (that one belongs to a grant the user replaced)."""
+        row.refresh_token_enc = None
+        row.scopes = None
+        self.store_tokens(row, tokens, requested=requested)
+
+    def set_credentials(
+        self, row: ConnectionRow, *, username: str | None = None, password: str | None = None
+    ) -> None:
+        """Keep a preauthorized connection's own username and password (the password
+        encrypted): each one given replaces the one kept; None leaves it as it is."""
+        if username is not None:
+            row.username = username
+        if password is not None:
+            row.password_enc = self._enc(row.id, "password", password)
+        row.updated_at = utcnow()
 
     def mark_error(self, row: ConnectionRow, message: str, *, needs_reauth: bool) -> None:
         row.last_error = message
@@ -230,14 +252,21 @@ class ConnectionStore:
         workspace_id: str,
         profile_id: str | None = None,
         *,
+        owner: str | None = None,
+        status: ConnectionStatus | None = None,
         after: tuple[datetime, str] | None = None,
         limit: int | None = None,
     ) -> builtins.list[Connection]:
-        """Connections oldest first (then by id), at most ``limit``, starting after the
-        ``(created_at, id)`` key ``after``: a keyset page, not an OFFSET."""
+        """Connections oldest first (then by id), those of ``profile_id``, ``owner`` and
+        ``status`` when given, at most ``limit``, starting after the ``(created_at, id)``
+        key ``after``: a keyset page, not an OFFSET."""
         statement = select(ConnectionRow).where(ConnectionRow.workspace_id == workspace_id)
         if profile_id is not None:
             statement = statement.where(ConnectionRow.profile_id == profile_id)
+        if owner is not None:
+            statement = statement.where(ConnectionRow.owner == owner)
+        if status is not None:
+            statement = statement.where(ConnectionRow.status == status.value)
         if after is not None:
             statement = statement.where(tuple_(ConnectionRow.created_at, ConnectionRow.id) > after)
         statement = statement.order_by(ConnectionRow.created_at, ConnectionRow.id)
@@ -387,6 +416,51 @@ class ConnectionStore:
             # Raised inside the caller's transaction: the claim is rolled back with it.
             raise SecretsUnreadable.of("authorization request", row.id, exc) from None
         return row, verifier, claimed
+
+    def supersede_authorization_requests(self, session: Session, connection_id: str) -> None:
+        """Forget the connection's authorizations not yet answered: a newer one replaces
+        them, and only its link completes it."""
+        session.execute(
+            delete(AuthorizationRequestRow)
+            .where(
+                AuthorizationRequestRow.connection_id == connection_id,
+                AuthorizationRequestRow.used_at.is_(None),
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+    def expire_authorizations(
+        self, session: Session, *, before: datetime, connection_id: str | None = None
+    ) -> builtins.list[str]:
+        """Clean up authorizations that ended before ``before``: delete each ``pending``
+        connection (one that never held a token) with no authorization left that ends
+        later, then every authorization request that ended. Only ``connection_id``'s when
+        given. Returns the ids of the connections deleted."""
+        live = exists().where(
+            AuthorizationRequestRow.connection_id == ConnectionRow.id,
+            AuthorizationRequestRow.expires_at >= before,
+        )
+        abandoned = (
+            ConnectionRow.status == ConnectionStatus.PENDING.value,
+            ConnectionRow.access_token_enc.is_(None),
+            ~live,
+        )
+        ended = delete(AuthorizationRequestRow).where(AuthorizationRequestRow.expires_at < before)
+        found = select(ConnectionRow.id).where(*abandoned)
+        if connection_id is not None:
+            found = found.where(ConnectionRow.id == connection_id)
+            ended = ended.where(AuthorizationRequestRow.connection_id == connection_id)
+        ids = builtins.list(session.scalars(found))
+        if ids:
+            # Checked again as they go: a callback or a new authorization may have come
+            # meanwhile. Their requests go with them (ON DELETE CASCADE).
+            session.execute(
+                delete(ConnectionRow)
+                .where(ConnectionRow.id.in_(ids), *abandoned)
+                .execution_options(synchronize_session=False)
+            )
+        session.execute(ended.execution_options(synchronize_session=False))
+        return ids
 
     def all_authorization_requests(
         self, session: Session

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from starlette.routing import Route
 
@@ -15,7 +17,8 @@ from authprofiles.api.schemas import (
     RevocationPublic,
     TokenPublic,
 )
-from authprofiles.services.connections import ConnectionRequest
+from authprofiles.core.connections import ConnectionStatus
+from authprofiles.services.connections import ConnectionRequest, ReauthorizeRequest
 from authprofiles.services.container import Services
 
 router = APIRouter(tags=["connections"])
@@ -34,7 +37,7 @@ async def token_endpoint(request: Request) -> Response:
     """``GET /connections/{connection_id}/token``, the hottest route, as a plain Starlette
     route ahead of the API's (see :func:`token_route`)."""
     services: Services = request.app.state.services
-    principal = await authenticate(services, request.headers)
+    principal = await authenticate(services, request)
     connection_id: str = request.path_params["connection_id"]
     issued = await services.tokens.reuse_or_read(
         connection_id,
@@ -100,12 +103,80 @@ def create_connection(
     """Authorization code: returns the `authorization_url` to send the user to (state and
     PKCE included). Client credentials and password: fetches a token now."""
     started = services.connections.create(principal, profile_id, body)
-    return ConnectionStarted(
-        connection_id=started.connection.id,
-        status=started.connection.status.value,
-        authorization_url=started.authorization_url,
-        connection=ConnectionPublic.of(started.connection),
+    return ConnectionStarted.of(started.connection, started.authorization_url)
+
+
+@router.get(
+    "/connections",
+    response_model=list[ConnectionPublic],
+    responses={200: {"description": "A page of connections, oldest first", "headers": LINK_HEADER}},
+)
+def list_connections(
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    page: Page,
+    profile_id: Annotated[
+        str | None, Query(max_length=200, description="Only the connections of this profile")
+    ] = None,
+    owner: Annotated[
+        str | None,
+        Query(max_length=200, description="Only those of this owner: `shared` or a user id"),
+    ] = None,
+    status_: Annotated[
+        ConnectionStatus | None, Query(alias="status", description="Only those in this status")
+    ] = None,
+) -> list[ConnectionPublic]:
+    """The connections the caller may see (its workspace's), oldest first, a page at a
+    time (see `limit` and `cursor`)."""
+    after = page.after(2)
+    connections = services.connections.list(
+        principal,
+        profile_id,
+        owner=owner,
+        status=status_,
+        after=(parse_time(after[0]), after[1]) if after else None,
+        limit=page.limit + 1,
     )
+    shown = page.page(
+        request, response, connections, key=lambda c: [c.created_at.isoformat(), c.id]
+    )
+    return [ConnectionPublic.of(c) for c in shown]
+
+
+@router.post(
+    "/connections/{connection_id}/reauthorize",
+    response_model=ConnectionStarted | ConnectionPublic,
+    responses=problem_responses(
+        {
+            400: "The identity provider refused the client or the credentials (`idp_error`)",
+            403: "A viewer's API key, or another user's connection",
+            409: "The profile is not configured (mandatory fields empty)",
+            422: "Credentials missing for the password grant in user mode, or given for "
+            "another grant",
+            502: "The identity provider could not be reached or answered nonsense",
+            504: "The identity provider did not answer in time",
+        }
+    ),
+)
+def reauthorize_connection(
+    connection_id: str,
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    body: ReauthorizeRequest | None = None,
+) -> ConnectionStarted | ConnectionPublic:
+    """The same connection, authorized again (after `needs_reauth`, or to replace its
+    grant). Authorization code: `{id, authorization_url}` to send the user to; the
+    connection keeps its status and tokens until the callback stores the new ones on it.
+    Client credentials and password: a new grant now, and the connection as it is then
+    (the password grant in user mode needs `username` and `password` again)."""
+    started = services.connections.reauthorize(
+        principal, connection_id, body or ReauthorizeRequest()
+    )
+    if started.authorization_url is not None:
+        return ConnectionStarted.of(started.connection, started.authorization_url)
+    return ConnectionPublic.of(started.connection)
 
 
 @router.get(
