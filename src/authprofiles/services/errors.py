@@ -22,8 +22,11 @@ CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
 
 
 def refuses_client(exc: OAuthFailure) -> bool:
-    """Whether ``exc`` says the client itself was refused: the seeds' "failing"."""
-    return isinstance(exc, GrantRefused) and exc.error in CLIENT_ERRORS
+    """Whether ``exc`` says the client itself was refused: the seeds' "failing".
+
+    RFC 6749 section 5.2 lets a token endpoint refuse client authentication with a bare
+    HTTP 401 as well as with an ``invalid_client`` body; both count."""
+    return isinstance(exc, GrantRefused) and (exc.error in CLIENT_ERRORS or exc.status_code == 401)
 
 
 class NeedsReauth(Conflict):
