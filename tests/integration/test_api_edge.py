@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -30,14 +29,8 @@ BODY_LIMIT = 4096
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path, master_key: str) -> Settings:
-    return Settings(
-        database_url=database_url,
-        master_key=master_key,
-        key_file=tmp_path / "unused.key",
-        idp_backoff_seconds=0.01,
-        max_body_bytes=BODY_LIMIT,
-    )
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(max_body_bytes=BODY_LIMIT)
 
 
 def profile_body(name: str, **changes: Any) -> dict[str, Any]:
@@ -334,6 +327,140 @@ def test_json_with_a_charset_or_a_json_suffix_is_accepted(live: Live) -> None:
             headers={"Content-Type": content_type},
         )
         assert response.status_code == 201, response.text
+
+
+def test_a_body_without_a_content_type_says_to_set_it(live: Live) -> None:
+    response = live.http.post(PROFILES, content=json.dumps(profile_body("untyped")).encode())
+    problem = assert_problem(response, 415)
+    assert "no Content-Type" in problem["detail"]
+    assert "set Content-Type: application/json" in problem["detail"]
+
+
+def test_malformed_json_names_the_line_column_and_character_and_says_send_json(
+    live: Live,
+) -> None:
+    body = b'{"name": "a",\n "auth_type": }'  # the value is missing at character 28
+    response = live.http.post(PROFILES, content=body, headers={"Content-Type": "application/json"})
+    problem = assert_problem(response, 422, "body")
+    assert problem["errors"] == [{"field": "body", "message": problem["errors"][0]["message"]}]
+    for said in (problem["detail"], problem["errors"][0]["message"]):
+        assert "not valid JSON" in said
+        assert "line 2, column 15 (character 28)" in said
+        assert "send JSON" in said
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [(b"", "is missing"), (b"[1, 2]", "must be a JSON object"), (b'"x"', "not a string")],
+    ids=["empty", "an array", "a string"],
+)
+def test_a_body_that_is_not_a_json_object_says_so(live: Live, content: bytes, said: str) -> None:
+    response = live.http.post(
+        PROFILES, content=content, headers={"Content-Type": "application/json"}
+    )
+    problem = assert_problem(response, 422, "body")
+    assert said in problem["detail"]
+
+
+def test_a_create_names_every_broken_rule_at_once(live: Live) -> None:
+    body = profile_body(
+        "several",
+        client_secret="",
+        token_url="ftp://idp.example.com/token",
+        scopes=["good", "has space"],
+        additional_fields=[{"key": "bad key", "value": "v"}],
+        auth_error_status_code=200,
+    )
+    response = live.http.post(PROFILES, json=body)
+    problem = assert_problem(
+        response,
+        422,
+        "client_secret",
+        "token_url",
+        "scopes[1]",
+        "additional_fields[0].key",
+        "auth_error_status_code",
+    )
+    assert problem["detail"].startswith("5 problem(s)")
+
+
+def test_a_wrong_json_type_is_named_together_with_every_rule_the_rest_breaks(
+    live: Live,
+) -> None:
+    body = profile_body(
+        "mixed",
+        pkce="yes",  # a string for a boolean
+        scopes=5,
+        additional_fields=[7, {"key": 1, "value": "v"}],
+        token_url="ftp://idp.example.com/token",
+        client_secret="",
+        colour="blue",
+    )
+    response = live.http.post(PROFILES, json=body)
+    problem = assert_problem(
+        response,
+        422,
+        "pkce",
+        "scopes",
+        "additional_fields[0]",
+        "additional_fields[1].key",
+        "colour",
+        "token_url",
+        "client_secret",
+    )
+    messages = {e["field"]: e["message"] for e in problem["errors"]}
+    assert messages["pkce"] == "must be true or false, not a string"
+    assert messages["scopes"] == "must be an array or a string, not a number"
+    assert messages["additional_fields[0]"] == "must be an object, not a number"
+    assert messages["colour"] == "is not a profile field"
+    # A value left out for its type is not also reported as missing, nor its parts.
+    assert len(problem["errors"]) == 7, problem["errors"]
+    assert live.http.get(PROFILES, params={"name": "mixed"}).json() == []
+
+
+def test_a_wrong_type_for_tenancy_does_not_also_refuse_the_tenant_placeholder(
+    live: Live,
+) -> None:
+    body = profile_body(
+        "tenanted",
+        auth_type="oauth2_authorization_code",
+        tenancy="yes",
+        authorization_url="https://{tenant}.idp.example.com/authorize",
+        token_url="https://{tenant}.idp.example.com/token",
+    )
+    problem = assert_problem(live.http.post(PROFILES, json=body), 422, "tenancy")
+    assert problem["errors"] == [
+        {"field": "tenancy", "message": "must be true or false, not a string"}
+    ]
+
+
+def test_a_change_names_a_wrong_type_together_with_the_rules_the_rest_breaks(
+    live: Live,
+) -> None:
+    profile = live.create_profile(**profile_body("changed"))
+    response = live.http.patch(
+        f"{PROFILES}/{profile['id']}",
+        json={"name": " changed ", "pkce": "no", "token_url": "ftp://idp.example.com/token"},
+    )
+    problem = assert_problem(response, 422, "pkce", "token_url")
+    assert len(problem["errors"]) == 2, problem["errors"]
+
+
+def test_connection_and_test_bodies_name_every_problem_at_once(live: Live) -> None:
+    profile = live.create_profile(
+        **profile_body(
+            "tenant-password",
+            auth_type="oauth2_password",
+            authorization_mode="user",
+            tenancy=True,
+            token_url="https://{tenant}.idp.example.com/token",
+            form_fields=[{"title": "Region", "key": "region", "mandatory": True}],
+        )
+    )
+    connect = live.http.post(f"{PROFILES}/{profile['id']}/connections", json={})
+    assert_problem(connect, 422, "tenant", "fields.region", "username", "password")
+    tried = live.http.post(f"{PROFILES}/{profile['id']}/test", json={"fields": {"nope": "x"}})
+    assert_problem(tried, 422, "tenant", "fields.nope", "username", "password")
 
 
 def test_a_method_the_path_does_not_take_is_a_405_naming_every_method_it_does(

@@ -30,6 +30,19 @@ def is_json(content_type: str) -> bool:
     )
 
 
+def not_json_detail(content_type: str) -> str:
+    """What a 415 says: what came, and the header to set."""
+    if not content_type:
+        return (
+            "the request body came with no Content-Type header: set Content-Type: "
+            "application/json and send JSON"
+        )
+    return (
+        f"the request body came as {content_type!r}, which this API does not read: set "
+        "Content-Type: application/json and send JSON"
+    )
+
+
 class RequestBodyGuard:
     """413 for a body over ``max_bytes`` and 415 for one that is not JSON, on every path
     under ``api_prefix`` but ``exempt`` (the proxy); other paths only get the size limit."""
@@ -61,13 +74,7 @@ class RequestBodyGuard:
         if path.startswith(self.api_prefix + "/"):
             content_type = headers.get("content-type", "")
             if not is_json(content_type):
-                sent = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
-                response = problem(
-                    415,
-                    "Unsupported media type",
-                    f"the request body must be JSON, sent with Content-Type: "
-                    f"application/json; this one came with {sent}",
-                )
+                response = problem(415, "Unsupported media type", not_json_detail(content_type))
                 await response(scope, receive, send)
                 return
         await self.limited(scope, receive, send)

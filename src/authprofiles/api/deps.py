@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBearer
+from starlette.requests import HTTPConnection
 
+from authprofiles.api.access_log import CALLER_NAME
 from authprofiles.services.access import Principal
 from authprofiles.services.container import Services
 
@@ -31,18 +32,21 @@ class ApiKeyAuth(HTTPBearer):
         )
 
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
-        return await authenticate(request.app.state.services, request.headers)
+        return await authenticate(request.app.state.services, request)
 
 
-async def authenticate(services: Services, headers: Mapping[str, str]) -> Principal:
-    """The caller's principal from its `Authorization: Bearer` API key (lowercase keys, as
-    Starlette's headers give them); raises Unauthenticated."""
-    scheme, _, presented = headers.get("authorization", "").partition(" ")
+async def authenticate(services: Services, request: HTTPConnection) -> Principal:
+    """The caller's principal from its `Authorization: Bearer` API key; raises
+    Unauthenticated. The principal's name is left in the scope's state for the access
+    log (``access_log.CALLER_NAME``)."""
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
     key = presented.strip() if scheme.lower() == "bearer" else None
     # A key seen in the last seconds is checked in memory, without a thread hop.
-    if key and (principal := services.api_keys.cached(key)) is not None:
-        return principal
-    return await run_in_threadpool(services.api_keys.authenticate, key or None)
+    principal = services.api_keys.cached(key) if key else None
+    if principal is None:
+        principal = await run_in_threadpool(services.api_keys.authenticate, key or None)
+    request.scope.setdefault("state", {})[CALLER_NAME] = principal.name
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(ApiKeyAuth())]

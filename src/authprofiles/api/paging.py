@@ -105,13 +105,19 @@ def _encode(key: list[str]) -> str:
 def _page_request(
     limit: Annotated[
         int,
-        Query(ge=1, le=MAX_LIMIT, description=f"Items per page, at most {MAX_LIMIT}"),
+        Query(
+            ge=1,
+            le=MAX_LIMIT,
+            description=f"Items per page, at most {MAX_LIMIT}",
+            examples=[DEFAULT_LIMIT],
+        ),
     ] = DEFAULT_LIMIT,
     cursor: Annotated[
         str | None,
         Query(
             max_length=MAX_CURSOR_LENGTH,
             description="Where the page starts, as the previous page's `Link` header gives it",
+            examples=[_encode(["billing", "5d0c8e3a-1f2b-4c6d-8e9f-0a1b2c3d4e5f"])],
         ),
     ] = None,
 ) -> PageRequest:

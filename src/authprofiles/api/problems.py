@@ -15,6 +15,7 @@ from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from authprofiles.api.access_log import wire_path
 from authprofiles.core.errors import (
     AlreadyExists,
     DomainError,
@@ -22,7 +23,7 @@ from authprofiles.core.errors import (
     UpstreamError,
     ValidationFailed,
 )
-from authprofiles.core.validation import field_path
+from authprofiles.core.validation import input_errors, json_type_of
 from authprofiles.services.api_keys import Unauthenticated
 from authprofiles.services.errors import IdPRefused, NeedsReauth
 
@@ -31,8 +32,15 @@ log = logging.getLogger("authprofiles.api")
 
 
 class FieldProblem(BaseModel):
-    field: str = Field(description="The field, as a path such as `additional_fields[0].key`")
-    message: str = Field(description="What is wrong with it")
+    field: str = Field(
+        description="The field, as a path such as `additional_fields[0].key`; `body` for the "
+        "body as a whole",
+        examples=["token_url"],
+    )
+    message: str = Field(
+        description="What is wrong with it",
+        examples=["'ftp://idp' is not a valid http or https URL"],
+    )
 
 
 class Problem(BaseModel):
@@ -41,12 +49,29 @@ class Problem(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    type: str = Field(description="`about:blank` or a URI naming the kind of problem")
-    title: str = Field(description="The kind of problem, in a few words")
-    status: int = Field(description="The HTTP status code")
-    detail: str = Field(description="What went wrong this time, and what to do about it")
+    type: str = Field(
+        description="`about:blank` or a URI naming the kind of problem", examples=["about:blank"]
+    )
+    title: str = Field(
+        description="The kind of problem, in a few words", examples=["Invalid input"]
+    )
+    status: int = Field(description="The HTTP status code", examples=[422])
+    detail: str = Field(
+        description="What went wrong this time, and what to do about it",
+        examples=["2 problem(s) with: token_url, client_secret"],
+    )
     errors: list[FieldProblem] = Field(
-        default_factory=list, description="Each field at fault (invalid or conflicting input)"
+        default_factory=list,
+        description="Each field at fault (invalid or conflicting input), all at once",
+        examples=[
+            [
+                {"field": "token_url", "message": "'ftp://idp' is not a valid http or https URL"},
+                {
+                    "field": "client_secret",
+                    "message": "Client secret is required for oauth2_client_credentials profiles",
+                },
+            ]
+        ],
     )
 
 
@@ -62,14 +87,6 @@ def problem(
 ) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
-
-
-def _field_from_loc(loc: tuple[Any, ...], *, keep_last: bool) -> str:
-    # The first part says where the input came from (body, query, path, header).
-    parts = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
-    if not parts:
-        return str(loc[0] if loc else "body")
-    return field_path(tuple(parts), keep_last=keep_last)
 
 
 def install(app: FastAPI) -> None:
@@ -95,11 +112,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = []
-        for err in exc.errors():
-            message = "is not a known field" if err["type"] == "extra_forbidden" else err["msg"]
-            field = _field_from_loc(tuple(err["loc"]), keep_last=err["type"] == "extra_forbidden")
-            errors.append({"field": field, "message": message})
+        body_problem = _body_problem(exc)
+        if body_problem is not None:
+            return invalid_body(body_problem)
+        # Each location starts with where the input came from (body, query, path, header).
+        found = input_errors(exc.errors(), skip=1)
+        errors = [{"field": e.field, "message": e.message} for e in found]
         fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
         return problem(
             422, "Invalid input", f"{len(errors)} problem(s) with: {fields}", errors=errors
@@ -116,12 +134,7 @@ def install(app: FastAPI) -> None:
         if status == 400 and (message := _unreadable_body(exc)):
             # FastAPI's bare 400 for a JSON body it could not decode: as invalid as malformed
             # JSON, which it answers with a 422 naming the body, so answered the same way.
-            return problem(
-                422,
-                "Invalid input",
-                f"the request body {message}",
-                errors=[{"field": "body", "message": message}],
-            )
+            return invalid_body(message)
         if status == 405:
             # Starlette names the methods of the first route matching the path; a path has
             # one route per method here, and RFC 9110 section 15.5.6 asks for all of them.
@@ -131,13 +144,18 @@ def install(app: FastAPI) -> None:
         return problem(status, _title(status), detail, headers=headers or None)
 
 
-def log_unexpected(exc: BaseException) -> None:
+def log_unexpected(exc: BaseException, scope: Scope) -> None:
     """Never echo the exception, nor log its message: either may hold a secret. The log
-    gets the type and where it happened, which is what fixing it needs."""
+    gets the type, the request (method and path, without the query string, which may hold
+    a credential) and where it happened, which is what fixing it needs."""
+    method, path = scope.get("method", "-"), wire_path(scope)
     log.error(
-        "unhandled %s at\n%s",
+        "unhandled %s in %s %s at\n%s",
         type(exc).__name__,
+        method,
+        path,
         "".join(traceback.format_tb(exc.__traceback__)),
+        extra={"method": method, "path": path, "error": type(exc).__name__},
     )
 
 
@@ -167,7 +185,7 @@ class ContainUnexpected:
         try:
             await self.app(scope, receive, tracked)
         except Exception as exc:
-            log_unexpected(exc)
+            log_unexpected(exc, scope)
             if started:  # too late for an answer; the connection ends instead
                 return
             response = problem(
@@ -176,12 +194,55 @@ class ContainUnexpected:
             await response(scope, receive, send)
 
 
+def invalid_body(message: str) -> JSONResponse:
+    """422 for a body that cannot be used as a whole: ``message`` says why (it follows
+    "the request body"), and what to send instead."""
+    return problem(
+        422,
+        "Invalid input",
+        f"the request body {message}",
+        errors=[{"field": "body", "message": message}],
+    )
+
+
+def _body_problem(exc: RequestValidationError) -> str | None:
+    """Why the body as a whole cannot be used, if that is the problem: it is not JSON
+    (where, and why), it is missing, or it is JSON but not an object."""
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        if err["type"] == "json_invalid":
+            return _malformed(exc.body, loc[-1] if len(loc) > 1 else None, err)
+        if loc == ("body",):
+            if err["type"] == "missing":
+                return "is missing: send a JSON object, with Content-Type: application/json"
+            if err["type"] in ("dict_type", "model_type", "model_attributes_type"):
+                got = json_type_of(err.get("input"))
+                return f"must be a JSON object ({{...}}), not {got}"
+    return None
+
+
+def _malformed(document: Any, position: Any, err: Any) -> str:
+    """Where JSON that does not parse goes wrong: line and column (counted from 1) and
+    character (counted from 0, as the parser counts), with the parser's reason."""
+    reason = str((err.get("ctx") or {}).get("error") or "it does not parse")
+    where = ""
+    if isinstance(document, str) and isinstance(position, int):
+        line = document.count("\n", 0, position) + 1
+        column = position - document.rfind("\n", 0, position)
+        where = f" at line {line}, column {column} (character {position})"
+    reason = reason[:1].lower() + reason[1:]
+    return f"is not valid JSON: {reason}{where}; send JSON, with Content-Type: application/json"
+
+
 def _unreadable_body(exc: StarletteHTTPException) -> str | None:
     cause = exc.__cause__
     if isinstance(cause, UnicodeDecodeError):
-        return "is not UTF-8 encoded JSON (RFC 8259 section 8.1)"
+        return (
+            f"is not UTF-8 encoded JSON (RFC 8259 section 8.1): the byte at offset "
+            f"{cause.start} is not UTF-8; send JSON encoded as UTF-8"
+        )
     if isinstance(cause, RecursionError):
-        return "nests arrays or objects too deeply to be read"
+        return "nests arrays or objects too deeply to be read; send JSON nested less deeply"
     return None
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class AuthType(StrEnum):
@@ -125,13 +125,25 @@ class FormField(BaseModel):
     """An input the end user fills when authorizing (seed 003 "authorization IDP form fields")."""
 
     model_config = ConfigDict(frozen=True)
-    title: str
-    key: str
-    hint: str = ""
-    type: FormFieldType = FormFieldType.TEXTBOX
-    mandatory: bool = False
-    data_type: str = "string"
-    visibility: FormFieldVisibility = FormFieldVisibility.VISIBLE
+    title: str = Field(description="The label a user sees", examples=["Region"])
+    key: str = Field(description="Names the value in URLs as `{{key}}`", examples=["region"])
+    hint: str = Field(default="", description="Help shown with the input", examples=["eu or us"])
+    type: FormFieldType = Field(
+        default=FormFieldType.TEXTBOX,
+        description="`textbox`, or `password` for a value shown masked",
+        examples=["textbox"],
+    )
+    mandatory: bool = Field(
+        default=False, description="Whether a connection must fill it", examples=[True]
+    )
+    data_type: str = Field(
+        default="string", description="The value's type, for people", examples=["string"]
+    )
+    visibility: FormFieldVisibility = Field(
+        default=FormFieldVisibility.VISIBLE,
+        description="`visible`, `hidden` or `readonly`",
+        examples=["visible"],
+    )
 
 
 DEFAULT_AUTH_ERROR_STATUS_CODE = 401

@@ -215,22 +215,16 @@ class ProfileDraft(_Lenient):
 
 
 def parse_draft(data: dict[str, Any]) -> ProfileDraft:
-    """Parse raw input; wrong JSON types and unknown fields become named field errors."""
+    """Parse raw input; wrong JSON types and unknown fields become named field errors
+    (:func:`check_profile_input` reports them with the rules the rest breaks)."""
     try:
         return ProfileDraft.model_validate(data)
     except ValidationError as exc:
-        raise ValidationFailed(
-            [
-                FieldError(
-                    field_path(err["loc"], keep_last=err["type"] == "extra_forbidden"),
-                    _pydantic_message(err),
-                )
-                for err in exc.errors()
-            ]
-        ) from None
+        raise ValidationFailed(input_errors(exc.errors(), unknown=_NOT_A_PROFILE_FIELD)) from None
 
 
 _Model = TypeVar("_Model", bound=BaseModel)
+_NOT_A_PROFILE_FIELD = "is not a profile field"
 
 
 def parse_what_parses(
@@ -398,7 +392,7 @@ def check_profile_input(
     at once: the values of a wrong JSON type (and unknown fields) together with the rules
     the rest of the input breaks."""
     draft, type_errors = parse_what_parses(
-        ProfileDraft, data, unknown="is not a profile field", stand_ins=_PERMISSIVE_STAND_INS
+        ProfileDraft, data, unknown=_NOT_A_PROFILE_FIELD, stand_ins=_PERMISSIVE_STAND_INS
     )
     try:
         definition = validate_draft(draft, require_complete=require_complete)
@@ -433,12 +427,6 @@ def field_path(loc: tuple[int | str, ...], *, keep_last: bool = False) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out or "body"
-
-
-def _pydantic_message(err: Any) -> str:
-    if err["type"] == "extra_forbidden":
-        return "is not a profile field"
-    return str(err["msg"])
 
 
 def _blank(value: object) -> bool:

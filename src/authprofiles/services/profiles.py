@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from authprofiles.core.errors import AlreadyExists, FieldError, ValidationFailed
 from authprofiles.core.profiles import IMMUTABLE_FIELDS, SECRET_FIELDS, Profile, ProfileDefinition
-from authprofiles.core.validation import missing_fields, parse_draft, validate_draft
+from authprofiles.core.validation import check_profile_input, missing_fields
 from authprofiles.services.access import Principal, Role, require_role
 from authprofiles.services.errors import NotConfigured
 
@@ -105,7 +105,7 @@ class ProfileService:
         self, principal: Principal, data: dict[str, Any], *, allow_incomplete: bool = False
     ) -> Profile:
         require_role(principal, Role.ADMIN)
-        definition = validate_draft(parse_draft(data), require_complete=not allow_incomplete)
+        definition = check_profile_input(data, require_complete=not allow_incomplete)
         return self._insert(principal.workspace_id, definition)
 
     def _insert(self, workspace_id: str, definition: ProfileDefinition) -> Profile:
@@ -156,7 +156,7 @@ class ProfileService:
                 f"{field} cannot be changed after creation; create a new profile instead",
             )
             for field in sorted(IMMUTABLE_FIELDS)
-            if field in patch and patch[field] != getattr(current, field)
+            if field in patch and _stripped(patch[field]) != getattr(current, field)
         ]
         if errors:
             raise ValidationFailed(errors)
@@ -178,9 +178,7 @@ class ProfileService:
         # A change may not make a configured profile incomplete unless asked; a profile that
         # is still incomplete (an import without secrets) can be edited step by step.
         was_complete = not missing_fields(current)
-        return validate_draft(
-            parse_draft(merged), require_complete=was_complete and not allow_incomplete
-        )
+        return check_profile_input(merged, require_complete=was_complete and not allow_incomplete)
 
     def delete(self, principal: Principal, profile_id: str) -> RevocationReport:
         """Delete the profile and everything it owned; revoke its tokens where the IdP can."""
@@ -237,7 +235,7 @@ class ProfileService:
                     if existing is not None:
                         definition = self._merged(existing, item, allow_incomplete=True)
                     else:
-                        definition = validate_draft(parse_draft(item), require_complete=False)
+                        definition = check_profile_input(item, require_complete=False)
                     planned.append((existing, definition))
                 except ValidationFailed as exc:
                     errors.extend(
@@ -256,6 +254,11 @@ class ProfileService:
                 if on_progress:
                     on_progress(saved.name)
         return results
+
+
+def _stripped(value: Any) -> Any:
+    # As the draft reads text: surrounding white space is not part of a value.
+    return value.strip() if isinstance(value, str) else value
 
 
 def _keep_secret_values(

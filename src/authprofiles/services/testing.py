@@ -108,49 +108,93 @@ class ProfileTestRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    tenant: str | None = Field(default=None, description="Needed when the profile has tenancy")
-    fields: dict[str, str] = Field(
-        default_factory=dict, description="Values of the profile's form fields"
+    tenant: str | None = Field(
+        default=None, description="Needed when the profile has tenancy", examples=["acme"]
     )
-    username: str | None = Field(default=None, description="Password grant: the user to try")
-    password: str | None = Field(default=None, description="Password grant: never echoed")
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="Values of the profile's form fields",
+        examples=[{"region": "eu"}],
+    )
+    username: str | None = Field(
+        default=None, description="Password grant: the user to try", examples=["alice"]
+    )
+    password: str | None = Field(
+        default=None, description="Password grant: never echoed", examples=["correct horse"]
+    )
 
 
 class CapturedRequest(BaseModel):
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: str | None = None
+    method: str = Field(description="The request's method", examples=["POST"])
+    url: str = Field(
+        description="The URL called (secrets redacted)",
+        examples=["https://idp.example.com/oauth2/token"],
+    )
+    headers: dict[str, str] = Field(
+        description="The headers sent (secrets redacted)",
+        examples=[{"Authorization": "Basic [redacted]", "Accept": "application/json"}],
+    )
+    body: str | None = Field(
+        default=None,
+        description="The body sent (secrets redacted)",
+        examples=["grant_type=client_credentials&scope=billing.read"],
+    )
 
 
 class CapturedResponse(BaseModel):
-    status_code: int | None = Field(description="None when no answer came (see `error`)")
-    headers: dict[str, str]
-    body: str
-    error: str | None = Field(default=None, description="Why no answer came, if none did")
+    status_code: int | None = Field(
+        description="None when no answer came (see `error`)", examples=[401]
+    )
+    headers: dict[str, str] = Field(
+        description="The headers received (secrets redacted)",
+        examples=[{"Content-Type": "application/json"}],
+    )
+    body: str = Field(
+        description="The body received (secrets redacted)",
+        examples=['{"error": "invalid_client"}'],
+    )
+    error: str | None = Field(
+        default=None,
+        description="Why no answer came, if none did",
+        examples=["idp.example.com did not answer within 15 s"],
+    )
 
 
 class ProfileTestRedirect(BaseModel):
     """A redirect met during a stage, and whether the test followed it."""
 
-    url: str = Field(description="The URL that answered with the redirect")
-    status_code: int
-    location: str = Field(description="Where it pointed, made absolute (secrets redacted)")
+    url: str = Field(
+        description="The URL that answered with the redirect",
+        examples=["https://api.example.com/v1/me"],
+    )
+    status_code: int = Field(description="The redirect's status", examples=[302])
+    location: str = Field(
+        description="Where it pointed, made absolute (secrets redacted)",
+        examples=["https://login.example.com/signin"],
+    )
     followed: bool = Field(
         description="Followed only within the same origin (scheme, host, port) and only "
-        "by the token test URL's call; a token request follows none"
+        "by the token test URL's call; a token request follows none",
+        examples=[False],
     )
 
 
 class ProfileTestStep(BaseModel):
-    stage: Stage
-    ok: bool
-    detail: str
-    status_code: int | None
-    request: CapturedRequest | None
-    response: CapturedResponse | None
+    stage: Stage = Field(description="The stage this step ran", examples=["token"])
+    ok: bool = Field(description="Whether the stage passed", examples=[True])
+    detail: str = Field(
+        description="What happened, in words",
+        examples=["the identity provider issued a Bearer token"],
+    )
+    status_code: int | None = Field(description="The answer's status, if one came", examples=[200])
+    request: CapturedRequest | None = Field(
+        description="The stage's last request (secrets redacted)"
+    )
+    response: CapturedResponse | None = Field(description="The answer to it (secrets redacted)")
     redirects: list[ProfileTestRedirect] = Field(
-        default_factory=list, description="Redirects met in this stage, in order"
+        default_factory=list,
+        description="Redirects met in this stage, in order",
+        examples=[[]],
     )
 
 
@@ -160,23 +204,43 @@ class ProfileTestResult(BaseModel):
     Secrets are redacted everywhere, response bodies included.
     """
 
-    ok: bool
-    stage: Stage = Field(description="The stage reached: the failing one, or the last")
-    detail: str
-    status_code: int | None
-    request: CapturedRequest | None
-    response: CapturedResponse | None
+    ok: bool = Field(description="Whether every stage passed", examples=[False])
+    stage: Stage = Field(
+        description="The stage reached: the failing one, or the last", examples=["token"]
+    )
+    detail: str = Field(
+        description="Why it ended there, in words",
+        examples=["the identity provider refused the client: invalid_client"],
+    )
+    status_code: int | None = Field(
+        description="The last answer's status, if one came", examples=[401]
+    )
+    request: CapturedRequest | None = Field(
+        description="The last stage's request (secrets redacted)"
+    )
+    response: CapturedResponse | None = Field(description="The answer to it (secrets redacted)")
     steps: list[ProfileTestStep] = Field(description="Every stage run, in order")
     redirects: list[ProfileTestRedirect] = Field(
         default_factory=list,
         description="Redirects met in the last stage: one to another origin is not "
         "followed, so the profile's credentials never go there",
+        examples=[[]],
     )
     next: Literal["authorize"] | None = Field(
         default=None,
         description="Authorization code: the browser flow comes next (see `detail`)",
+        examples=["authorize"],
     )
-    warnings: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What passed but may still go wrong",
+        examples=[
+            [
+                "the token test URL answered text/html, not application/json as "
+                "token_test_content_type says"
+            ]
+        ],
+    )
 
 
 # -- capturing every exchange at the transport -------------------------------------------
@@ -479,7 +543,14 @@ class ProfileTestService:
     ) -> ProfileTestResult:
         require_role(principal, Role.DEVELOPER)
         profile = self.s.profiles.get_configured(principal, profile_id)
-        run = _Run(profile, self._tenant(profile, request), self._fields(profile, request))
+        # Every problem with the input at once, before anything is called.
+        errors: list[FieldError] = []
+        tenant = self._tenant(profile, request, errors)
+        fields = self._fields(profile, request, errors)
+        errors += _credential_errors(profile, request)
+        if errors:
+            raise ValidationFailed(errors)
+        run = _Run(profile, tenant, fields)
         self._collect_secrets(run, request)
         transports = _RecordingTransports(
             self.s.transports, run.record, self.s.settings.http_timeout_seconds
@@ -499,42 +570,41 @@ class ProfileTestService:
 
     # -- input ------------------------------------------------------------------------
     @staticmethod
-    def _tenant(profile: Profile, request: ProfileTestRequest) -> str | None:
+    def _tenant(
+        profile: Profile, request: ProfileTestRequest, errors: list[FieldError]
+    ) -> str | None:
         tenant = request.tenant or None
         if profile.tenancy:
             if tenant is None:
-                raise ValidationFailed(
-                    [FieldError("tenant", "this profile has tenancy: say which tenant to test")]
+                errors.append(
+                    FieldError("tenant", "this profile has tenancy: say which tenant to test")
                 )
-            if not is_valid_tenant(tenant):
-                raise ValidationFailed(
-                    [
-                        FieldError(
-                            "tenant",
-                            "a tenant is one DNS label: letters, digits and inner hyphens, "
-                            "at most 63 characters",
-                        )
-                    ]
+            elif not is_valid_tenant(tenant):
+                errors.append(
+                    FieldError(
+                        "tenant",
+                        "a tenant is one DNS label: letters, digits and inner hyphens, "
+                        "at most 63 characters",
+                    )
                 )
-            return tenant.lower()
-        if tenant is not None:
-            raise ValidationFailed(
-                [FieldError("tenant", "this profile has no tenancy; leave tenant out")]
-            )
+            else:
+                return tenant.lower()
+        elif tenant is not None:
+            errors.append(FieldError("tenant", "this profile has no tenancy; leave tenant out"))
         return None
 
     @staticmethod
-    def _fields(profile: Profile, request: ProfileTestRequest) -> dict[str, str]:
+    def _fields(
+        profile: Profile, request: ProfileTestRequest, errors: list[FieldError]
+    ) -> dict[str, str]:
         allowed = {f.key for f in profile.form_fields} | {
             f.key for f in profile.authorization_fields if f.value is None
         }
-        errors = [
+        errors.extend(
             FieldError(f"fields.{key}", "is not a form field of this profile")
             for key in request.fields
             if key not in allowed
-        ]
-        if errors:
-            raise ValidationFailed(errors)
+        )
         return dict(request.fields)
 
     def _collect_secrets(self, run: _Run, request: ProfileTestRequest) -> None:
@@ -564,14 +634,7 @@ class ProfileTestService:
             else:
                 username = request.username or profile.username
                 password = request.password or profile.password
-                errors = []
-                if not username:
-                    errors.append(FieldError("username", "the password grant needs a username"))
-                if not password:
-                    errors.append(FieldError("password", "the password grant needs a password"))
-                if errors:
-                    raise ValidationFailed(errors)
-                assert username is not None and password is not None
+                assert username and password  # checked with the rest of the input
                 form_keys = {f.key for f in profile.form_fields}
                 tokens = engine.password(
                     settings,
@@ -953,3 +1016,15 @@ __all__ = [
     "Redactor",
     "encode_test_body",
 ]
+
+
+def _credential_errors(profile: Profile, request: ProfileTestRequest) -> list[FieldError]:
+    """The password grant tries a user: the request's, else the profile's stored one."""
+    if profile.auth_type is not AuthType.PASSWORD:
+        return []
+    errors = []
+    if not (request.username or profile.username):
+        errors.append(FieldError("username", "the password grant needs a username"))
+    if not (request.password or profile.password):
+        errors.append(FieldError("password", "the password grant needs a password"))
+    return errors

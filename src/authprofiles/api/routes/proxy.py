@@ -141,7 +141,7 @@ class ProxyApp:
             return
         request = Request(scope, receive)
         services: Services = scope["app"].state.services
-        principal = await authenticate(services, request.headers)
+        principal = await authenticate(services, request)
         connection_id, tail = _target(scope, self.mount)
         if not connection_id:
             raise NotFound("name a connection: /api/v1/proxy/{connection_id}/{path}")
@@ -234,6 +234,7 @@ class TokenRefreshRequest(BaseModel):
         description="Hex SHA-256 of the refused access token. When the stored token "
         "already differs, it is returned without another refresh. Left out: refresh now.",
         pattern=r"^[0-9a-fA-F]{64}$",
+        examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"],
     )
 
 
