@@ -65,13 +65,23 @@ class ProcessServer:
     """`authprofiles serve` as its own process, the way an operator runs it."""
 
     def __init__(
-        self, env: dict[str, str], cwd: Path, port: int | None = None, workers: int = 1
+        self,
+        env: dict[str, str],
+        cwd: Path,
+        port: int | None = None,
+        workers: int = 1,
+        *,
+        separate_stderr: bool = False,
     ) -> None:
+        """``separate_stderr``: standard error (the log) goes to ``errors``, apart from
+        standard output (what the command prints for a person) in ``log``."""
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cwd / f"server-{self.port}.log"
+        self.errors = cwd / f"server-{self.port}.err" if separate_stderr else self.log
         full_env = {**os.environ, **env}
         self._log_handle = open(self.log, "wb")
+        self._errors_handle = open(self.errors, "wb") if separate_stderr else None
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -86,7 +96,7 @@ class ProcessServer:
             env=full_env,
             cwd=cwd,
             stdout=self._log_handle,
-            stderr=subprocess.STDOUT,
+            stderr=self._errors_handle or subprocess.STDOUT,
         )
 
     def start(self) -> ProcessServer:
@@ -94,7 +104,10 @@ class ProcessServer:
             wait_until_up(self.url, process=self.process)
         except RuntimeError:
             self.stop()
-            raise RuntimeError(self.log.read_text()) from None
+            output = self.log.read_text()
+            if self.errors != self.log:
+                output += self.errors.read_text()
+            raise RuntimeError(output) from None
         return self
 
     def stop(self) -> None:
@@ -105,3 +118,5 @@ class ProcessServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self._log_handle.close()
+        if self._errors_handle:
+            self._errors_handle.close()
