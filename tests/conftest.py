@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -48,13 +49,28 @@ def master_key() -> str:
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path, master_key: str) -> Settings:
-    return Settings(
-        database_url=database_url,
-        master_key=master_key,
-        key_file=tmp_path / "unused.key",
+def make_settings(database_url: str, tmp_path: Path, master_key: str) -> Callable[..., Settings]:
+    """Settings on the test's database and master key (the key file unused), retrying the
+    IdP without waiting; ``overrides`` add to or replace these."""
+
+    def make(**overrides: Any) -> Settings:
+        return Settings(
+            **{
+                "database_url": database_url,
+                "master_key": master_key,
+                "key_file": tmp_path / "unused.key",
+                "idp_backoff_seconds": 0.01,
+                **overrides,
+            }
+        )
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(
         public_url="http://127.0.0.1:8000",
-        idp_backoff_seconds=0.01,
         http_timeout_seconds=5,
         # Tests age tokens by editing the database; a reused token would hide that.
         token_reuse_seconds=0,

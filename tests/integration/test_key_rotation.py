@@ -36,6 +36,7 @@ from authprofiles.store.keys import load_keys
 from authprofiles.store.models import DEFAULT_WORKSPACE_ID, ProfileRow
 from authprofiles.store.profiles import ProfileStore
 from tests.conftest import ADMIN
+from tests.support.seed import add_profile, client_credentials_profile
 
 PROFILE_COUNT = 1000
 ROTATION_BUDGET_SECONDS = 20.0
@@ -319,14 +320,7 @@ def test_rotating_without_any_key_refuses_instead_of_creating_one(
 
 
 def _profile_data(name: str, secret: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "auth_type": "oauth2_client_credentials",
-        "identity_provider": "Okta",
-        "client_id": f"client-{name}",
-        "client_secret": secret,
-        "token_url": "https://idp.example.com/token",
-    }
+    return client_credentials_profile(name, secret, token_url="https://idp.example.com/token")
 
 
 def test_a_row_under_a_key_nobody_holds_is_reported_and_left_as_it_was(
@@ -336,8 +330,9 @@ def test_a_row_under_a_key_nobody_holds_is_reported_and_left_as_it_was(
     _fill(key_file_services, 5)
     foreign = new_key()
     with key_file_services.db.session() as session:
-        definition = validate_draft(parse_draft(_profile_data("foreign", "foreign-secret")))
-        bad = ProfileStore(Keyring([foreign])).add(session, DEFAULT_WORKSPACE_ID, definition)
+        bad = add_profile(
+            ProfileStore(Keyring([foreign])), session, _profile_data("foreign", "foreign-secret")
+        )
     with key_file_services.db.read() as session:
         before = session.get(ProfileRow, bad.id)
         assert before is not None

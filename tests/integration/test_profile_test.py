@@ -44,6 +44,13 @@ def assert_absent(response: httpx.Response, *secrets: str) -> None:
         assert secret not in response.text, f"{secret!r} leaked"
 
 
+def one_redirect(
+    url: str, status_code: int, location: str, *, followed: bool
+) -> list[dict[str, Any]]:
+    """A test's ``redirects`` when one answer redirected: from ``url`` to ``location``."""
+    return [{"url": url, "status_code": status_code, "location": location, "followed": followed}]
+
+
 def cc_profile(live: Live, idp: IdP, **overrides: Any) -> tuple[dict[str, Any], Any]:
     return oauth_profile(live, idp, "client-credentials", **overrides)
 
@@ -413,14 +420,9 @@ def test_a_token_test_url_redirecting_to_another_origin_is_not_followed_and_is_n
     assert [s["stage"] for s in result["steps"]] == ["token", "token_test"]
     assert result["steps"][0]["ok"] is True
     shown = f"{echo_server.url}/landing?stolen=[redacted]"
-    assert result["redirects"] == [
-        {
-            "url": f"{redirector.url}/check?key=[redacted]",
-            "status_code": 302,
-            "location": shown,
-            "followed": False,
-        }
-    ]
+    assert result["redirects"] == one_redirect(
+        f"{redirector.url}/check?key=[redacted]", 302, shown, followed=False
+    )
     assert result["steps"][1]["redirects"] == result["redirects"]
     assert "another origin" in result["detail"] and shown in result["detail"]
     assert result["response"]["headers"]["location"] == shown
@@ -436,14 +438,9 @@ def test_a_redirect_within_the_token_test_urls_origin_is_followed(
     result = response.json()
     assert result["ok"] is True, result
     assert result["status_code"] == 200
-    assert result["redirects"] == [
-        {
-            "url": f"{redirector.url}/me?key=[redacted]",
-            "status_code": 301,
-            "location": f"{redirector.url}/me/",
-            "followed": True,
-        }
-    ]
+    assert result["redirects"] == one_redirect(
+        f"{redirector.url}/me?key=[redacted]", 301, f"{redirector.url}/me/", followed=True
+    )
     assert "after a redirect within its origin" in result["detail"]
     assert [r["path"] for r in redirector.received] == ["/me", "/me/"]
     # The credentials went on within the origin, as the user's API asked.
@@ -463,14 +460,9 @@ def test_a_token_url_redirecting_elsewhere_is_not_followed_and_is_named(
     assert result["ok"] is False
     assert result["stage"] == "token"
     assert result["status_code"] == 307
-    assert result["redirects"] == [
-        {
-            "url": f"{redirector.url}/token",
-            "status_code": 307,
-            "location": f"{echo_server.url}/token",
-            "followed": False,
-        }
-    ]
+    assert result["redirects"] == one_redirect(
+        f"{redirector.url}/token", 307, f"{echo_server.url}/token", followed=False
+    )
     assert f"a redirect to {echo_server.url}/token" in result["detail"]
     assert_absent(response, client.client_secret)
 

@@ -12,7 +12,7 @@ import http.client
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -48,16 +48,9 @@ def database_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path, master_key: str) -> Settings:
+def settings(make_settings: Callable[..., Settings]) -> Settings:
     # A short upstream timeout, so the 504 test does not wait long.
-    return Settings(
-        database_url=database_url,
-        master_key=master_key,
-        key_file=tmp_path / "unused.key",
-        public_url="http://127.0.0.1:8000",
-        idp_backoff_seconds=0.01,
-        http_timeout_seconds=2,
-    )
+    return make_settings(public_url="http://127.0.0.1:8000", http_timeout_seconds=2)
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from authprofiles.store.keys import read_key_file
 from authprofiles.store.models import ProfileRow
 from authprofiles.store.profiles import ProfileStore
 from tests.support.live import ProcessServer
-from tests.support.seed import seed_connection
+from tests.support.seed import client_credentials_profile, seed_connection
 
 THREADS = 4
 SEEDED_PROFILES = 150
@@ -46,16 +46,13 @@ DEADLINE_SECONDS = 300.0
 
 
 def _profile(name: str, secret: str, field_value: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "auth_type": "oauth2_client_credentials",
-        "identity_provider": "Load",
-        "client_id": f"client-{name}",
-        "client_secret": secret,
-        "token_url": "https://idp.example.com/oauth2/token",
-        "additional_fields": [{"key": "pin", "value": f"pin-{secret}"}],
-        "authorization_fields": [{"type": "header", "key": "X-Secret", "value": field_value}],
-    }
+    return client_credentials_profile(
+        name,
+        secret,
+        identity_provider="Load",
+        additional_fields=[{"key": "pin", "value": f"pin-{secret}"}],
+        authorization_fields=[{"type": "header", "key": "X-Secret", "value": field_value}],
+    )
 
 
 @dataclass
@@ -304,6 +301,25 @@ def _assert_stored_under(database_url: str, keys: list[bytes], expected: Expecte
         db.dispose()
 
 
+def _environment_keys(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[bytes, dict[str, str], Services]:
+    """Keys from the environment, none from a key file: the old key, the servers'
+    environment holding it, and services on the migrated database (the caller closes them)."""
+    old = new_key()
+    env = {**_server_env(database_url), "AUTHPROFILES_MASTER_KEY": encode_key(old)}
+    monkeypatch.delenv("AUTHPROFILES_KEY_FILE", raising=False)
+    services = Services(
+        Settings(
+            database_url=database_url,
+            master_key=encode_key(old),
+            key_file=tmp_path / "authprofiles.key",
+        )
+    )
+    services.db.migrate()
+    return old, env, services
+
+
 @pytest.fixture
 def key_file_fleet(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -355,17 +371,7 @@ def test_with_keys_from_the_environment_servers_follow_through_the_pending_key_f
 ) -> None:
     # SQLite only: what differs from the key-file case is where the keys come from.
     database_url = f"sqlite:///{tmp_path / 'authprofiles.db'}"
-    old = new_key()
-    env = {**_server_env(database_url), "AUTHPROFILES_MASTER_KEY": encode_key(old)}
-    monkeypatch.delenv("AUTHPROFILES_KEY_FILE", raising=False)
-    services = Services(
-        Settings(
-            database_url=database_url,
-            master_key=encode_key(old),
-            key_file=tmp_path / "authprofiles.key",
-        )
-    )
-    services.db.migrate()
+    old, env, services = _environment_keys(database_url, tmp_path, monkeypatch)
     fleet = Fleet(env, tmp_path)
     try:
         expected = Expected()
@@ -402,17 +408,7 @@ def test_a_server_that_cannot_load_the_new_key_stops_the_rotation_before_it_chan
 ) -> None:
     # Keys from the environment, and the server on another machine in effect: it runs in
     # another directory, so it never sees the pending key file the rotation writes.
-    old = new_key()
-    env = {**_server_env(database_url), "AUTHPROFILES_MASTER_KEY": encode_key(old)}
-    monkeypatch.delenv("AUTHPROFILES_KEY_FILE", raising=False)
-    services = Services(
-        Settings(
-            database_url=database_url,
-            master_key=encode_key(old),
-            key_file=tmp_path / "authprofiles.key",
-        )
-    )
-    services.db.migrate()
+    old, env, services = _environment_keys(database_url, tmp_path, monkeypatch)
     elsewhere = tmp_path / "other-machine"
     elsewhere.mkdir()
     server = ProcessServer(env, elsewhere)

@@ -17,13 +17,13 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from authprofiles.cli.main import app as cli
-from authprofiles.core.connections import ConnectionStatus, TokenSet
-from authprofiles.core.validation import parse_draft, validate_draft
+from authprofiles.core.connections import TokenSet
 from authprofiles.services.container import Services
 from authprofiles.store.cipher import Keyring, new_key
 from authprofiles.store.connections import ConnectionStore
-from authprofiles.store.models import DEFAULT_WORKSPACE_ID, ConnectionRow, ProfileRow
+from authprofiles.store.models import ConnectionRow, ProfileRow
 from authprofiles.store.profiles import ProfileStore
+from tests.support.seed import add_connection, add_profile, client_credentials_profile
 
 FOREIGN_SECRET = "foreign-secret-7d2c1e"
 FOREIGN_FIELD = "foreign-field-90ab33"
@@ -31,15 +31,11 @@ FOREIGN_TOKEN = "foreign-access-token-51f0"
 
 
 def _data(name: str, secret: str, field_value: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "auth_type": "oauth2_client_credentials",
-        "identity_provider": "Okta",
-        "client_id": f"client-{name}",
-        "client_secret": secret,
-        "token_url": "https://idp.example.com/oauth2/token",
-        "authorization_fields": [{"type": "header", "key": "X-Key", "value": field_value}],
-    }
+    return client_credentials_profile(
+        name,
+        secret,
+        authorization_fields=[{"type": "header", "key": "X-Key", "value": field_value}],
+    )
 
 
 def _tokens(access: str) -> TokenSet:
@@ -51,18 +47,7 @@ def _tokens(access: str) -> TokenSet:
 
 
 def _connect(store: ConnectionStore, session: Any, profile_id: str, access: str) -> str:
-    return store.add(
-        session,
-        workspace_id=DEFAULT_WORKSPACE_ID,
-        profile_id=profile_id,
-        owner="shared",
-        tenant=None,
-        fields={},
-        username=None,
-        password=None,
-        status=ConnectionStatus.ACTIVE,
-        tokens=_tokens(access),
-    ).id
+    return add_connection(store, session, profile_id, _tokens(access)).id
 
 
 @pytest.fixture
@@ -73,17 +58,13 @@ def rows(services: Services) -> dict[str, str]:
     ids: dict[str, str] = {"foreign_key": foreign.active_id}
     with services.db.session() as session:
         for name in ("alpha", "omega"):
-            profile = services.profile_store.add(
-                session, DEFAULT_WORKSPACE_ID, validate_draft(parse_draft(_data(name, "s", "f")))
-            )
+            profile = add_profile(services.profile_store, session, _data(name, "s", "f"))
             ids[name] = profile.id
             ids[f"{name}_connection"] = _connect(
                 services.connection_store, session, profile.id, f"at-{name}"
             )
-        bad = ProfileStore(foreign).add(
-            session,
-            DEFAULT_WORKSPACE_ID,
-            validate_draft(parse_draft(_data("middle", FOREIGN_SECRET, FOREIGN_FIELD))),
+        bad = add_profile(
+            ProfileStore(foreign), session, _data("middle", FOREIGN_SECRET, FOREIGN_FIELD)
         )
         ids["bad"] = bad.id
         ids["bad_connection"] = _connect(ConnectionStore(foreign), session, ids["alpha"], "x")

@@ -62,17 +62,25 @@ AUTH_TYPES: dict[Grant, str] = {
 
 
 def oauth_profile(
-    live: Live, idp: IdP, grant: Grant, *, skip_authorization: bool = True, **fields: Any
+    live: Live,
+    idp: IdP,
+    grant: Grant,
+    *,
+    skip_authorization: bool = True,
+    client: Client | None = None,
+    **fields: Any,
 ) -> tuple[dict[str, Any], Client]:
     """A profile of ``grant`` for a client newly registered at the test IdP, and that client.
 
     Sets the client's id and secret and the IdP's token URL; for the password grant user
     authorization and a token test against the IdP's userinfo; for the authorization code
     grant the IdP's authorization URL (redirecting to this app) and no tenancy.
-    ``fields`` add to or replace these.
+    ``fields`` add to or replace these. ``client``, one already registered at the IdP,
+    is used instead of registering a new one.
     """
-    redirect_uris = [live.url + "/oauth/callback"] if grant == "authorization-code" else []
-    client = idp.register_client(grant, redirect_uris, skip_authorization)
+    if client is None:
+        redirect_uris = [live.url + "/oauth/callback"] if grant == "authorization-code" else []
+        client = idp.register_client(grant, redirect_uris, skip_authorization)
     defaults: dict[str, Any] = {
         "auth_type": AUTH_TYPES[grant],
         "client_id": client.client_id,
