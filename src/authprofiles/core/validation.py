@@ -37,6 +37,7 @@ from authprofiles.core.templating import (
     FIELD_PATTERN,
     find_placeholders,
     host_placeholder_problem,
+    is_valid_tenant,
 )
 
 MAX_CLIENT_CREDENTIAL_LENGTH = 255  # seeds 001 and 002: "a maximum length of 255 characters"
@@ -964,3 +965,46 @@ def _check_value_placeholders(
                         f"{{{{{key}}}}} names no field of this profile",
                     )
                 )
+
+
+def check_use_input(
+    profile: ProfileDefinition,
+    tenant: str | None,
+    fields: dict[str, str],
+    *,
+    require_mandatory: bool = True,
+) -> tuple[str | None, list[FieldError]]:
+    """What a caller brings to use a profile (connect, test): the tenant, when the
+    profile has tenancy, and values for its form fields and its authorization fields left
+    without a value. Returns the tenant as it is used (lower case) and every problem."""
+    errors: list[FieldError] = []
+    tenant = tenant or None
+    if profile.tenancy:
+        if tenant is None:
+            errors.append(FieldError("tenant", "this profile has tenancy: say which tenant"))
+        elif not is_valid_tenant(tenant):
+            errors.append(
+                FieldError(
+                    "tenant",
+                    "a tenant is one DNS label: letters, digits and inner hyphens, "
+                    "at most 63 characters",
+                )
+            )
+    elif tenant is not None:
+        errors.append(FieldError("tenant", "this profile has no tenancy; leave tenant out"))
+    allowed = {f.key for f in profile.form_fields} | {
+        f.key for f in profile.authorization_fields if f.value is None
+    }
+    errors.extend(
+        FieldError(f"fields.{key}", "is not a form field of this profile")
+        for key in fields
+        if key not in allowed
+    )
+    if require_mandatory:
+        errors.extend(
+            FieldError(f"fields.{f.key}", f"{f.title} is required")
+            for f in profile.form_fields
+            if f.mandatory and not fields.get(f.key)
+        )
+    used = tenant.lower() if tenant and not errors else None
+    return used, errors

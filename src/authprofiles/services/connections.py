@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from authprofiles.core.connections import SHARED_OWNER, Connection, ConnectionStatus, TokenSet
 from authprofiles.core.errors import FieldError, Forbidden, NotFound, ValidationFailed
 from authprofiles.core.profiles import AuthorizationMode, AuthType, FieldLocation, Profile
-from authprofiles.core.templating import is_valid_tenant
+from authprofiles.core.validation import check_use_input
 from authprofiles.oauth.errors import GrantRefused, OAuthFailure
 from authprofiles.oauth.grants import new_code_verifier, new_state
 from authprofiles.services.access import Principal, Role, require_role
@@ -165,32 +165,7 @@ class ConnectionService:
         return StartedConnection(connection=connection)
 
     def _check_request(self, profile: Profile, request: ConnectionRequest) -> str | None:
-        errors: list[FieldError] = []
-        tenant = request.tenant or None
-        if profile.tenancy:
-            if tenant is None:
-                errors.append(FieldError("tenant", "this profile needs a tenant"))
-            elif not is_valid_tenant(tenant):
-                errors.append(
-                    FieldError(
-                        "tenant",
-                        "a tenant is one DNS label: letters, digits and inner hyphens, "
-                        "at most 63 characters",
-                    )
-                )
-        elif tenant is not None:
-            errors.append(FieldError("tenant", "this profile has no tenancy; leave tenant out"))
-        allowed = {f.key for f in profile.form_fields} | {
-            f.key for f in profile.authorization_fields if f.value is None
-        }
-        for key in request.fields:
-            if key not in allowed:
-                errors.append(FieldError(f"fields.{key}", "is not a form field of this profile"))
-        for form_field in profile.form_fields:
-            if form_field.mandatory and not request.fields.get(form_field.key):
-                errors.append(
-                    FieldError(f"fields.{form_field.key}", f"{form_field.title} is required")
-                )
+        tenant, errors = check_use_input(profile, request.tenant, request.fields)
         if profile.auth_type is AuthType.PASSWORD:
             # Named with the rest: one answer lists everything the request lacks.
             try:
@@ -199,7 +174,7 @@ class ConnectionService:
                 errors += exc.errors
         if errors:
             raise ValidationFailed(errors)
-        return tenant.lower() if tenant else None
+        return tenant
 
     @staticmethod
     def _form_values(profile: Profile, fields: dict[str, str]) -> dict[str, str]:

@@ -55,7 +55,8 @@ from authprofiles.core.profiles import (
     Profile,
     TestContentType,
 )
-from authprofiles.core.templating import TemplateError, is_valid_tenant, render_url
+from authprofiles.core.templating import TemplateError, render_url
+from authprofiles.core.validation import check_use_input
 from authprofiles.oauth.client_auth import basic_authorization
 from authprofiles.oauth.errors import GrantRefused, OAuthFailure
 from authprofiles.oauth.grants import ClientSettings, OAuthEngine, new_code_verifier, new_state
@@ -544,9 +545,11 @@ class ProfileTestService:
         require_role(principal, Role.DEVELOPER)
         profile = self.s.profiles.get_configured(principal, profile_id)
         # Every problem with the input at once, before anything is called.
-        errors: list[FieldError] = []
-        tenant = self._tenant(profile, request, errors)
-        fields = self._fields(profile, request, errors)
+        # The test runs with whatever form fields are given; only their keys are checked.
+        tenant, errors = check_use_input(
+            profile, request.tenant, request.fields, require_mandatory=False
+        )
+        fields = dict(request.fields)
         errors += _credential_errors(profile, request)
         if errors:
             raise ValidationFailed(errors)
@@ -569,44 +572,6 @@ class ProfileTestService:
         return self._result(run)
 
     # -- input ------------------------------------------------------------------------
-    @staticmethod
-    def _tenant(
-        profile: Profile, request: ProfileTestRequest, errors: list[FieldError]
-    ) -> str | None:
-        tenant = request.tenant or None
-        if profile.tenancy:
-            if tenant is None:
-                errors.append(
-                    FieldError("tenant", "this profile has tenancy: say which tenant to test")
-                )
-            elif not is_valid_tenant(tenant):
-                errors.append(
-                    FieldError(
-                        "tenant",
-                        "a tenant is one DNS label: letters, digits and inner hyphens, "
-                        "at most 63 characters",
-                    )
-                )
-            else:
-                return tenant.lower()
-        elif tenant is not None:
-            errors.append(FieldError("tenant", "this profile has no tenancy; leave tenant out"))
-        return None
-
-    @staticmethod
-    def _fields(
-        profile: Profile, request: ProfileTestRequest, errors: list[FieldError]
-    ) -> dict[str, str]:
-        allowed = {f.key for f in profile.form_fields} | {
-            f.key for f in profile.authorization_fields if f.value is None
-        }
-        errors.extend(
-            FieldError(f"fields.{key}", "is not a form field of this profile")
-            for key in request.fields
-            if key not in allowed
-        )
-        return dict(request.fields)
-
     def _collect_secrets(self, run: _Run, request: ProfileTestRequest) -> None:
         profile, redactor = run.profile, run.redactor
         redactor.add(profile.client_secret, profile.password, request.password)
