@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from authprofiles.services.container import Services
+from tests.support.app import ADMIN
 from tests.support.live import ProcessServer
 from tests.support.load import Request, assert_no_failures, send_concurrently, tally
 
@@ -94,7 +95,7 @@ def test_many_concurrent_patches_leave_one_whole_writers_values(
     assert final["description"] == f"writer {marker}"
     assert final["token_url"] == f"http://127.0.0.1:9/token/{marker}"
     assert final["scopes"] == [f"scope-{marker}"]
-    secret = services.profiles.get(_admin(services), profile_id).client_secret
+    secret = services.profiles.get(ADMIN, profile_id).client_secret
     assert secret == f"secret-{marker}", "the secret was written by the same writer"
 
 
@@ -122,10 +123,3 @@ def _all_profiles(http: httpx.Client) -> list[dict[str, Any]]:
         out.extend(body if isinstance(body, list) else body["items"])
         url = response.links.get("next", {}).get("url")
     return out
-
-
-def _admin(services: Services) -> Any:
-    from authprofiles.services.access import Principal, Role
-    from authprofiles.store.models import DEFAULT_WORKSPACE_ID
-
-    return Principal(workspace_id=DEFAULT_WORKSPACE_ID, role=Role.ADMIN)

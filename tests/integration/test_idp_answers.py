@@ -8,17 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from tests.support.app import Live, oauth_profile
+from tests.support.app import ADMIN, Live, oauth_profile, password_connection
 from tests.support.faults import FaultProxy
 from tests.support.idp import IdP
 from tests.support.live import free_port
 
 TOKEN_PATH = "/o/token/"
-
-
-def _password_connection(live: Live, idp: IdP, user: tuple[str, str], **fields: object) -> str:
-    profile, _ = oauth_profile(live, idp, "password", **fields)
-    return str(live.connect(profile["id"], username=user[0], password=user[1])["connection_id"])
 
 
 def test_a_hung_idp_costs_the_caller_one_deadline_retries_included(
@@ -28,7 +23,7 @@ def test_a_hung_idp_costs_the_caller_one_deadline_retries_included(
     live.services.oauth.retries = 2
     live.services.oauth.deadline_seconds = 1.5
     live.services.transports.timeout = httpx.Timeout(15.0)
-    connection_id = _password_connection(live, idp, user, token_url=faults.url + TOKEN_PATH)
+    connection_id = password_connection(live, idp, user, token_url=faults.url + TOKEN_PATH)
     live.expire(connection_id)
     faults.reset()
     faults.set_mode("timeout", path_prefix=TOKEN_PATH, hold_seconds=60)
@@ -49,9 +44,9 @@ def test_a_hung_idp_costs_the_caller_one_deadline_retries_included(
 def test_an_unreachable_idp_is_a_502_naming_its_host_and_why(
     live: Live, idp: IdP, user: tuple[str, str]
 ) -> None:
-    connection_id = _password_connection(live, idp, user)
+    connection_id = password_connection(live, idp, user)
     closed = free_port()  # nobody listens there
-    profile_id = live.services.connections.get(_admin(), connection_id).profile_id
+    profile_id = live.services.connections.get(ADMIN, connection_id).profile_id
     patched = live.http.patch(
         f"/api/v1/profiles/{profile_id}",
         json={"token_url": f"http://127.0.0.1:{closed}/o/token/"},
@@ -72,7 +67,7 @@ def test_a_forced_refresh_that_fails_says_so_instead_of_handing_back_the_token(
     live: Live, idp: IdP, faults: FaultProxy, user: tuple[str, str]
 ) -> None:
     live.services.oauth.retries = 0
-    connection_id = _password_connection(live, idp, user, token_url=faults.url + TOKEN_PATH)
+    connection_id = password_connection(live, idp, user, token_url=faults.url + TOKEN_PATH)
     refused = live.token(connection_id).json()["access_token"]
     faults.set_mode("status_500", path_prefix=TOKEN_PATH)
 
@@ -87,7 +82,7 @@ def test_a_due_refresh_that_fails_serves_the_valid_token_and_says_why(
     live: Live, idp: IdP, faults: FaultProxy, user: tuple[str, str]
 ) -> None:
     live.services.oauth.retries = 0
-    connection_id = _password_connection(live, idp, user, token_url=faults.url + TOKEN_PATH)
+    connection_id = password_connection(live, idp, user, token_url=faults.url + TOKEN_PATH)
     current = live.token(connection_id).json()
     assert current["refresh_error"] is None
     # Inside the refresh skew, still valid: a refresh is due, not required.
@@ -128,10 +123,3 @@ def test_a_refused_client_on_refresh_marks_the_profile_failing_until_a_refresh_w
     recovered = live.http.get(path).json()
     assert recovered["status"] == "configured"
     assert recovered["failing_reason"] is None
-
-
-def _admin():  # type: ignore[no-untyped-def]
-    from authprofiles.services.access import Principal, Role
-    from authprofiles.store.models import DEFAULT_WORKSPACE_ID
-
-    return Principal(workspace_id=DEFAULT_WORKSPACE_ID, role=Role.ADMIN)

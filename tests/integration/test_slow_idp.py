@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from authprofiles.store.models import ConnectionRow
-from tests.support.app import Live, oauth_profile
+from tests.support.app import ADMIN, Live, oauth_profile, password_connection
 from tests.support.faults import FaultProxy
 from tests.support.idp import IdP
 from tests.support.load import Request, assert_no_failures, send_concurrently, tally
@@ -29,11 +29,6 @@ def _stored(live: Live, connection_id: str) -> ConnectionRow:
         row = session.get(ConnectionRow, connection_id)
         assert row is not None
         return row
-
-
-def _password_connection(live: Live, idp: IdP, user: tuple[str, str], **fields: str) -> str:
-    profile, _ = oauth_profile(live, idp, "password", **fields)
-    return str(live.connect(profile["id"], username=user[0], password=user[1])["connection_id"])
 
 
 def _authorized_callbacks(live: Live, idp: IdP, user: tuple[str, str], count: int) -> list[str]:
@@ -53,8 +48,8 @@ def test_a_hung_idp_refresh_blocks_nothing_else(
     live.services.oauth.retries = 0
     live.services.oauth.deadline_seconds = 60.0
     live.services.transports.timeout = httpx.Timeout(60.0)
-    hung = _password_connection(live, idp, user, token_url=faults.url + TOKEN_PATH)
-    others = [_password_connection(live, idp, user) for _ in range(10)]
+    hung = password_connection(live, idp, user, token_url=faults.url + TOKEN_PATH)
+    others = [password_connection(live, idp, user) for _ in range(10)]
     callbacks = _authorized_callbacks(live, idp, user, 30)
     for connection_id in [hung, *others]:
         live.expire(connection_id)
@@ -117,8 +112,8 @@ def _hold_lease(live: Live, connection_id: str, until: datetime) -> None:
 def test_a_dead_claimants_lease_lapses_and_the_next_caller_refreshes(
     live: Live, idp: IdP, user: tuple[str, str], lease_left: float
 ) -> None:
-    connection_id = _password_connection(live, idp, user)
-    before = live.services.connections.get(_admin(), connection_id).tokens
+    connection_id = password_connection(live, idp, user)
+    before = live.services.connections.get(ADMIN, connection_id).tokens
     assert before is not None and before.refresh_token
     live.expire(connection_id)
     _hold_lease(live, connection_id, datetime.now(UTC) + timedelta(seconds=lease_left))
@@ -129,7 +124,7 @@ def test_a_dead_claimants_lease_lapses_and_the_next_caller_refreshes(
     assert answer.status_code == 200, answer.text
     assert answer.json()["access_token"] != before.access_token
     assert idp.token_requests("refresh_token") == 1
-    after = live.services.connections.get(_admin(), connection_id).tokens
+    after = live.services.connections.get(ADMIN, connection_id).tokens
     assert after is not None and after.refresh_token not in (None, before.refresh_token)
     assert idp.is_active(answer.json()["access_token"])
     row = _stored(live, connection_id)
@@ -139,8 +134,8 @@ def test_a_dead_claimants_lease_lapses_and_the_next_caller_refreshes(
 def test_a_valid_token_is_served_while_another_worker_refreshes_it(
     live: Live, idp: IdP, user: tuple[str, str]
 ) -> None:
-    connection_id = _password_connection(live, idp, user)
-    before = live.services.connections.get(_admin(), connection_id).tokens
+    connection_id = password_connection(live, idp, user)
+    before = live.services.connections.get(ADMIN, connection_id).tokens
     assert before is not None
     # Due for refresh (inside the skew) but still valid, and another worker holds the lease.
     live.set_expires_at(connection_id, datetime.now(UTC) + timedelta(seconds=30))
@@ -158,9 +153,9 @@ def test_a_refresh_that_finds_a_newer_token_written_keeps_that_one(
     live: Live, idp: IdP, user: tuple[str, str]
 ) -> None:
     """The compare-and-swap: a claimant whose token was replaced meanwhile writes nothing."""
-    connection_id = _password_connection(live, idp, user)
+    connection_id = password_connection(live, idp, user)
     store = live.services.connection_store
-    connection = live.services.connections.get(_admin(), connection_id)
+    connection = live.services.connections.get(ADMIN, connection_id)
     assert connection.tokens is not None
     with live.services.db.session() as session:
         assert store.claim_refresh(
@@ -183,7 +178,7 @@ def test_a_refresh_that_finds_a_newer_token_written_keeps_that_one(
             session, connection_id, version=connection.version, tokens=stale, requested=()
         )
     assert written is None
-    kept = live.services.connections.get(_admin(), connection_id).tokens
+    kept = live.services.connections.get(ADMIN, connection_id).tokens
     assert kept is not None and kept.access_token == newer.access_token
 
 
@@ -192,10 +187,3 @@ def _settings(live: Live, connection_id: str):  # type: ignore[no-untyped-def]
 
     connection, profile = live.services.credentials.read(None, connection_id)
     return connection_settings(profile, connection, live.services.settings.callback_url)
-
-
-def _admin():  # type: ignore[no-untyped-def]
-    from authprofiles.services.access import Principal, Role
-    from authprofiles.store.models import DEFAULT_WORKSPACE_ID
-
-    return Principal(workspace_id=DEFAULT_WORKSPACE_ID, role=Role.ADMIN)

@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from authprofiles.app import create_app
+from authprofiles.services.access import Principal, Role
 from authprofiles.services.container import Services
-from authprofiles.store.models import ConnectionRow
+from authprofiles.store.models import DEFAULT_WORKSPACE_ID, ConnectionRow
 from tests.support.idp import Client, Grant, IdP
 from tests.support.live import ThreadServer, free_port
 
@@ -97,6 +98,18 @@ def oauth_profile(
     if grant == "authorization-code":
         defaults |= {"authorization_url": idp.authorization_url, "tenancy": False}
     return live.create_profile(**{**defaults, **fields}), client
+
+
+def password_connection(live: Live, idp: IdP, user: tuple[str, str], **fields: Any) -> str:
+    """The id of a shared connection of a new password profile (``fields`` add to or
+    replace the profile's), made with the user's credentials."""
+    profile, _ = oauth_profile(live, idp, "password", **fields)
+    return str(live.connect(profile["id"], username=user[0], password=user[1])["connection_id"])
+
+
+#: The service layer's caller in the tests that use services directly: the default
+#: workspace's admin.
+ADMIN = Principal(workspace_id=DEFAULT_WORKSPACE_ID, role=Role.ADMIN)
 
 
 @pytest.fixture
