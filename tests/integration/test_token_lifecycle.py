@@ -84,15 +84,18 @@ def test_abandoned_authorizations_are_cleaned_up_and_reauthorized_connections_ke
     assert live.services.connections.expire_abandoned() == 0
     assert live.http.get(f"/api/v1/connections/{abandoned}").json()["status"] == "pending"
 
+    # Until then the denied one says why.
+    told = live.http.get(f"/api/v1/connections/{denied['id']}").json()
+    assert told["status"] == "needs_reauth"
+    assert "access_denied" in told["last_error"]
+
     _end_authorizations(live, seconds_ago=live.services.settings.idp_deadline_seconds + 1)
-    assert live.services.connections.expire_abandoned() == 1
+    assert live.services.connections.expire_abandoned() == 2
     assert live.http.get(f"/api/v1/connections/{abandoned}").status_code == 404
-    # Being authorized again, it keeps what it had; the denied one stays, saying why.
+    assert live.http.get(f"/api/v1/connections/{denied['id']}").status_code == 404
+    # Being authorized again, it keeps what it had.
     assert live.http.get(f"/api/v1/connections/{working['id']}").json()["status"] == "active"
     assert live.token(working["id"]).status_code == 200
-    kept = live.http.get(f"/api/v1/connections/{denied['id']}").json()
-    assert kept["status"] == "needs_reauth"
-    assert "access_denied" in kept["last_error"]
     with live.services.db.read() as session:
         assert session.scalars(select(AuthorizationRequestRow)).all() == []
     # The link of the authorization that ended no longer completes anything.

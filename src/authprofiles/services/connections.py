@@ -462,9 +462,9 @@ class ConnectionService:
 
     # -- authorizations nobody finished --------------------------------------------------
     def expire_abandoned(self) -> int:
-        """Delete each ``pending`` connection whose authorization ended unanswered (its
-        ``authorization_state_ttl_seconds`` passed), and every authorization request that
-        ended; returns how many connections went. A connection being authorized again is
+        """Delete each connection whose first authorization ended unanswered or denied
+        (its ``authorization_state_ttl_seconds`` passed), and every authorization request
+        that ended; returns how many connections went. A connection being authorized again is
         never deleted: it keeps what it had. Run by the background refresher's pass."""
         # A callback that claimed its request just before the end may still be exchanging
         # the code: it has the identity provider's deadline to do so.

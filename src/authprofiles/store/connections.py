@@ -432,16 +432,19 @@ class ConnectionStore:
     def expire_authorizations(
         self, session: Session, *, before: datetime, connection_id: str | None = None
     ) -> builtins.list[str]:
-        """Clean up authorizations that ended before ``before``: delete each ``pending``
-        connection (one that never held a token) with no authorization left that ends
-        later, then every authorization request that ended. Only ``connection_id``'s when
+        """Clean up authorizations that ended before ``before``: delete each connection
+        that never held a token, ``pending`` (abandoned) or ``needs_reauth`` (denied, kept
+        until then so its owner could see why), with no authorization left that ends
+        later; then every authorization request that ended. Only ``connection_id``'s when
         given. Returns the ids of the connections deleted."""
         live = exists().where(
             AuthorizationRequestRow.connection_id == ConnectionRow.id,
             AuthorizationRequestRow.expires_at >= before,
         )
         abandoned = (
-            ConnectionRow.status == ConnectionStatus.PENDING.value,
+            ConnectionRow.status.in_(
+                [ConnectionStatus.PENDING.value, ConnectionStatus.NEEDS_REAUTH.value]
+            ),
             ConnectionRow.access_token_enc.is_(None),
             ~live,
         )
