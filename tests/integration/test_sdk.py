@@ -381,7 +381,7 @@ def test_the_readme_example_runs(
     )
     assert ran.returncode == 0, ran.stderr
     lines = ran.stdout.splitlines()
-    assert lines[0].startswith("active Token(")
+    assert lines[0].startswith("active Bearer ")
     assert lines[1:] == ["200", "200", "200"]
     assert [r["path"] for r in echo_server.requests()] == ["/base/ws-7/me"] * 3
 
