@@ -894,3 +894,43 @@ def test_readyz_is_503_before_migrations(tmp_path: Path, master_key: str) -> Non
         assert client.get("/healthz").status_code == 200
         assert client.get("/readyz").status_code == 503
     services.close()
+
+
+def test_a_name_stored_before_todays_rules_does_not_make_the_profile_uneditable(
+    client: TestClient, admin_headers: dict[str, str], services: Services
+) -> None:
+    """Names are immutable: one stored when control characters were still accepted is not
+    judged again on every later change."""
+    from authprofiles.core.validation import parse_draft, validate_draft
+    from authprofiles.store.models import DEFAULT_WORKSPACE_ID, ProfileRow
+
+    with services.db.session() as session:
+        stored = services.profile_store.add(
+            session,
+            DEFAULT_WORKSPACE_ID,
+            validate_draft(
+                parse_draft(
+                    {
+                        "name": "legacy",
+                        "auth_type": "oauth2_client_credentials",
+                        "identity_provider": "IdP",
+                        "client_id": "c",
+                        "client_secret": "s",
+                        "token_url": "https://idp.example.com/token",
+                    }
+                )
+            ),
+        )
+        row = session.get(ProfileRow, stored.id)
+        assert row is not None
+        row.name = "legacy\u202e"
+
+    changed = client.patch(
+        f"/api/v1/profiles/{stored.id}",
+        json={"description": "still editable"},
+        headers=admin_headers,
+    )
+
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["name"] == "legacy\u202e"
+    assert changed.json()["description"] == "still editable"

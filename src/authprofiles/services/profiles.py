@@ -178,7 +178,13 @@ class ProfileService:
         # A change may not make a configured profile incomplete unless asked; a profile that
         # is still incomplete (an import without secrets) can be edited step by step.
         was_complete = not missing_fields(current)
-        return check_profile_input(merged, require_complete=was_complete and not allow_incomplete)
+        # The name cannot change, so it is not judged again: one stored before a rule was
+        # added (a control character, say) must not make the profile uneditable for good.
+        merged["name"] = "stored-name"
+        definition = check_profile_input(
+            merged, require_complete=was_complete and not allow_incomplete
+        )
+        return definition.model_copy(update={"name": current.name})
 
     def delete(self, principal: Principal, profile_id: str) -> RevocationReport:
         """Delete the profile and everything it owned; revoke its tokens where the IdP can."""
