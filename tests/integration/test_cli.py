@@ -692,11 +692,10 @@ def test_profiles_create_reports_every_problem_at_once_and_stores_nothing(
     assert filled.profiles.list(ADMIN) == before
 
 
-def test_profiles_delete_revokes_the_tokens_at_the_idp_and_says_so(
-    runner: CliRunner, services: Services, idp: IdP
-) -> None:
+def _revocable_profile(services: Services, idp: IdP) -> Any:
+    """A client credentials profile named ``machine`` whose IdP revokes tokens."""
     client = idp.register_client("client-credentials")
-    profile = services.profiles.create(
+    return services.profiles.create(
         ADMIN,
         {
             "name": "machine",
@@ -708,6 +707,12 @@ def test_profiles_delete_revokes_the_tokens_at_the_idp_and_says_so(
             "revocation_url": idp.revocation_url,
         },
     )
+
+
+def test_profiles_delete_revokes_the_tokens_at_the_idp_and_says_so(
+    runner: CliRunner, services: Services, idp: IdP
+) -> None:
+    profile = _revocable_profile(services, idp)
     tokens = [
         services.connections.create(
             ADMIN, profile.id, ConnectionRequest(owner=owner)
@@ -730,19 +735,7 @@ def test_profiles_delete_revokes_the_tokens_at_the_idp_and_says_so(
 def test_connections_delete_revokes_its_tokens_at_the_idp(
     runner: CliRunner, services: Services, idp: IdP
 ) -> None:
-    client = idp.register_client("client-credentials")
-    profile = services.profiles.create(
-        ADMIN,
-        {
-            "name": "machine",
-            "auth_type": "oauth2_client_credentials",
-            "identity_provider": "Test IdP",
-            "client_id": client.client_id,
-            "client_secret": client.client_secret,
-            "token_url": idp.token_url,
-            "revocation_url": idp.revocation_url,
-        },
-    )
+    profile = _revocable_profile(services, idp)
     connection = services.connections.create(
         ADMIN, profile.id, ConnectionRequest(owner="shared")
     ).connection

@@ -77,6 +77,17 @@ def list_profiles(as_json: JsonOption = False, database: DatabaseOption = None) 
     print_table(table)
 
 
+def _show(title: str, view: dict[str, Any], *, as_json: bool, note_callback: bool) -> None:
+    """A profile's public view, as JSON or one field a line; ``note_callback``: say that
+    its callback URL was derived from this shell's settings."""
+    if as_json:
+        print_json(view)
+        return
+    print_view(title, view)
+    if note_callback:
+        _note_derived_callback()
+
+
 @app.command()
 def show(
     profile: Annotated[str, typer.Argument(help="Profile name or id")],
@@ -91,12 +102,7 @@ def show(
         derived_callback = not services.settings.public_url
     finally:
         services.close()
-    if as_json:
-        print_json(view)
-        return
-    print_view(f"Profile {found.name}", view)
-    if derived_callback:
-        _note_derived_callback()
+    _show(f"Profile {found.name}", view, as_json=as_json, note_callback=derived_callback)
 
 
 def print_view(title: str, view: dict[str, Any]) -> None:
@@ -164,12 +170,12 @@ def create(
         derived_callback = not services.settings.public_url
     finally:
         services.close()
-    if as_json:
-        print_json(view)
-        return
-    print_view(f"Created profile {created.name}", view)
-    if derived_callback and created.auth_type.value == "oauth2_authorization_code":
-        _note_derived_callback()
+    _show(
+        f"Created profile {created.name}",
+        view,
+        as_json=as_json,
+        note_callback=derived_callback and created.auth_type.value == "oauth2_authorization_code",
+    )
 
 
 def _read_profile_document(source: str) -> dict[str, Any]:
