@@ -59,7 +59,9 @@ def create_app(
         refresher = None
         if background_refresh:
             refresher = BackgroundRefresher(
-                services.tokens, settings.background_refresh_interval_seconds
+                settings.background_refresh_interval_seconds,
+                services.tokens.refresh_expiring,
+                services.connections.expire_abandoned,
             )
             refresher.start()
         if freeze_startup_objects:

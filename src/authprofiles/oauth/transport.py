@@ -46,17 +46,12 @@ class Transports:
                 self._sync[egress_proxy_url] = transport
             return transport
 
-    def client(
-        self, egress_proxy_url: str | None, *, follow_redirects: bool = False
-    ) -> httpx.Client:
+    def client(self, egress_proxy_url: str | None) -> httpx.Client:
         """A light client on the shared pool; closing it would close the pool, so don't
         (unless ``sync`` hands out transports that ignore closing, as the profile test's
-        recorder does)."""
+        recorder does). It follows no redirect: its requests carry credentials."""
         return httpx.Client(
-            transport=self.sync(egress_proxy_url),
-            timeout=self.timeout,
-            trust_env=False,
-            follow_redirects=follow_redirects,
+            transport=self.sync(egress_proxy_url), timeout=self.timeout, trust_env=False
         )
 
     def upstream(self, egress_proxy_url: str | None) -> aiohttp.ClientSession:

@@ -546,11 +546,13 @@ def _raise_unless_active(connection: Connection) -> None:
 
 
 class BackgroundRefresher:
-    """A daemon thread per worker; the locks make several workers safe together."""
+    """A daemon thread per worker running each of its passes every ``interval`` seconds
+    (renewing tokens before they expire, cleaning up unfinished authorizations); the
+    leases make several workers safe together, and one failing pass stops no other."""
 
-    def __init__(self, tokens: TokenService, interval: float) -> None:
-        self.tokens = tokens
+    def __init__(self, interval: float, *passes: Callable[[], object]) -> None:
         self.interval = interval
+        self.passes = passes
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="token-refresher", daemon=True)
 
@@ -564,11 +566,8 @@ class BackgroundRefresher:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                self.tokens.refresh_expiring()
-            except Exception:
-                log.exception("background refresher pass failed")
-            try:
-                self.tokens.s.connections.expire_abandoned()
-            except Exception:
-                log.exception("cleaning up unfinished authorizations failed")
+            for run_pass in self.passes:
+                try:
+                    run_pass()
+                except Exception:
+                    log.exception("background pass %s failed", run_pass.__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -118,17 +118,13 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A unit of work that may write: commits on success, rolls back on any error."""
-        if self._writer is None:
-            with self._writing() as session, session.begin():
-                yield session
-            return
         try:
-            with self._writer, self._writing() as session, session.begin():
+            with self._writer or nullcontext(), self._writing() as session, session.begin():
                 yield session
         except OperationalError as exc:
-            # Only after the busy timeout: another process held the write lock that long.
-            # Nothing was written; the caller may try again.
-            if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+            # SQLite, after the busy timeout: another process held the write lock that
+            # long. Nothing was written; the caller may try again.
+            if self._writer is not None and ("locked" in str(exc.orig) or "busy" in str(exc.orig)):
                 raise DatabaseBusy(
                     "the database stayed busy with other writers; nothing was saved, "
                     "try again in a moment"
@@ -140,9 +136,6 @@ class Database:
         """A read-only unit: closing ends the transaction but leaves loaded rows usable."""
         with self.sessions() as session:
             yield session
-
-    #: The same unit of work; on PostgreSQL, rows read with ``with_for_update`` are locked.
-    locking_session = session
 
     def migrate(self) -> None:
         with self.engine.begin() as connection:
