@@ -138,10 +138,8 @@ def reachable_host(host: str) -> str:
     ``::``) is no place to send a browser, so it becomes the loopback address of its
     family; an IPv6 address goes in brackets (RFC 3986 section 3.2.2)."""
     host = host.strip()
-    if host in ("", "0.0.0.0"):  # noqa: S104 - recognised here, not bound to
-        return "127.0.0.1"
-    if host in ("::", "[::]"):
-        return "[::1]"
+    if listens_everywhere(host):
+        return "[::1]" if ":" in host else "127.0.0.1"
     if ":" in host and not host.startswith("["):
         return f"[{host}]"
     return host

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends, Query, Request, Response
 
@@ -37,24 +37,49 @@ LINK_HEADER: dict[str, Any] = {
 T = TypeVar("T")
 
 
+def page_responses(description: str) -> dict[int | str, dict[str, Any]]:
+    """For a list route's ``responses``: its 200, a page, with the ``Link`` header."""
+    return {200: {"description": description, "headers": LINK_HEADER}}
+
+
+class _Created(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def by_creation(item: _Created) -> list[str]:
+    """The cursor key of a list oldest first: ``created_at``, then ``id``."""
+    return [item.created_at.isoformat(), item.id]
+
+
 @dataclass(frozen=True)
 class PageRequest:
     limit: int
     cursor: str | None
 
-    def after(self, size: int) -> tuple[str, ...] | None:
-        """The key the cursor holds (``size`` strings), or None on the first page."""
+    @property
+    def fetch(self) -> int:
+        """How many items to fetch: one more than shown, to tell whether there is more."""
+        return self.limit + 1
+
+    def after(self) -> tuple[str, str] | None:
+        """The key the cursor holds (a sort value and an id), or None on the first page."""
         if self.cursor is None:
             return None
         try:
             key = json.loads(base64.urlsafe_b64decode(self.cursor.encode("ascii") + b"=="))
         except (ValueError, UnicodeError, binascii.Error):
             key = None
-        if not (
-            isinstance(key, list) and len(key) == size and all(isinstance(k, str) for k in key)
-        ):
+        if not (isinstance(key, list) and len(key) == 2 and all(isinstance(k, str) for k in key)):
             raise bad_cursor()
-        return tuple(key)
+        return key[0], key[1]
+
+    def after_created(self) -> tuple[datetime, str] | None:
+        """The ``(created_at, id)`` key the cursor holds (see :func:`by_creation`)."""
+        after = self.after()
+        return (parse_time(after[0]), after[1]) if after else None
 
     def page(
         self,
@@ -63,8 +88,8 @@ class PageRequest:
         items: Sequence[T],
         key: Callable[[T], list[str]],
     ) -> Sequence[T]:
-        """The first ``limit`` of ``items`` (fetched with ``limit + 1`` to tell whether there
-        is more); when there is, ``Link`` on ``response`` names the page after them."""
+        """The first ``limit`` of ``items`` (fetched with :attr:`fetch`, to tell whether
+        there is more); when there is, ``Link`` on ``response`` names the page after them."""
         if len(items) <= self.limit:
             return items
         shown = items[: self.limit]

@@ -162,10 +162,11 @@ def log_unexpected(exc: BaseException, scope: Scope) -> None:
 class ContainUnexpected:
     """Answer an error nobody handled with a 500 problem, logged without its message.
 
-    The app's outermost middleware: the error is answered here, so it never reaches
-    Starlette's ServerErrorMiddleware, which would hand it on to the server's logger with
-    its message (an SQL error's message holds the statement's parameters: ciphertexts, a
-    profile's settings), and whose re-raise made the server drop the connection.
+    Outside every middleware of the app's but the access log: the error is answered here,
+    so it never reaches Starlette's ServerErrorMiddleware, which would hand it on to the
+    server's logger with its message (an SQL error's message holds the statement's
+    parameters: ciphertexts, a profile's settings), and whose re-raise made the server
+    drop the connection.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -290,10 +291,10 @@ _COMMON: dict[int, str] = {
 
 def problem_responses(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:
     """For a route's ``responses``: the error answers only it gives, each described (the
-    schema is filled in by :func:`document_problems`)."""
+    schema is filled in by :func:`document_problems`), by status."""
     return {
         status: {"description": text, "content": {PROBLEM_JSON: {}}}
-        for status, text in described.items()
+        for status, text in sorted(described.items())
     }
 
 

@@ -9,6 +9,8 @@ import typer
 from rich.text import Text
 
 from authprofiles.cli.common import (
+    DatabaseOption,
+    JsonOption,
     console,
     new_table,
     open_api_keys,
@@ -22,9 +24,6 @@ from authprofiles.services.access import Role
 app = typer.Typer(
     help="API keys for the HTTP API (shown once, stored only as a hash).", no_args_is_help=True
 )
-
-DatabaseOption = Annotated[str | None, typer.Option(help="Database URL")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 
 
 @app.command()

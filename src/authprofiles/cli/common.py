@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -25,6 +25,9 @@ from authprofiles.store.models import DEFAULT_WORKSPACE_ID
 
 console = Console()
 errors = Console(stderr=True)
+
+DatabaseOption = Annotated[str | None, typer.Option(help="Database URL")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 
 #: The CLI runs on the server's own machine with its database: it acts as an admin.
 LOCAL_ADMIN = Principal(workspace_id=DEFAULT_WORKSPACE_ID, role=Role.ADMIN, name="cli")

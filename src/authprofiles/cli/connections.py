@@ -11,6 +11,8 @@ from rich.text import Text
 from authprofiles.api.schemas import ConnectionPublic
 from authprofiles.cli.common import (
     LOCAL_ADMIN,
+    DatabaseOption,
+    JsonOption,
     console,
     new_table,
     open_services,
@@ -26,8 +28,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-DatabaseOption = Annotated[str | None, typer.Option(help="Database URL")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 _STATUS_STYLE = {"active": "green", "pending": "yellow", "needs_reauth": "red"}
 
 

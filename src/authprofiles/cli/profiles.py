@@ -14,6 +14,8 @@ from rich.text import Text
 
 from authprofiles.cli.common import (
     LOCAL_ADMIN,
+    DatabaseOption,
+    JsonOption,
     console,
     errors,
     new_table,
@@ -25,13 +27,11 @@ from authprofiles.core.errors import FieldError, NotFound, ValidationFailed
 from authprofiles.core.profiles import Profile
 from authprofiles.services.connections import RevocationReport
 from authprofiles.services.container import Services
-from authprofiles.services.profiles import export_document, public_view
+from authprofiles.services.profiles import public_view
 from authprofiles.store.profiles import UnreadableProfile
 
 app = typer.Typer(help="Authorization Profiles.", no_args_is_help=True)
 
-DatabaseOption = Annotated[str | None, typer.Option(help="Database URL")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 _STATUS_STYLE = {"configured": "green", "not_configured": "yellow", "failing": "red"}
 
 
@@ -289,16 +289,14 @@ def export(
     """Export every profile as YAML. Secrets are left out unless --include-secrets."""
     services = open_services(database)
     try:
-        document = services.profiles.export(LOCAL_ADMIN, include_secrets=include_secrets)
-        # A profile whose secrets cannot be decrypted is exported, without them, and named.
-        unreadable = [
-            p for p in services.profiles.list(LOCAL_ADMIN) if isinstance(p, UnreadableProfile)
-        ]
+        profiles = services.profiles.list(LOCAL_ADMIN)
+        document = services.profiles.export(
+            LOCAL_ADMIN, include_secrets=include_secrets, profiles=profiles
+        )
     finally:
         services.close()
-    if unreadable:
-        bare = {p.name: export_document(p, include_secrets=False) for p in unreadable}
-        document["profiles"] = [bare.get(item["name"], item) for item in document["profiles"]]
+    # A profile whose secrets cannot be decrypted is exported without them, and named.
+    unreadable = [p for p in profiles if isinstance(p, UnreadableProfile)]
     header = (
         "# authprofiles export. WARNING: this file holds secrets in plain text.\n"
         if include_secrets

@@ -444,7 +444,7 @@ def _enum_error(field: str, value: str, enum: type[Any]) -> FieldError:
     return FieldError(field, f"{_shown(value)} is not one of: {allowed}")
 
 
-def _hidden_character(value: str, *, multiline: bool) -> str | None:
+def hidden_character(value: str, *, multiline: bool) -> str | None:
     """The first control or invisible formatting character in text people read, if any."""
     for char in value:
         if multiline and char in _MULTILINE_CONTROLS:
@@ -474,7 +474,7 @@ def _check_text(
             FieldError(field, f"must be at most {max_length} characters (got {len(value)})")
         )
         return False
-    hidden = _hidden_character(value, multiline=multiline) if shown else None
+    hidden = hidden_character(value, multiline=multiline) if shown else None
     if hidden:
         errors.append(
             FieldError(

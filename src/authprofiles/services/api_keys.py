@@ -12,14 +12,14 @@ import hmac
 import secrets
 import threading
 import time
-import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, tuple_
 
-from authprofiles.core.errors import DomainError, FieldError, Forbidden, NotFound, ValidationFailed
+from authprofiles.core.errors import DomainError, FieldError, NotFound, ValidationFailed
+from authprofiles.core.validation import hidden_character
 from authprofiles.services.access import Principal, Role, require_role
 from authprofiles.store.db import Database
 from authprofiles.store.models import DEFAULT_WORKSPACE_ID, ApiKeyRow, utcnow
@@ -30,11 +30,6 @@ KEY_PREFIX = "ap"
 CACHE_SECONDS = 5.0
 #: The name column's width.
 MAX_KEY_NAME_LENGTH = 200
-#: Roles by what they may do: a caller may not make a key that can do more than it can.
-_RANK = {Role.VIEWER: 1, Role.DEVELOPER: 2, Role.ADMIN: 3}
-#: Characters a name people read may not hold: controls, invisible formatting (the
-#: bidirectional overrides among them), surrogates, line and paragraph separators.
-_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 class Unauthenticated(DomainError):
@@ -82,7 +77,7 @@ def _name_problem(name: str) -> str | None:
         return "a name is required, e.g. 'billing-agent'"
     if len(name.strip()) > MAX_KEY_NAME_LENGTH:
         return f"must be at most {MAX_KEY_NAME_LENGTH} characters (got {len(name.strip())})"
-    if any(unicodedata.category(c) in _HIDDEN_CATEGORIES for c in name):
+    if hidden_character(name, multiline=False):
         return "may not hold control or invisible formatting characters"
     return None
 
@@ -128,15 +123,9 @@ class ApiKeys:
         )
 
     def issue(self, principal: Principal, *, name: str, role: str) -> CreatedApiKey:
-        """A key made by a caller of the API, in its workspace: admins only, and never a
-        role above the caller's own."""
+        """A key made by a caller of the API, in its workspace: admins only (the highest
+        role, so no key made this way can do more than its maker)."""
         require_role(principal, Role.ADMIN)
-        wanted = Role(role) if role in {r.value for r in Role} else None
-        if wanted is not None and _RANK[wanted] > _RANK[principal.role]:
-            raise Forbidden(
-                f"an API key with the {principal.role.value} role cannot make one with the "
-                f"{role} role"
-            )
         return self.create(name=name, role=role, workspace_id=principal.workspace_id)
 
     def cached(self, presented: str) -> Principal | None:

@@ -14,6 +14,7 @@ from authprofiles.core.profiles import IMMUTABLE_FIELDS, SECRET_FIELDS, Profile,
 from authprofiles.core.validation import check_profile_input, missing_fields
 from authprofiles.services.access import Principal, Role, require_role
 from authprofiles.services.errors import NotConfigured
+from authprofiles.store.profiles import UnreadableProfile
 
 if TYPE_CHECKING:
     from authprofiles.services.connections import RevocationReport
@@ -41,9 +42,11 @@ def public_view(profile: Profile, callback_url: str) -> dict[str, Any]:
 
 
 def export_document(profile: Profile, *, include_secrets: bool) -> dict[str, Any]:
+    """One profile as exported. A profile whose secrets cannot be decrypted goes without
+    them whatever was asked: its stand-in values are not its secrets."""
     definition = profile.definition()
     data = definition.model_dump(mode="json", exclude_defaults=False)
-    if not include_secrets:
+    if not include_secrets or isinstance(profile, UnreadableProfile):
         for field in SECRET_FIELDS:
             data.pop(field, None)
         data["additional_fields"] = [{"key": f.key} for f in definition.additional_fields]
@@ -192,9 +195,16 @@ class ProfileService:
         return self.s.connections.delete_profile(principal, profile_id)
 
     # -- export and import --------------------------------------------------------
-    def export(self, principal: Principal, *, include_secrets: bool) -> dict[str, Any]:
+    def export(
+        self,
+        principal: Principal,
+        *,
+        include_secrets: bool,
+        profiles: builtins.list[Profile] | None = None,
+    ) -> dict[str, Any]:
+        """Every profile of the workspace (``profiles``: the ones the caller just listed)."""
         require_role(principal, Role.ADMIN if include_secrets else Role.VIEWER)
-        profiles = self.list(principal)
+        profiles = self.list(principal) if profiles is None else profiles
         return {
             "version": EXPORT_VERSION,
             "secrets_included": include_secrets,

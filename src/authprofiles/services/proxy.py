@@ -99,14 +99,6 @@ class BodyTooLarge(DomainError):
     title = "Request body too large"
 
 
-class ProxyUpstreamError(UpstreamError):
-    """The upstream API could not be reached or broke off; ``host`` names it."""
-
-
-class ProxyUpstreamTimeout(UpstreamTimeout):
-    """The upstream API did not answer in time; ``host`` names it."""
-
-
 @dataclass(frozen=True)
 class IncomingRequest:
     """The caller's request, as the edge received it. ``path`` and ``query`` are raw
@@ -493,19 +485,19 @@ class ProxyService:
                 proxy=plan.egress_proxy_url,
             )
         except TimeoutError as exc:  # aiohttp's connect and read timeouts are these
-            raise ProxyUpstreamTimeout(
+            raise UpstreamTimeout(
                 f"{plan.host} did not answer in time ({type(exc).__name__})", plan.host
             ) from None
         except (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError) as exc:
-            raise ProxyUpstreamError(
+            raise UpstreamError(
                 f"the egress proxy could not reach {plan.host}: {_safe(exc, plan)}", plan.host
             ) from None
         except aiohttp.ClientConnectorError as exc:
-            raise ProxyUpstreamError(
+            raise UpstreamError(
                 f"could not connect to {plan.host}: {_safe(exc, plan)}", plan.host
             ) from None
         except aiohttp.ClientError as exc:
-            raise ProxyUpstreamError(
+            raise UpstreamError(
                 f"the connection to {plan.host} failed: {_safe(exc, plan)}", plan.host
             ) from None
 
@@ -568,8 +560,6 @@ __all__ = [
     "IncomingRequest",
     "ProxyPlan",
     "ProxyService",
-    "ProxyUpstreamError",
-    "ProxyUpstreamTimeout",
     "UpstreamBodyBrokeOff",
     "UpstreamResponse",
 ]

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, delete, event, select, update
+from sqlalchemy import Connection, Engine, delete, event, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -72,7 +72,8 @@ UNKNOWN_KEY_RELOAD_SECONDS = 1.0
 #: of the new key (the commit check still refuses it if its key was retired).
 DRAIN_LIMIT_SECONDS = 60.0
 
-_STATE_ID = 1
+#: The key ring's one row.
+KEY_RING_ID = 1
 
 
 @dataclass
@@ -152,17 +153,21 @@ class KeyRingState:
     retired_key_ids: frozenset[str]
 
 
-def key_ring_state(row: KeyRingRow) -> KeyRingState:
+_STATE_COLUMNS = select(KeyRingRow.version, KeyRingRow.key_ids, KeyRingRow.retired_key_ids).where(
+    KeyRingRow.id == KEY_RING_ID
+)
+
+
+def read_key_ring_state(db: Connection | Session) -> KeyRingState | None:
+    """The key ring row as announced now; None when it does not exist."""
+    row = db.execute(_STATE_COLUMNS).one_or_none()
+    if row is None:
+        return None
     return KeyRingState(
-        version=row.version,
+        version=int(row.version),
         key_ids=tuple(row.key_ids.split()),
         retired_key_ids=frozenset(row.retired_key_ids.split()),
     )
-
-
-_STATE_COLUMNS = select(KeyRingRow.version, KeyRingRow.key_ids, KeyRingRow.retired_key_ids).where(
-    KeyRingRow.id == _STATE_ID
-)
 
 
 # -- transactions and the keys they wrote with ---------------------------------------------
@@ -270,7 +275,7 @@ def _refuse_retired_keys(session: Session) -> None:
     session.flush()
     retired = session.execute(
         select(KeyRingRow.retired_key_ids)
-        .where(KeyRingRow.id == _STATE_ID)
+        .where(KeyRingRow.id == KEY_RING_ID)
         .with_for_update(read=True)
     ).scalar_one_or_none()
     used = unit.key_ids & set((retired or "").split())
@@ -400,18 +405,11 @@ class LiveKeyring(Keyring):
             return None
         try:
             with self._engine.connect() as connection:
-                row = connection.execute(_STATE_COLUMNS).one_or_none()
+                return read_key_ring_state(connection)
         except SQLAlchemyError as exc:
             # Not migrated yet, or the database is away: keep the keys loaded.
             log.debug("key ring version unavailable: %s", type(exc).__name__)
             return None
-        if row is None:
-            return None
-        return KeyRingState(
-            version=int(row.version),
-            key_ids=tuple(row.key_ids.split()),
-            retired_key_ids=frozenset(row.retired_key_ids.split()),
-        )
 
     def _load(self, state: KeyRingState | None) -> Keyring:
         source = load_keys(self._settings, create=False)

@@ -20,7 +20,12 @@ from authprofiles.core.errors import Conflict
 from authprofiles.store.cipher import KeyError_, Keyring, key_ids_in
 from authprofiles.store.connections import ConnectionStore
 from authprofiles.store.db import Database
-from authprofiles.store.keys import LIVE_WITHIN_SECONDS, KeyRingState, key_ring_state
+from authprofiles.store.keys import (
+    KEY_RING_ID,
+    LIVE_WITHIN_SECONDS,
+    KeyRingState,
+    read_key_ring_state,
+)
 from authprofiles.store.models import (
     AuthorizationRequestRow,
     Base,
@@ -38,8 +43,6 @@ BATCH_ROWS = 100
 _JSON_WITH_CIPHERTEXTS = {"profiles": ("config",)}
 #: Heartbeats older than this are removed at the next rotation.
 _FORGET_WORKERS_AFTER = timedelta(days=1)
-
-_STATE_ID = 1
 
 
 class RotationConflict(Conflict):
@@ -74,6 +77,12 @@ class Pass:
 class _Kind:
     model: Any
     reencrypt: Callable[[Any], None]
+    #: The attributes of ``model`` that may hold ciphertexts.
+    columns: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        columns = tuple(str(c.key) for c in ciphertext_columns(self.model.__table__))
+        object.__setattr__(self, "columns", columns)
 
 
 def ciphertext_columns(table: Table) -> builtins.list[ColumnElement[Any]]:
@@ -100,10 +109,10 @@ class RotationStore:
     # -- the announcement ------------------------------------------------------------------
     def state(self) -> KeyRingState:
         with self.db.read() as session:
-            row = session.get(KeyRingRow, _STATE_ID)
-            if row is None:
-                raise KeyError_("the database has no key ring row; run the migrations first")
-            return key_ring_state(row)
+            state = read_key_ring_state(session)
+        if state is None:
+            raise KeyError_("the database has no key ring row; run the migrations first")
+        return state
 
     def announce(self, key_ids: Iterable[str], *, expected_version: int) -> int:
         """Publish the key ring (ids, the one to write with first) as a new version, if
@@ -111,7 +120,7 @@ class RotationStore:
         with self.db.session() as session:
             result = session.execute(
                 update(KeyRingRow)
-                .where(KeyRingRow.id == _STATE_ID, KeyRingRow.version == expected_version)
+                .where(KeyRingRow.id == KEY_RING_ID, KeyRingRow.version == expected_version)
                 .values(
                     version=expected_version + 1,
                     key_ids=" ".join(key_ids),
@@ -133,7 +142,7 @@ class RotationStore:
         empty when the keys were retired)."""
         with self.db.session() as session:
             row = session.scalars(
-                select(KeyRingRow).where(KeyRingRow.id == _STATE_ID).with_for_update()
+                select(KeyRingRow).where(KeyRingRow.id == KEY_RING_ID).with_for_update()
             ).one()
             using = self._rows_using(session, key_ids)
             if using:
@@ -256,8 +265,8 @@ class RotationStore:
 
     def _reencrypt(self, table: str, kind: _Kind, row: Any, done: Pass) -> None:
         used: set[str] = set()
-        for column in ciphertext_columns(kind.model.__table__):
-            used |= key_ids_in(getattr(row, str(column.key)))
+        for column in kind.columns:
+            used |= key_ids_in(getattr(row, column))
         if used <= {self.keyring.active_id}:
             return
         try:

@@ -15,7 +15,6 @@ from authprofiles.web.routes import templates
 
 router = APIRouter(tags=["pages"])
 
-_PAGE = {"text/html": {"schema": {"type": "string"}}}
 #: Pages of this server's own; nothing on them comes from a caller.
 _HEADERS = {"X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
 

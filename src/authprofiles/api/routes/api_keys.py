@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from authprofiles.api.deps import CurrentPrincipal, ServicesDep
-from authprofiles.api.paging import LINK_HEADER, Page, parse_time
+from authprofiles.api.paging import Page, by_creation, page_responses
 from authprofiles.api.problems import problem_responses
 from authprofiles.services.access import Role, require_role
 from authprofiles.services.api_keys import MAX_KEY_NAME_LENGTH, ApiKeyInfo, CreatedApiKey
@@ -96,7 +96,7 @@ class ApiKeyCreated(ApiKeyPublic):
     "",
     response_model=list[ApiKeyPublic],
     responses={
-        200: {"description": "A page of API keys, oldest first", "headers": LINK_HEADER},
+        **page_responses("A page of API keys, oldest first"),
         **problem_responses({403: _ADMIN_ONLY}),
     },
 )
@@ -110,14 +110,10 @@ def list_api_keys(
     """The workspace's API keys, revoked ones included, oldest first, a page at a time
     (see `limit` and `cursor`). Never the keys themselves."""
     require_role(principal, Role.ADMIN)
-    after = page.after(2)
     keys = services.api_keys.list(
-        principal.workspace_id,
-        after=(parse_time(after[0]), after[1]) if after else None,
-        limit=page.limit + 1,
+        principal.workspace_id, after=page.after_created(), limit=page.fetch
     )
-    shown = page.page(request, response, keys, key=lambda k: [k.created_at.isoformat(), k.id])
-    return [ApiKeyPublic.of(info) for info in shown]
+    return [ApiKeyPublic.of(info) for info in page.page(request, response, keys, by_creation)]
 
 
 @router.post(

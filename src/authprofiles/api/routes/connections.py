@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from authprofiles.api.deps import CurrentPrincipal, ServicesDep, authenticate
-from authprofiles.api.paging import LINK_HEADER, Page, parse_time
+from authprofiles.api.paging import Page, by_creation, page_responses
 from authprofiles.api.problems import problem_responses
 from authprofiles.api.schemas import (
     ConnectionPublic,
@@ -30,6 +30,14 @@ TOKEN_PROBLEMS = {
     409: "The connection needs authorization again (`connection_status`, `last_error`)",
     502: "The identity provider could not be reached to refresh the token",
     504: "The identity provider did not answer the refresh in time",
+}
+#: What starting a grant (creating or reauthorizing a connection) can answer besides it.
+_GRANT_PROBLEMS = {
+    400: "The identity provider refused the client or the credentials (`idp_error`)",
+    403: "A viewer's API key, or another user's connection",
+    409: "The profile is not configured (mandatory fields empty)",
+    502: "The identity provider could not be reached or answered nonsense",
+    504: "The identity provider did not answer in time",
 }
 
 
@@ -84,15 +92,7 @@ async def get_token(connection_id: str, principal: CurrentPrincipal) -> TokenPub
     "/profiles/{profile_id}/connections",
     status_code=status.HTTP_201_CREATED,
     response_model=ConnectionStarted,
-    responses=problem_responses(
-        {
-            400: "The identity provider refused the client or the credentials (`idp_error`)",
-            403: "A viewer's API key, or another user's connection",
-            409: "The profile is not configured (mandatory fields empty)",
-            502: "The identity provider could not be reached or answered nonsense",
-            504: "The identity provider did not answer in time",
-        }
-    ),
+    responses=problem_responses(_GRANT_PROBLEMS),
 )
 def create_connection(
     profile_id: str,
@@ -109,7 +109,7 @@ def create_connection(
 @router.get(
     "/connections",
     response_model=list[ConnectionPublic],
-    responses={200: {"description": "A page of connections, oldest first", "headers": LINK_HEADER}},
+    responses=page_responses("A page of connections, oldest first"),
 )
 def list_connections(
     request: Request,
@@ -130,19 +130,15 @@ def list_connections(
 ) -> list[ConnectionPublic]:
     """The connections the caller may see (its workspace's), oldest first, a page at a
     time (see `limit` and `cursor`)."""
-    after = page.after(2)
     connections = services.connections.list(
         principal,
         profile_id,
         owner=owner,
         status=status_,
-        after=(parse_time(after[0]), after[1]) if after else None,
-        limit=page.limit + 1,
+        after=page.after_created(),
+        limit=page.fetch,
     )
-    shown = page.page(
-        request, response, connections, key=lambda c: [c.created_at.isoformat(), c.id]
-    )
-    return [ConnectionPublic.of(c) for c in shown]
+    return [ConnectionPublic.of(c) for c in page.page(request, response, connections, by_creation)]
 
 
 @router.post(
@@ -150,13 +146,9 @@ def list_connections(
     response_model=ConnectionStarted | ConnectionPublic,
     responses=problem_responses(
         {
-            400: "The identity provider refused the client or the credentials (`idp_error`)",
-            403: "A viewer's API key, or another user's connection",
-            409: "The profile is not configured (mandatory fields empty)",
+            **_GRANT_PROBLEMS,
             422: "Credentials missing for the password grant in user mode, or given for "
             "another grant",
-            502: "The identity provider could not be reached or answered nonsense",
-            504: "The identity provider did not answer in time",
         }
     ),
 )
@@ -182,7 +174,7 @@ def reauthorize_connection(
 @router.get(
     "/profiles/{profile_id}/connections",
     response_model=list[ConnectionPublic],
-    responses={200: {"description": "A page of connections, oldest first", "headers": LINK_HEADER}},
+    responses=page_responses("A page of connections, oldest first"),
 )
 def list_profile_connections(
     profile_id: str,
@@ -193,18 +185,11 @@ def list_profile_connections(
     page: Page,
 ) -> list[ConnectionPublic]:
     """The profile's connections, oldest first, a page at a time (see `limit` and `cursor`)."""
-    after = page.after(2)
+    page.after()  # a malformed cursor is named before the profile is looked up
     services.profiles.get(principal, profile_id)
-    connections = services.connections.list(
-        principal,
-        profile_id,
-        after=(parse_time(after[0]), after[1]) if after else None,
-        limit=page.limit + 1,
-    )
-    shown = page.page(
-        request, response, connections, key=lambda c: [c.created_at.isoformat(), c.id]
-    )
-    return [ConnectionPublic.of(c) for c in shown]
+    after = page.after_created()
+    connections = services.connections.list(principal, profile_id, after=after, limit=page.fetch)
+    return [ConnectionPublic.of(c) for c in page.page(request, response, connections, by_creation)]
 
 
 @router.get("/connections/{connection_id}", response_model=ConnectionPublic)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from authprofiles.api.deps import CurrentPrincipal, ServicesDep
-from authprofiles.api.paging import LINK_HEADER, Page
+from authprofiles.api.paging import Page, page_responses
 from authprofiles.api.problems import problem_responses
 from authprofiles.api.schemas import (
     ProfileCreate,
@@ -61,7 +61,7 @@ def create_profile(
 @router.get(
     "",
     response_model=list[ProfileListItem],
-    responses={200: {"description": "A page of profiles, by name", "headers": LINK_HEADER}},
+    responses=page_responses("A page of profiles, by name"),
 )
 def list_profiles(
     request: Request,
@@ -74,13 +74,7 @@ def list_profiles(
     ] = None,
 ) -> list[ProfileListItem]:
     """The workspace's profiles by name, a page at a time (see `limit` and `cursor`)."""
-    after = page.after(2)
-    profiles = services.profiles.list(
-        principal,
-        name=name,
-        after=(after[0], after[1]) if after else None,
-        limit=page.limit + 1,
-    )
+    profiles = services.profiles.list(principal, name=name, after=page.after(), limit=page.fetch)
     return [
         ProfileListItem(
             id=p.id,

@@ -27,8 +27,6 @@ from authprofiles.services.access import Principal
 from authprofiles.services.container import Services
 from authprofiles.services.proxy import (
     IncomingRequest,
-    ProxyUpstreamError,
-    ProxyUpstreamTimeout,
     UpstreamBodyBrokeOff,
     UpstreamResponse,
 )
@@ -163,10 +161,9 @@ async def _proxy(
         headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]],
         body=request.stream(),
     )
-    try:
-        upstream = await services.proxy.forward(principal, connection_id, incoming)
-    except (ProxyUpstreamError, ProxyUpstreamTimeout) as exc:
-        return problem(exc.status_code, exc.title, exc.detail, upstream_host=exc.host)
+    # An upstream that cannot be reached is an UpstreamError naming its host, answered
+    # (with `upstream_host`) by the API's one domain error handler.
+    upstream = await services.proxy.forward(principal, connection_id, incoming)
     length = upstream.content_length
     if request.method != "HEAD" and length is not None and length <= SMALL_BODY:
         # A small body of known size goes in one message: memory stays bounded (at most
