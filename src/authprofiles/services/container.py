@@ -5,6 +5,7 @@ from __future__ import annotations
 from authprofiles.core.ports import Clock, SystemClock
 from authprofiles.oauth.grants import OAuthEngine
 from authprofiles.oauth.transport import Transports
+from authprofiles.services.access import RolePolicy
 from authprofiles.services.api_keys import ApiKeys
 from authprofiles.services.connections import ConnectionService
 from authprofiles.services.profiles import ProfileService
@@ -49,6 +50,7 @@ class Services:
             deadline_seconds=settings.idp_deadline_seconds,
             clock=self.clock,
         )
+        self.policy = RolePolicy()
         self.api_keys = ApiKeys(self.db)
         self.profiles = ProfileService(self)
         self.connections = ConnectionService(self)

@@ -33,12 +33,7 @@ from authprofiles.core.injection import Injection, InjectionError, build_injecti
 from authprofiles.core.profiles import AuthorizationMode, AuthType, Profile
 from authprofiles.core.templating import TemplateError
 from authprofiles.oauth.errors import GrantRefused, IdPUnavailable, OAuthFailure
-from authprofiles.services.access import (
-    CredentialRequest,
-    Principal,
-    Purpose,
-    authorize_credential_use,
-)
+from authprofiles.core.callers import CredentialRequest, Principal, Purpose
 from authprofiles.services.errors import NeedsReauth, from_oauth, refuses_client
 from authprofiles.services.oauth_settings import connection_settings, field_values
 from authprofiles.store.models import utcnow
@@ -246,7 +241,7 @@ class TokenService:
         host: str | None = None,
         path: str | None = None,
     ) -> None:
-        authorize_credential_use(
+        self.s.policy.authorize(
             principal,
             CredentialRequest(
                 connection_id=connection.id,
