@@ -12,11 +12,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class AuthType(StrEnum):
-    AUTHORIZATION_CODE = "oauth2_authorization_code"
-    CLIENT_CREDENTIALS = "oauth2_client_credentials"
-    PASSWORD = "oauth2_password"  # noqa: S105 - a grant name, not a password
+from authprofiles.core.auth_types import AuthType
 
 
 class ClientAuthMethod(StrEnum):

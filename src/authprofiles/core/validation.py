@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from authprofiles.core.auth_types import AUTH_TYPES, spec_for
 from authprofiles.core.errors import FieldError, ValidationFailed
 from authprofiles.core.profiles import (
     URL_FIELDS,
@@ -94,65 +95,20 @@ HTTPS_ONLY_URL_FIELDS: frozenset[str] = frozenset(
     }
 )
 
-#: Seed 000: "Except for Scope, Description, Refresh Token URL, Additional fields,
-#: Authorization fields, and Auth Error Status Code, all the fields are mandatory."
-#: Authorization URL and the tenancy choice apply to authorization code only; the password
-#: grant adds seed 003's authorization mode. Seed 003's token test URL is optional
-#: ("optionally define a URL to test the authorization settings"), for every type.
-MANDATORY_FIELDS: dict[AuthType, tuple[str, ...]] = {
-    AuthType.AUTHORIZATION_CODE: (
-        "identity_provider",
-        "client_id",
-        "client_secret",
-        "authorization_url",
-        "tenancy",
-        "token_url",
-    ),
-    AuthType.CLIENT_CREDENTIALS: ("identity_provider", "client_id", "client_secret", "token_url"),
-    AuthType.PASSWORD: (
-        "identity_provider",
-        "client_id",
-        "client_secret",
-        "token_url",
-        "authorization_mode",
-    ),
-}
-
-#: Fields the token test URL brings with it once it is set. Seed 003's password form asks
-#: for the test URL's method ("one of PUT, POST, PATCH, DELETE, or GET") and content type
-#: ("the content type expected from the Token URL") together with it. The other types, whose
-#: seeds give no test URL, test with GET and accept any content type when these are left
-#: out, so profiles of those types stored without them stay configured.
+#: What each auth type needs, from the registry of auth types (``core.auth_types``):
+#: the fields a complete profile sets, those the token test URL brings with it, and those
+#: an authorization mode adds. Seed 003's token test URL is optional ("optionally define a
+#: URL to test the authorization settings"), for every type.
+MANDATORY_FIELDS: dict[AuthType, tuple[str, ...]] = {s.auth_type: s.mandatory for s in AUTH_TYPES}
 REQUIRED_WITH_TOKEN_TEST_URL: dict[AuthType, tuple[str, ...]] = {
-    AuthType.PASSWORD: ("token_test_method", "token_test_content_type"),
+    s.auth_type: s.mandatory_with_token_test_url
+    for s in AUTH_TYPES
+    if s.mandatory_with_token_test_url
 }
-
-#: Fields an authorization mode adds. Seed 003: "Pre-authorize the integration:
-#: Authorization credentials are provided in advance. This authorization is reused whenever
-#: users interact with the AI Agent, eliminating the need for individual authorization."
-#: So a preauthorized password profile holds the username and password its shared tokens
-#: are obtained with (and obtained again with: "auto-regeneration ... works only when the
-#: User ID and Password are provided"); without them nobody could connect it without
-#: bringing credentials of their own, so it is not configured. A connection may still bring
-#: its own, which then stand for the profile's. In user mode each user gives theirs when
-#: connecting, and the profile needs none.
 REQUIRED_IN_MODE: dict[tuple[AuthType, AuthorizationMode], tuple[str, ...]] = {
-    (AuthType.PASSWORD, AuthorizationMode.PREAUTHORIZED): ("username", "password"),
-}
-
-_LABELS: dict[str, str] = {
-    "identity_provider": "Identity provider name",
-    "client_id": "Client ID",
-    "client_secret": "Client secret",
-    "authorization_url": "Authorization URL",
-    "tenancy": "The tenancy choice (does any URL need a tenant?)",
-    "token_url": "Token request URL",
-    "authorization_mode": "Authorization mode (user or preauthorized)",
-    "username": "Username",
-    "password": "Password",
-    "token_test_url": "Token test URL",
-    "token_test_method": "Token test URL method",
-    "token_test_content_type": "Token test URL content type",
+    (s.auth_type, AuthorizationMode(mode)): fields
+    for s in AUTH_TYPES
+    for mode, fields in s.mandatory_in_mode.items()
 }
 
 
@@ -617,7 +573,9 @@ def validate_draft(draft: ProfileDraft, *, require_complete: bool = True) -> Pro
                 why = f"for {auth_type.value} profiles in {mode.value} mode"
             else:
                 why = f"for {auth_type.value} profiles"
-            errors.append(FieldError(field, f"{_LABELS[field]} is required {why}"))
+            errors.append(
+                FieldError(field, f"{spec_for(auth_type).label_of(field)} is required {why}")
+            )
 
     if errors:
         raise ValidationFailed(errors)
