@@ -65,6 +65,13 @@ class Settings(BaseSettings):
         description="How often each worker's background refresher looks for tokens about "
         "to expire.",
     )
+    authorization_poll_tick_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often each worker looks for pending authorizations it polls (a "
+        "device code) whose time to ask came; each is asked no more often than its server's "
+        "interval.",
+    )
     background_refresh_lead_seconds: int = Field(
         default=300,
         ge=0,

@@ -10,7 +10,15 @@ import httpx
 import pytest
 
 from authprofiles.oauth.errors import GrantRefused, IdPUnavailable
-from authprofiles.oauth.grants import ClientSettings, OAuthEngine
+from authprofiles.oauth.grants import (
+    ClientSettings,
+    GrantInput,
+    OAuthEngine,
+    rfc6749_authorization_code,
+    rfc6749_client_credentials,
+    rfc6749_password,
+    rfc6749_refresh,
+)
 from authprofiles.oauth.transport import Transports
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -74,24 +82,27 @@ def test_expires_in_as_a_string_is_understood() -> None:
     engine = engine_answering(
         json_response({"access_token": "a", "token_type": "bearer", "expires_in": "3600"})
     )
-    tokens = engine.client_credentials(SETTINGS)
+    tokens = rfc6749_client_credentials.request_token(engine, SETTINGS)
     assert tokens.expires_at == NOW + timedelta(seconds=3600)
     assert tokens.token_type == "Bearer"
 
 
 def test_missing_expires_in_means_unknown_expiry() -> None:
-    tokens = engine_answering(
-        json_response({"access_token": "a", "token_type": "Bearer"})
-    ).client_credentials(SETTINGS)
+    tokens = rfc6749_client_credentials.request_token(
+        engine_answering(json_response({"access_token": "a", "token_type": "Bearer"})), SETTINGS
+    )
     assert tokens.expires_at is None
     assert tokens.scopes is None  # RFC 6749 5.1: omitted means "as requested"
 
 
 @pytest.mark.parametrize("token_type", ["BEARER", "bearer", "Bearer"])
 def test_token_type_in_any_case_is_bearer(token_type: str) -> None:
-    tokens = engine_answering(
-        json_response({"access_token": "a", "token_type": token_type, "expires_in": 60})
-    ).client_credentials(SETTINGS)
+    tokens = rfc6749_client_credentials.request_token(
+        engine_answering(
+            json_response({"access_token": "a", "token_type": token_type, "expires_in": 60})
+        ),
+        SETTINGS,
+    )
     assert tokens.token_type == "Bearer"
 
 
@@ -102,22 +113,25 @@ def test_form_encoded_token_response_is_read() -> None:
             200, text=body, headers={"content-type": "application/x-www-form-urlencoded"}
         )
     )
-    tokens = engine.client_credentials(SETTINGS)
+    tokens = rfc6749_client_credentials.request_token(engine, SETTINGS)
     assert (tokens.access_token, tokens.refresh_token) == ("abc", "r1")
     assert tokens.expires_at == NOW + timedelta(seconds=28800)
 
 
 def test_extra_members_are_kept() -> None:
-    tokens = engine_answering(
-        json_response(
-            {
-                "access_token": "a",
-                "token_type": "Bearer",
-                "instance_url": "https://eu1.salesforce.example",
-                "scope": "read write",
-            }
-        )
-    ).client_credentials(SETTINGS)
+    tokens = rfc6749_client_credentials.request_token(
+        engine_answering(
+            json_response(
+                {
+                    "access_token": "a",
+                    "token_type": "Bearer",
+                    "instance_url": "https://eu1.salesforce.example",
+                    "scope": "read write",
+                }
+            )
+        ),
+        SETTINGS,
+    )
     assert tokens.extra == {"instance_url": "https://eu1.salesforce.example"}
     assert tokens.scopes == ("read", "write")
 
@@ -136,7 +150,7 @@ def test_extra_members_are_kept() -> None:
 )
 def test_errors_as_json_or_form_are_refusals(response: httpx.Response) -> None:
     with pytest.raises(GrantRefused) as caught:
-        engine_answering(response).refresh(SETTINGS, refresh_token="r")
+        rfc6749_refresh.refresh(engine_answering(response), SETTINGS, "r")
     assert caught.value.error == "invalid_grant"
     assert "expired" in caught.value.detail
 
@@ -144,8 +158,8 @@ def test_errors_as_json_or_form_are_refusals(response: httpx.Response) -> None:
 def test_a_200_carrying_an_error_is_a_refusal() -> None:
     # GitHub answers errors with 200 and an error member.
     with pytest.raises(GrantRefused):
-        engine_answering(json_response({"error": "bad_verification_code"})).client_credentials(
-            SETTINGS
+        rfc6749_client_credentials.request_token(
+            engine_answering(json_response({"error": "bad_verification_code"})), SETTINGS
         )
 
 
@@ -165,7 +179,7 @@ def test_transient_failures_are_retried_then_reported(failure: object) -> None:
     seen: list[httpx.Request] = []
     engine = engine_answering(failure, seen=seen)  # type: ignore[arg-type]
     with pytest.raises(IdPUnavailable):
-        engine.refresh(SETTINGS, refresh_token="r")
+        rfc6749_refresh.refresh(engine, SETTINGS, "r")
     # A complete answer without an access token is not retried; the rest are, twice.
     malformed = isinstance(failure, httpx.Response) and failure.status_code == 200
     assert len(seen) == (1 if malformed and b"{not" not in failure.content else 3)
@@ -178,20 +192,20 @@ def test_a_transient_failure_then_success_returns_the_token() -> None:
         json_response({"access_token": "ok", "token_type": "Bearer"}),
         seen=seen,
     )
-    assert engine.refresh(SETTINGS, refresh_token="r").access_token == "ok"
+    assert rfc6749_refresh.refresh(engine, SETTINGS, "r").access_token == "ok"
     assert len(seen) == 2
 
 
 def test_client_secret_basic_and_post_place_the_credentials() -> None:
     seen: list[httpx.Request] = []
     ok = json_response({"access_token": "a", "token_type": "Bearer"})
-    engine_answering(ok, seen=seen).client_credentials(SETTINGS)
+    rfc6749_client_credentials.request_token(engine_answering(ok, seen=seen), SETTINGS)
     basic = seen[-1]
     assert basic.headers["authorization"].startswith("Basic ")
     assert "client_secret" not in parse_qs(basic.content.decode())
 
     post = ClientSettings(**{**SETTINGS.__dict__, "auth_method": "client_secret_post"})
-    engine_answering(ok, seen=seen).client_credentials(post)
+    rfc6749_client_credentials.request_token(engine_answering(ok, seen=seen), post)
     form = parse_qs(seen[-1].content.decode())
     assert form["client_id"] == ["client-1"] and form["client_secret"] == ["s3cret"]
     assert "authorization" not in seen[-1].headers
@@ -202,9 +216,11 @@ def test_client_secret_basic_and_post_place_the_credentials() -> None:
 
 def test_refresh_sends_no_scope_and_keeps_the_old_refresh_token_when_none_is_returned() -> None:
     seen: list[httpx.Request] = []
-    tokens = engine_answering(
-        json_response({"access_token": "new", "token_type": "Bearer"}), seen=seen
-    ).refresh(SETTINGS, refresh_token="old-refresh")
+    tokens = rfc6749_refresh.refresh(
+        engine_answering(json_response({"access_token": "new", "token_type": "Bearer"}), seen=seen),
+        SETTINGS,
+        "old-refresh",
+    )
     form = parse_qs(seen[-1].content.decode())
     assert form["grant_type"] == ["refresh_token"] and form["refresh_token"] == ["old-refresh"]
     assert "scope" not in form
@@ -214,7 +230,9 @@ def test_refresh_sends_no_scope_and_keeps_the_old_refresh_token_when_none_is_ret
 
 def test_authorization_url_has_pkce_state_and_additional_fields() -> None:
     engine = engine_answering(json_response({}))
-    url = engine.authorization_url(SETTINGS, state="st", code_verifier="v" * 64)
+    url = rfc6749_authorization_code.authorization_url(
+        engine, SETTINGS, state="st", code_verifier="v" * 64
+    )
     query = parse_qs(httpx.URL(url).query.decode())
     assert query["code_challenge_method"] == ["S256"]
     assert query["state"] == ["st"] and query["audience"] == ["api"]
@@ -247,10 +265,10 @@ def test_client_secret_basic_form_encodes_the_credentials_in_every_request() -> 
     seen: list[httpx.Request] = []
     ok = json_response({"access_token": "a", "token_type": "Bearer", "refresh_token": "r"})
     engine = engine_answering(ok, seen=seen)
-    engine.client_credentials(AWKWARD)
-    engine.password(AWKWARD, username="u", password="p")
-    engine.exchange_code(AWKWARD, code="c", code_verifier="v" * 64)
-    engine.refresh(AWKWARD, refresh_token="r")
+    rfc6749_client_credentials.request_token(engine, AWKWARD)
+    rfc6749_password.request_token(engine, AWKWARD, GrantInput(username="u", password="p"))
+    rfc6749_authorization_code.exchange_code(engine, AWKWARD, code="c", code_verifier="v" * 64)
+    rfc6749_refresh.refresh(engine, AWKWARD, "r")
     engine.revoke(AWKWARD, token="t", hint="refresh_token")
     grants = [parse_qs(r.content.decode()).get("grant_type", ["(revocation)"])[0] for r in seen]
     assert grants == [
@@ -267,9 +285,10 @@ def test_client_secret_basic_form_encodes_the_credentials_in_every_request() -> 
 def test_client_secret_basic_sends_a_secret_outside_latin_1() -> None:
     seen: list[httpx.Request] = []
     euro = ClientSettings(**{**SETTINGS.__dict__, "client_secret": "\u00a3\u20ac"})
-    engine_answering(
-        json_response({"access_token": "a", "token_type": "Bearer"}), seen=seen
-    ).client_credentials(euro)
+    rfc6749_client_credentials.request_token(
+        engine_answering(json_response({"access_token": "a", "token_type": "Bearer"}), seen=seen),
+        euro,
+    )
     # base64 of "client-1:%C2%A3%E2%82%AC"
     assert seen[-1].headers["authorization"] == "Basic Y2xpZW50LTE6JUMyJUEzJUUyJTgyJUFD"
 
@@ -280,6 +299,6 @@ def test_a_redirect_from_the_token_endpoint_is_not_followed() -> None:
         httpx.Response(302, headers={"location": "https://elsewhere.test/token"}), seen=seen
     )
     with pytest.raises(GrantRefused) as caught:
-        engine.client_credentials(SETTINGS)
+        rfc6749_client_credentials.request_token(engine, SETTINGS)
     assert caught.value.status_code == 302
     assert [str(r.url) for r in seen] == ["https://idp.test/token"]

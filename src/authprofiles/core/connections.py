@@ -64,3 +64,18 @@ class Connection:
     @property
     def is_shared(self) -> bool:
         return self.owner == SHARED_OWNER
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """What the person connecting does next, as the API answers it. Only the fields of
+    the grant that started it are set."""
+
+    #: Authorization code: where to send the user (state and PKCE included).
+    authorization_url: str | None = None
+    #: Device code (RFC 8628 section 3.2): what the user types, and where.
+    user_code: str | None = None
+    verification_uri: str | None = None
+    verification_uri_complete: str | None = None
+    expires_at: datetime | None = None
+    interval: int | None = None

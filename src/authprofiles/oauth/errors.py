@@ -33,3 +33,9 @@ class IdPUnavailable(OAuthFailure):
         self.timeout = timeout
         #: Where the call went (host and port), to name in the answer.
         self.host = host
+
+
+class IssuerMismatch(OAuthFailure):
+    """RFC 9207 section 2.4: the authorization response's ``iss`` is not the issuer the
+    profile names (or it is missing where the server says it sends one). The code is not
+    redeemed: the response may come from another server, a mix-up attack."""

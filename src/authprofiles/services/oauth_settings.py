@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from authprofiles.core.connections import Connection
 from authprofiles.core.errors import FieldError, ValidationFailed
-from authprofiles.core.profiles import ProfileDefinition
+from authprofiles.core.profiles import Profile, ProfileDefinition
 from authprofiles.core.templating import TemplateError, render_url
-from authprofiles.oauth.grants import ClientSettings
+from authprofiles.core.validation import missing_fields
+from authprofiles.oauth.engine import ClientSettings
+from authprofiles.services.errors import NotConfigured
+
+
+def require_configured(profile: Profile) -> Profile:
+    """A profile that can be used: every mandatory field set, else a 409 naming them."""
+    missing = missing_fields(profile)
+    if missing:
+        raise NotConfigured(
+            f"profile {profile.name!r} is not configured; set: {', '.join(missing)}"
+        )
+    return profile
 
 
 def field_values(profile: ProfileDefinition, fields: dict[str, str]) -> dict[str, str]:

@@ -7,18 +7,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import IntegrityError
-
 from authprofiles.core.errors import AlreadyExists, FieldError, ValidationFailed
+from authprofiles.core.ports import TokenCache
 from authprofiles.core.profiles import IMMUTABLE_FIELDS, SECRET_FIELDS, Profile, ProfileDefinition
 from authprofiles.core.validation import check_profile_input, missing_fields
 from authprofiles.services.access import Principal, Role, require_role
-from authprofiles.services.errors import NotConfigured
+from authprofiles.services.oauth_settings import require_configured
+from authprofiles.services.revocation import RevocationReport, revoke_connection
+from authprofiles.store.db import ConstraintViolated
 from authprofiles.store.profiles import UnreadableProfile
 
 if TYPE_CHECKING:
-    from authprofiles.services.connections import RevocationReport
-    from authprofiles.services.container import Services
+    from authprofiles.oauth.engine import OAuthEngine
+    from authprofiles.settings import Settings
+    from authprofiles.store.connections import ConnectionStore
+    from authprofiles.store.db import Database
+    from authprofiles.store.profiles import ProfileStore
 
 EXPORT_VERSION = 1
 
@@ -27,6 +31,7 @@ def public_view(profile: Profile, callback_url: str) -> dict[str, Any]:
     """What any reader may see: secrets reduced to whether they are set."""
     data = profile.model_dump(mode="json", exclude=set(SECRET_FIELDS))
     data["client_secret_set"] = profile.client_secret is not None
+    data["private_key_set"] = profile.private_key is not None
     data["password_set"] = profile.password is not None
     data["additional_fields"] = [
         {"key": f.key, "value_set": bool(f.value)} for f in profile.additional_fields
@@ -64,12 +69,26 @@ class ImportResult:
 
 
 class ProfileService:
-    def __init__(self, services: Services) -> None:
-        self.s = services
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        profile_store: ProfileStore,
+        connection_store: ConnectionStore,
+        oauth: OAuthEngine,
+        token_cache: TokenCache,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.profile_store = profile_store
+        self.connection_store = connection_store
+        self.oauth = oauth
+        self.token_cache = token_cache
 
     @property
     def callback_url(self) -> str:
-        return self.s.settings.callback_url
+        return self.settings.callback_url
 
     # -- reading -----------------------------------------------------------------
     def list(
@@ -82,26 +101,21 @@ class ProfileService:
     ) -> builtins.list[Profile]:
         """By name; a page of ``limit`` after the ``(name, id)`` key ``after`` when given."""
         require_role(principal, Role.VIEWER)
-        with self.s.db.read() as session:
-            return self.s.profile_store.list(
+        with self.db.read() as session:
+            return self.profile_store.list(
                 session, principal.workspace_id, name=name, after=after, limit=limit
             )
 
     def get(self, principal: Principal, profile_id: str) -> Profile:
         require_role(principal, Role.VIEWER)
-        with self.s.db.read() as session:
-            return self.s.profile_store.get(session, principal.workspace_id, profile_id)
+        with self.db.read() as session:
+            return self.profile_store.get(session, principal.workspace_id, profile_id)
 
     def get_configured(self, principal: Principal, profile_id: str) -> Profile:
         """A profile that can be used: every mandatory field set, else a 409 naming them."""
-        with self.s.db.read() as session:
-            profile = self.s.profile_store.get(session, principal.workspace_id, profile_id)
-        missing = missing_fields(profile)
-        if missing:
-            raise NotConfigured(
-                f"profile {profile.name!r} is not configured; set: {', '.join(missing)}"
-            )
-        return profile
+        with self.db.read() as session:
+            profile = self.profile_store.get(session, principal.workspace_id, profile_id)
+        return require_configured(profile)
 
     # -- writing -----------------------------------------------------------------
     def create(
@@ -120,16 +134,16 @@ class ProfileService:
                 )
             ]
         )
-        store = self.s.profile_store
+        store = self.profile_store
         try:
-            with self.s.db.session() as session:
+            with self.db.session() as session:
                 if store.name_taken(session, workspace_id, definition.name):
                     raise name_taken
                 return store.add(session, workspace_id, definition)
-        except IntegrityError:
+        except ConstraintViolated:
             # Two creators raced past the check and the unique constraint decided; any other
             # constraint that failed is not the caller's doing.
-            with self.s.db.read() as session:
+            with self.db.read() as session:
                 if store.find_by_name(session, workspace_id, definition.name) is not None:
                     raise name_taken from None
             raise
@@ -143,12 +157,10 @@ class ProfileService:
         allow_incomplete: bool = False,
     ) -> Profile:
         require_role(principal, Role.ADMIN)
-        with self.s.db.session() as session:
-            current = self.s.profile_store.get(
-                session, principal.workspace_id, profile_id, lock=True
-            )
+        with self.db.session() as session:
+            current = self.profile_store.get(session, principal.workspace_id, profile_id, lock=True)
             definition = self._merged(current, patch, allow_incomplete=allow_incomplete)
-            return self.s.profile_store.replace(session, current, definition)
+            return self.profile_store.replace(session, current, definition)
 
     def _merged(
         self, current: Profile, patch: dict[str, Any], *, allow_incomplete: bool
@@ -190,9 +202,31 @@ class ProfileService:
         return definition.model_copy(update={"name": current.name})
 
     def delete(self, principal: Principal, profile_id: str) -> RevocationReport:
-        """Delete the profile and everything it owned; revoke its tokens where the IdP can."""
+        """Delete the profile and everything it owned: its connections' tokens are revoked
+        first where the identity provider can (RFC 7009), then the rows go."""
         require_role(principal, Role.ADMIN)
-        return self.s.connections.delete_profile(principal, profile_id)
+        with self.db.read() as session:
+            # A profile whose secrets cannot be decrypted can still be deleted; its tokens
+            # cannot be revoked without them, and the report says so.
+            profile = self.profile_store.get(
+                session, principal.workspace_id, profile_id, strict=False
+            )
+            connections = [
+                self.connection_store.to_domain(r)
+                for r in self.connection_store.for_profile(session, profile_id)
+            ]
+        report = RevocationReport()
+        if isinstance(profile, UnreadableProfile):
+            report.errors.append(f"tokens were not revoked: {profile.failing_reason}")
+        else:
+            for connection in connections:
+                report.add(revoke_connection(self.oauth, profile, connection, self.callback_url))
+        with self.db.session() as session:
+            # Connections and pending authorizations go with it (ON DELETE CASCADE).
+            self.profile_store.delete(session, profile)
+        for connection in connections:
+            self.token_cache.forget(connection.id)
+        return report
 
     # -- export and import --------------------------------------------------------
     def export(
@@ -230,8 +264,8 @@ class ProfileService:
         errors: builtins.list[FieldError] = []
         names: set[str] = set()
         results: builtins.list[ImportResult] = []
-        with self.s.db.session() as session:
-            store = self.s.profile_store
+        with self.db.session() as session:
+            store = self.profile_store
             planned: builtins.list[tuple[Profile | None, ProfileDefinition]] = []
             for index, item in enumerate(items):
                 if not isinstance(item, dict):

@@ -27,19 +27,26 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from authprofiles.core.callers import CredentialRequest, Principal, Purpose
 from authprofiles.core.connections import Connection, ConnectionStatus, TokenSet
 from authprofiles.core.errors import DomainError, NotFound
 from authprofiles.core.injection import Injection, InjectionError, build_injection
-from authprofiles.core.profiles import AuthorizationMode, AuthType, Profile
+from authprofiles.core.ports import Clock, CredentialPolicy
+from authprofiles.core.profiles import Profile
 from authprofiles.core.templating import TemplateError
+from authprofiles.oauth.engine import OAuthEngine
 from authprofiles.oauth.errors import GrantRefused, IdPUnavailable, OAuthFailure
-from authprofiles.core.callers import CredentialRequest, Principal, Purpose
+from authprofiles.oauth.grants import grant_for
 from authprofiles.services.errors import NeedsReauth, from_oauth, refuses_client
 from authprofiles.services.oauth_settings import connection_settings, field_values
 from authprofiles.store.models import utcnow
 
 if TYPE_CHECKING:
-    from authprofiles.services.container import Services
+    from authprofiles.settings import Settings
+    from authprofiles.store.connections import ConnectionStore
+    from authprofiles.store.db import Database
+    from authprofiles.store.profiles import ProfileStore
+    from authprofiles.store.reads import CredentialReader
 
 log = logging.getLogger("authprofiles.tokens")
 T = TypeVar("T")
@@ -181,8 +188,26 @@ class Refreshed:
 
 
 class TokenService:
-    def __init__(self, services: Services) -> None:
-        self.s = services
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        connection_store: ConnectionStore,
+        profile_store: ProfileStore,
+        credentials: CredentialReader,
+        oauth: OAuthEngine,
+        policy: CredentialPolicy,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.connection_store = connection_store
+        self.profile_store = profile_store
+        self.credentials = credentials
+        self.oauth = oauth
+        self.policy = policy
+        self.clock = clock
         self._locks = _KeyedLocks()
         self._recent = _RecentTokens()
         self._coalescer = _Coalescer()
@@ -201,7 +226,7 @@ class TokenService:
         found = from_memory()
         if found is not None:
             return found
-        if self.s.settings.token_reuse_seconds <= 0:
+        if self.settings.token_reuse_seconds <= 0:
             return await read()  # nothing would be found in memory: no point waiting
         return await self._coalescer.run(connection_id, from_memory, read)
 
@@ -209,11 +234,11 @@ class TokenService:
         """A token handed out within ``token_reuse_seconds``, still valid beyond the skew,
         without any I/O; None when there is none. The caller asks the policy
         (:meth:`authorize`) about its own use before handing the token on."""
-        max_age = self.s.settings.token_reuse_seconds
+        max_age = self.settings.token_reuse_seconds
         issued = self._recent.get(connection_id, max_age) if max_age > 0 else None
         if issued is None or issued.connection.workspace_id != principal.workspace_id:
             return None
-        if issued.tokens.expires_within(self.s.clock.now(), self.skew):
+        if issued.tokens.expires_within(self.clock.now(), self.skew):
             return None
         return issued
 
@@ -241,7 +266,7 @@ class TokenService:
         host: str | None = None,
         path: str | None = None,
     ) -> None:
-        self.s.policy.authorize(
+        self.policy.authorize(
             principal,
             CredentialRequest(
                 connection_id=connection.id,
@@ -255,7 +280,7 @@ class TokenService:
 
     @property
     def skew(self) -> float:
-        return float(self.s.settings.refresh_skew_seconds)
+        return float(self.settings.refresh_skew_seconds)
 
     def get_token(
         self,
@@ -268,9 +293,9 @@ class TokenService:
         path: str | None = None,
     ) -> IssuedToken:
         """A token valid for at least the skew, refreshed first if need be."""
-        connection, profile = self.s.credentials.read(principal.workspace_id, connection_id)
+        connection, profile = self.credentials.read(principal.workspace_id, connection_id)
         self.authorize(principal, connection, purpose, method, host, path)
-        now = self.s.clock.now()
+        now = self.clock.now()
         if _usable(connection) and not _stale(connection, now, self.skew):
             assert connection.tokens is not None
             issued = IssuedToken(connection, profile, connection.tokens)
@@ -299,7 +324,7 @@ class TokenService:
         self, connection: Connection, profile: Profile, refresh_error: str | None = None
     ) -> IssuedToken:
         _raise_unless_active(connection)
-        if connection.tokens is None or connection.tokens.is_expired(self.s.clock.now()):
+        if connection.tokens is None or connection.tokens.is_expired(self.clock.now()):
             raise DomainError("the connection has no valid token")
         return IssuedToken(connection, profile, connection.tokens, refresh_error)
 
@@ -328,12 +353,12 @@ class TokenService:
         with self._locks.held(connection_id):
             deadline = time.monotonic() + 2 * self.lease_seconds
             while True:
-                connection, profile = self.s.credentials.read(None, connection_id)
+                connection, profile = self.credentials.read(None, connection_id)
                 if not self._needs_refresh(connection, within_seconds, seen_version):
                     return Refreshed(connection, profile)
                 owner = f"{_WORKER}:{uuid.uuid4().hex[:12]}"
-                with self.s.db.session() as session:
-                    claimed = self.s.connection_store.claim_refresh(
+                with self.db.session() as session:
+                    claimed = self.connection_store.claim_refresh(
                         session,
                         connection_id,
                         version=connection.version,
@@ -344,7 +369,7 @@ class TokenService:
                     return self._refresh_under_lease(connection, profile, owner, serve_current)
                 # Another worker is refreshing. A forced refresh, or a token already
                 # expired, waits for its result; a token still valid is served meanwhile.
-                if seen_version is None and not _expired(connection, self.s.clock.now()):
+                if seen_version is None and not _expired(connection, self.clock.now()):
                     return Refreshed(connection, profile)
                 self._await_other_refresh(connection_id, connection.version, deadline)
 
@@ -352,17 +377,17 @@ class TokenService:
     def lease_seconds(self) -> float:
         """Longer than the whole identity-provider call may take (its deadline covers the
         retries and backoff), so a live claimant's lease never lapses under it."""
-        configured = self.s.settings.refresh_lease_seconds
+        configured = self.settings.refresh_lease_seconds
         if configured is not None:
             return configured
-        return self.s.oauth.deadline_seconds + 5.0
+        return self.oauth.deadline_seconds + 5.0
 
     def _await_other_refresh(self, connection_id: str, version: int, deadline: float) -> None:
         """Poll (cheap, non-decrypting reads) until the token changes or the lease ends."""
         pause = 0.01
         while True:
-            with self.s.db.read() as session:
-                current, lease_until = self.s.connection_store.lease_state(session, connection_id)
+            with self.db.read() as session:
+                current, lease_until = self.connection_store.lease_state(session, connection_id)
             if current != version or lease_until is None or lease_until <= utcnow():
                 return
             if time.monotonic() >= deadline:
@@ -378,7 +403,7 @@ class TokenService:
     def _refresh_under_lease(
         self, connection: Connection, profile: Profile, owner: str, serve_current: bool
     ) -> Refreshed:
-        store = self.s.connection_store
+        store = self.connection_store
         try:
             tokens = self._renew(profile, connection)  # the network call: no transaction open
         except (GrantRefused, IdPUnavailable) as exc:
@@ -389,7 +414,7 @@ class TokenService:
             # Anything else is transient: every token we hold is kept.
             client_refused = refuses_client(exc)
             reauth = isinstance(exc, GrantRefused) and not client_refused
-            with self.s.db.session() as session:
+            with self.db.session() as session:
                 row = store.abandon_refresh(
                     session,
                     connection.id,
@@ -399,12 +424,12 @@ class TokenService:
                     needs_reauth=reauth,
                 )
                 if row is not None and connection.is_shared and (reauth or client_refused):
-                    self.s.profile_store.set_failing(
+                    self.profile_store.set_failing(
                         session, profile.id, f"shared connection {connection.id}: {exc.detail}"
                     )
             if row is None:
                 # A newer token was written while this refresh failed: that one stands.
-                return Refreshed(*self.s.credentials.read(None, connection.id))
+                return Refreshed(*self.credentials.read(None, connection.id))
             if reauth:
                 raise NeedsReauth(
                     "the identity provider refused to refresh this connection; authorize it again",
@@ -413,7 +438,7 @@ class TokenService:
             # Serve the current token while it is still valid (RFC 6749 leaves retry timing
             # to us; an outage of the IdP must not take down callers whose token works),
             # saying why it was not renewed.
-            if serve_current and not _expired(connection, self.s.clock.now()):
+            if serve_current and not _expired(connection, self.clock.now()):
                 log.warning(
                     "refresh of %s failed, serving the current token: %s",
                     connection.id,
@@ -421,7 +446,7 @@ class TokenService:
                 )
                 return Refreshed(connection, profile, failure=exc.detail)
             raise from_oauth(exc) from None
-        with self.s.db.session() as session:
+        with self.db.session() as session:
             row = store.finish_refresh(
                 session,
                 connection.id,
@@ -430,17 +455,17 @@ class TokenService:
                 requested=profile.scopes,
             )
             if row is not None and connection.is_shared and profile.failing_reason:
-                self.s.profile_store.set_failing(session, profile.id, None)
+                self.profile_store.set_failing(session, profile.id, None)
         if row is None:
             log.warning(
                 "refresh of %s finished after another worker stored a newer token; keeping that",
                 connection.id,
             )
-        return Refreshed(*self.s.credentials.read(None, connection.id))
+        return Refreshed(*self.credentials.read(None, connection.id))
 
     def _profile(self, connection: Connection) -> Profile:
-        with self.s.db.read() as session:
-            return self.s.profile_store.get(session, connection.workspace_id, connection.profile_id)
+        with self.db.read() as session:
+            return self.profile_store.get(session, connection.workspace_id, connection.profile_id)
 
     def _needs_refresh(
         self, connection: Connection, within_seconds: float | None, seen_version: int | None
@@ -451,63 +476,19 @@ class TokenService:
             return connection.version == seen_version
         if connection.tokens is None:
             return True
-        return _stale(connection, self.s.clock.now(), within_seconds or 0.0)
+        return _stale(connection, self.clock.now(), within_seconds or 0.0)
 
     def _renew(self, profile: Profile, connection: Connection) -> TokenSet:
-        settings = connection_settings(profile, connection, self.s.settings.callback_url)
-        engine = self.s.oauth
-        refresh_token = connection.tokens.refresh_token if connection.tokens else None
-        regenerate = self._regeneration_credentials(profile, connection)
-        if refresh_token:
-            try:
-                return engine.refresh(settings, refresh_token=refresh_token)
-            except GrantRefused as exc:
-                if regenerate is None:
-                    raise
-                # Seed 003 "auto-regeneration": with stored credentials, a refused refresh
-                # token is replaced by a fresh password grant.
-                log.info("refresh refused for %s (%s); regenerating", connection.id, exc.error)
-        if profile.auth_type is AuthType.CLIENT_CREDENTIALS:
-            return engine.client_credentials(settings)
-        if regenerate is not None:
-            username, password = regenerate
-            return engine.password(
-                settings,
-                username=username,
-                password=password,
-                form_values={
-                    k: v
-                    for k, v in connection.fields.items()
-                    if k in {f.key for f in profile.form_fields}
-                },
-            )
-        raise GrantRefused(
-            "no_refresh_token",
-            "the identity provider issued no refresh token; authorize again",
-            None,
-        )
-
-    @staticmethod
-    def _regeneration_credentials(
-        profile: Profile, connection: Connection
-    ) -> tuple[str, str] | None:
-        if profile.auth_type is not AuthType.PASSWORD:
-            return None
-        if profile.authorization_mode is not AuthorizationMode.PREAUTHORIZED:
-            return None
-        username = connection.username or profile.username
-        password = connection.password or profile.password
-        if username and password:
-            return username, password
-        return None
+        settings = connection_settings(profile, connection, self.settings.callback_url)
+        return grant_for(profile.auth_type).renew(self.oauth, settings, profile, connection)
 
     # -- the background refresher ---------------------------------------------------------
     def refresh_expiring(self) -> int:
         """Renew tokens that expire within the lead time; returns how many were looked at."""
-        lead = float(self.s.settings.background_refresh_lead_seconds) + self.skew
-        before = self.s.clock.now() + timedelta(seconds=lead)
-        with self.s.db.read() as session:
-            ids = self.s.connection_store.expiring(session, before)
+        lead = float(self.settings.background_refresh_lead_seconds) + self.skew
+        before = self.clock.now() + timedelta(seconds=lead)
+        with self.db.read() as session:
+            ids = self.connection_store.expiring(session, before)
         for connection_id in ids:
             try:
                 self.refresh(connection_id, within_seconds=lead)

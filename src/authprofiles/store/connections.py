@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from authprofiles.core.connections import Connection, ConnectionStatus, TokenSet
 from authprofiles.core.errors import NotFound
+from authprofiles.core.ports import Clock, SystemClock
 from authprofiles.store.cipher import KeyError_, Keyring, SecretsUnreadable
 from authprofiles.store.models import AuthorizationRequestRow, ConnectionRow, utcnow
 
@@ -32,8 +33,10 @@ class UnreadableConnection(Connection):
 
 
 class ConnectionStore:
-    def __init__(self, keyring: Keyring) -> None:
+    def __init__(self, keyring: Keyring, clock: Clock | None = None) -> None:
         self.keyring = keyring
+        #: Stamps rows (created, refreshed, failed): tests age tokens through it.
+        self.clock = clock or SystemClock()
 
     def _enc(self, row_id: str, field: str, value: str | None) -> str | None:
         return None if value is None else self.keyring.encrypt(value, _context(row_id, field))
@@ -57,7 +60,7 @@ class ConnectionStore:
         tokens: TokenSet | None,
         requested_scopes: Sequence[str] = (),
     ) -> Connection:
-        now = utcnow()
+        now = self.clock.now()
         row = ConnectionRow(
             id=str(uuid.uuid4()),
             workspace_id=workspace_id,
@@ -104,7 +107,7 @@ class ConnectionStore:
         self, row: ConnectionRow, tokens: TokenSet, *, requested: Sequence[str]
     ) -> None:
         """Save a token response; access and (rotated) refresh token change together."""
-        self._set_tokens(row, tokens, utcnow(), requested)
+        self._set_tokens(row, tokens, self.clock.now(), requested)
         row.status = ConnectionStatus.ACTIVE.value
         row.last_error = None
         row.last_error_at = None
@@ -129,14 +132,14 @@ class ConnectionStore:
             row.username = username
         if password is not None:
             row.password_enc = self._enc(row.id, "password", password)
-        row.updated_at = utcnow()
+        row.updated_at = self.clock.now()
 
     def mark_error(self, row: ConnectionRow, message: str, *, needs_reauth: bool) -> None:
         row.last_error = message
-        row.last_error_at = utcnow()
+        row.last_error_at = self.clock.now()
         if needs_reauth:
             row.status = ConnectionStatus.NEEDS_REAUTH.value
-        row.updated_at = utcnow()
+        row.updated_at = self.clock.now()
 
     # -- the refresh lease ----------------------------------------------------------
     # A refresh is claimed, run outside any transaction, then written back. Each step is
@@ -145,7 +148,8 @@ class ConnectionStore:
         self, session: Session, connection_id: str, *, version: int, owner: str, seconds: float
     ) -> bool:
         """Take the lease if nobody holds a live one and the token is still ``version``:
-        one conditional UPDATE, so of any number of claimants exactly one wins."""
+        one conditional UPDATE, so of any number of claimants exactly one wins. Leases run
+        on the system's time, not the clock port's: processes compare them."""
         now = utcnow()
         result = session.execute(
             update(ConnectionRow)
@@ -365,10 +369,12 @@ class ConnectionStore:
         *,
         workspace_id: str,
         connection_id: str,
+        kind: str,
         state_hash: str,
-        code_verifier: str | None,
+        secrets: Mapping[str, str],
         redirect_uri: str,
         expires_at: datetime,
+        next_poll_at: datetime | None = None,
     ) -> None:
         row_id = str(uuid.uuid4())
         session.add(
@@ -376,46 +382,125 @@ class ConnectionStore:
                 id=row_id,
                 workspace_id=workspace_id,
                 connection_id=connection_id,
+                kind=kind,
                 state_hash=state_hash,
-                code_verifier_enc=(
-                    self.keyring.encrypt(code_verifier, f"authorization_requests:{row_id}:verifier")
-                    if code_verifier
-                    else None
-                ),
+                secrets_enc=self._encrypt_secrets(row_id, secrets),
                 redirect_uri=redirect_uri,
-                created_at=utcnow(),
+                created_at=self.clock.now(),
                 expires_at=expires_at,
+                next_poll_at=next_poll_at,
             )
         )
 
+    def _encrypt_secrets(self, row_id: str, secrets: Mapping[str, str]) -> str | None:
+        if not secrets:
+            return None
+        return self.keyring.encrypt(
+            json.dumps(dict(secrets)), f"authorization_requests:{row_id}:secrets"
+        )
+
+    def authorization_secrets(self, row: AuthorizationRequestRow) -> dict[str, str]:
+        """The grant's secrets of a pending authorization, decrypted."""
+        try:
+            secrets: dict[str, str] = {}
+            if row.code_verifier_enc:  # written before pending authorizations had kinds
+                secrets["code_verifier"] = self.keyring.decrypt(
+                    row.code_verifier_enc, f"authorization_requests:{row.id}:verifier"
+                )
+            if row.secrets_enc:
+                secrets.update(
+                    json.loads(
+                        self.keyring.decrypt(
+                            row.secrets_enc, f"authorization_requests:{row.id}:secrets"
+                        )
+                    )
+                )
+        except KeyError_ as exc:
+            # Raised inside the caller's transaction: a claim is rolled back with it.
+            raise SecretsUnreadable.of("authorization request", row.id, exc) from None
+        return secrets
+
     def claim_authorization_request(
         self, session: Session, state_hash: str
-    ) -> tuple[AuthorizationRequestRow | None, str | None, bool]:
-        """Mark the request used, atomically. Returns (row, verifier, claimed_now)."""
+    ) -> tuple[AuthorizationRequestRow | None, dict[str, str], bool]:
+        """Mark the request used, atomically. Returns (row, its secrets, claimed_now)."""
         row = session.scalars(
             select(AuthorizationRequestRow).where(AuthorizationRequestRow.state_hash == state_hash)
         ).one_or_none()
         if row is None:
-            return None, None, False
+            return None, {}, False
+        claimed = self._mark_used(session, row.id)
+        return row, self.authorization_secrets(row), claimed
+
+    def _mark_used(self, session: Session, row_id: str) -> bool:
         result = session.execute(
             update(AuthorizationRequestRow)
-            .where(AuthorizationRequestRow.id == row.id, AuthorizationRequestRow.used_at.is_(None))
-            .values(used_at=utcnow())
+            .where(AuthorizationRequestRow.id == row_id, AuthorizationRequestRow.used_at.is_(None))
+            .values(used_at=self.clock.now())
             .execution_options(synchronize_session=False)
         )
-        claimed = getattr(result, "rowcount", 0) == 1
-        try:
-            verifier = (
-                self.keyring.decrypt(
-                    row.code_verifier_enc, f"authorization_requests:{row.id}:verifier"
-                )
-                if row.code_verifier_enc
-                else None
+        return getattr(result, "rowcount", 0) == 1
+
+    # -- polled pending authorizations (the device code grant) --------------------------
+    def due_polls(
+        self, session: Session, now: datetime, limit: int = 100
+    ) -> builtins.list[tuple[str, datetime]]:
+        """``(id, next_poll_at)`` of unanswered polled authorizations whose time to ask
+        came, soonest first."""
+        rows = session.execute(
+            select(AuthorizationRequestRow.id, AuthorizationRequestRow.next_poll_at)
+            .where(
+                AuthorizationRequestRow.next_poll_at.is_not(None),
+                AuthorizationRequestRow.next_poll_at <= now,
+                AuthorizationRequestRow.used_at.is_(None),
             )
-        except KeyError_ as exc:
-            # Raised inside the caller's transaction: the claim is rolled back with it.
-            raise SecretsUnreadable.of("authorization request", row.id, exc) from None
-        return row, verifier, claimed
+            .order_by(AuthorizationRequestRow.next_poll_at)
+            .limit(limit)
+        )
+        return [(row_id, at) for row_id, at in rows if at is not None]
+
+    def claim_poll(
+        self, session: Session, row_id: str, *, seen: datetime, until: datetime
+    ) -> AuthorizationRequestRow | None:
+        """Take the next poll of one authorization: one conditional UPDATE moves its
+        ``next_poll_at`` from ``seen`` to ``until`` (a lease: a worker that dies leaves
+        it to be polled again then). None when another worker took it."""
+        result = session.execute(
+            update(AuthorizationRequestRow)
+            .where(
+                AuthorizationRequestRow.id == row_id,
+                AuthorizationRequestRow.next_poll_at == seen,
+                AuthorizationRequestRow.used_at.is_(None),
+            )
+            .values(next_poll_at=until)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(result, "rowcount", 0) != 1:
+            return None
+        return session.get(AuthorizationRequestRow, row_id)
+
+    def schedule_poll(
+        self,
+        session: Session,
+        row_id: str,
+        *,
+        at: datetime,
+        secrets: Mapping[str, str] | None = None,
+    ) -> None:
+        values: dict[str, object] = {"next_poll_at": at}
+        if secrets is not None:
+            values["secrets_enc"] = self._encrypt_secrets(row_id, secrets)
+            values["code_verifier_enc"] = None
+        session.execute(
+            update(AuthorizationRequestRow)
+            .where(AuthorizationRequestRow.id == row_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+
+    def finish_poll(self, session: Session, row_id: str) -> bool:
+        """Mark a polled authorization answered; False when it was already."""
+        return self._mark_used(session, row_id)
 
     def supersede_authorization_requests(self, session: Session, connection_id: str) -> None:
         """Forget the connection's authorizations not yet answered: a newer one replaces
@@ -471,7 +556,10 @@ class ConnectionStore:
         return list(session.scalars(select(AuthorizationRequestRow)))
 
     def reencrypt_authorization_request(self, row: AuthorizationRequestRow) -> None:
-        if row.code_verifier_enc:
-            context = f"authorization_requests:{row.id}:verifier"
-            plain = self.keyring.decrypt(row.code_verifier_enc, context)
-            row.code_verifier_enc = self.keyring.encrypt(plain, context)
+        for column, name in (("code_verifier_enc", "verifier"), ("secrets_enc", "secrets")):
+            value = getattr(row, column)
+            if value:
+                context = f"authorization_requests:{row.id}:{name}"
+                setattr(
+                    row, column, self.keyring.encrypt(self.keyring.decrypt(value, context), context)
+                )

@@ -95,6 +95,8 @@ class ProfileRow(Base):
     identity_provider: Mapped[str | None] = mapped_column(String(255), nullable=True)
     config: Mapped[str] = mapped_column(Text)
     client_secret_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: private_key_jwt's PEM private key (RFC 7523).
+    private_key_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
     password_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
     failing_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -139,7 +141,9 @@ class ConnectionRow(Base):
 
 
 class AuthorizationRequestRow(Base):
-    """One pending authorization-code redirect: its state, PKCE verifier and deadline."""
+    """One pending authorization a person finishes: its kind (the auth type that started
+    it), the hash of its state, the secrets to finish it with (encrypted: a PKCE verifier,
+    a device code) and its deadline; a polled kind says when to ask next."""
 
     __tablename__ = "authorization_requests"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -151,8 +155,14 @@ class AuthorizationRequestRow(Base):
     )
     #: SHA-256 of the state: a database reader cannot forge a callback from it.
     state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: Rows written before pending authorizations had kinds keep their verifier here.
     code_verifier_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
     redirect_uri: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(40), default="oauth2_authorization_code")
+    #: The grant's secrets, a JSON object, encrypted.
+    secrets_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Polled kinds: when to ask the authorization server next (claimed by moving it on).
+    next_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -1,10 +1,10 @@
-"""RFC 6749 grants through authlib's httpx client, with retries for transient failures.
+"""Requests to an authorization server through authlib's httpx client, with retries.
 
-authlib builds every request (client authentication per RFC 6749 section 2.3.1, Basic
-through ``client_auth``'s encoder; PKCE S256 per RFC 7636, refresh per section 6,
-revocation per RFC 7009); this module chooses the grant, adds retries with backoff and
-jitter, and turns every failure into :class:`GrantRefused` (do not retry) or
-:class:`IdPUnavailable`.
+authlib builds every request (client authentication per RFC 6749 section 2.3.1 and the
+methods of ``client_auth``; PKCE S256 per RFC 7636, refresh per section 6, revocation per
+RFC 7009). This module is what every grant (``oauth.grants``, one module per RFC) sends
+its requests through: it adds retries with backoff and jitter within a deadline, and turns
+every failure into :class:`GrantRefused` (do not retry) or :class:`IdPUnavailable`.
 """
 
 from __future__ import annotations
@@ -49,6 +49,15 @@ class ClientSettings:
     extra_params: Mapping[str, str] = field(default_factory=dict)
     egress_proxy_url: str | None = None
     pkce: bool = True
+    #: RFC 7523 ``private_key_jwt``: the PEM key assertions are signed with, its ``kid``,
+    #: and the audience (default: the token endpoint URL).
+    private_key: str | None = None
+    private_key_id: str | None = None
+    client_assertion_audience: str | None = None
+    #: RFC 9207: the authorization server's issuer identifier, when the profile names it.
+    issuer: str | None = None
+    #: RFC 8628 section 3.1: the device authorization endpoint.
+    device_authorization_url: str | None = None
 
 
 def new_code_verifier() -> str:
@@ -70,6 +79,7 @@ class OAuthEngine:
         deadline_seconds: float = 10.0,
         clock: Clock | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
     ) -> None:
         self.transports = transports
         self.retries = retries
@@ -79,10 +89,13 @@ class OAuthEngine:
         self.deadline_seconds = deadline_seconds
         self.clock = clock or SystemClock()
         self._sleep = sleep
+        #: httpx event hooks on every client (the profile test records exchanges with them).
+        self.event_hooks = {k: list(v) for k, v in (event_hooks or {}).items()}
         # The timeouts of the attempt running in this thread (see _with_retries).
         self._attempt = threading.local()
 
-    def _client(self, settings: ClientSettings, *, with_scope: bool = True) -> Any:
+    def client(self, settings: ClientSettings, *, with_scope: bool = True) -> Any:
+        """An authlib OAuth 2.0 client for one request (the grants build theirs here)."""
         client = OAuth2Client(
             client_id=settings.client_id,
             client_secret=settings.client_secret or "",
@@ -97,6 +110,7 @@ class OAuthEngine:
             # Every request here carries the client's credentials: a redirect is the
             # identity provider's answer, never an invitation to send them elsewhere.
             follow_redirects=False,
+            event_hooks=self.event_hooks,
         )
         # client_secret_basic as RFC 6749 section 2.3.1 says (see client_auth), for the
         # token, refresh and revocation requests alike.
@@ -105,81 +119,62 @@ class OAuthEngine:
         client.register_compliance_hook("refresh_token_response", normalise_response)
         return client
 
-    # -- RFC 6749 section 4.1: authorization code (with RFC 7636 PKCE) -----------------
-    def authorization_url(
-        self, settings: ClientSettings, *, state: str, code_verifier: str | None
-    ) -> str:
-        if not settings.authorization_url:
-            raise ValueError("the profile has no authorization URL")
-        client = self._client(settings)
-        url, _ = client.create_authorization_url(
-            settings.authorization_url,
-            state=state,
-            code_verifier=code_verifier,
-            **dict(settings.extra_params),
-        )
-        return str(url)
-
-    def exchange_code(
-        self, settings: ClientSettings, *, code: str, code_verifier: str | None
-    ) -> TokenSet:
-        extra: dict[str, str] = {"code_verifier": code_verifier} if code_verifier else {}
-
-        def call() -> Any:
-            client = self._client(settings, with_scope=False)
-            return client.fetch_token(
-                settings.token_url,
-                grant_type="authorization_code",
-                code=code,
-                redirect_uri=settings.redirect_uri,
-                **extra,
-            )
-
-        # An authorization code is single use (section 4.1.2): a retry after the server
-        # may have consumed it would fail anyway, so only connection failures are retried.
-        return self._token(
-            call, "authorization code exchange", settings.token_url, retry_after_send=False
-        )
-
-    # -- section 4.4: client credentials ----------------------------------------------
-    def client_credentials(self, settings: ClientSettings) -> TokenSet:
-        def call() -> Any:
-            return self._client(settings).fetch_token(
-                settings.token_url, grant_type="client_credentials", **dict(settings.extra_params)
-            )
-
-        return self._token(call, "client credentials grant", settings.token_url)
-
-    # -- section 4.3: resource owner password credentials -------------------------------
-    def password(
+    # -- RFC 6749 section 4: a token request of any grant -------------------------------
+    def fetch_token(
         self,
         settings: ClientSettings,
+        what: str,
         *,
-        username: str,
-        password: str,
-        form_values: Mapping[str, str] | None = None,
+        grant_type: str,
+        params: Mapping[str, str] | None = None,
+        with_scope: bool = True,
+        retry_after_send: bool = True,
     ) -> TokenSet:
-        params = {**dict(settings.extra_params), **dict(form_values or {})}
+        """POST ``grant_type`` and ``params`` to the token endpoint, the client
+        authenticated by its method; ``what`` names the request in errors and logs."""
 
         def call() -> Any:
-            return self._client(settings).fetch_token(
-                settings.token_url,
-                grant_type="password",
-                username=username,
-                password=password,
-                **params,
+            client = self.client(settings, with_scope=with_scope)
+            return client.fetch_token(
+                settings.token_url, grant_type=grant_type, **dict(params or {})
             )
 
-        return self._token(call, "password grant", settings.token_url)
+        return self.request_token(call, what, settings.token_url, retry_after_send=retry_after_send)
 
-    # -- section 6: refresh -------------------------------------------------------------
-    def refresh(self, settings: ClientSettings, *, refresh_token: str) -> TokenSet:
-        def call() -> Any:
-            # No scope: section 6 says an omitted scope means "as originally granted".
-            client = self._client(settings, with_scope=False)
-            return client.refresh_token(settings.refresh_url, refresh_token=refresh_token)
+    def post_form(
+        self, settings: ClientSettings, url: str, what: str, data: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """POST a form to another endpoint of the server with the client authenticated as
+        at its token endpoint (RFC 8628 section 3.1 asks this of the device authorization
+        request), and return the JSON object it answers; an OAuth error body (RFC 6749
+        section 5.2) raises :class:`GrantRefused`."""
 
-        return self._token(call, "refresh", settings.refresh_url)
+        def call() -> httpx.Response:
+            client = self.client(settings)
+            body = dict(data)
+            if settings.scopes:
+                body.setdefault("scope", " ".join(settings.scopes))
+            response: httpx.Response = client.post(url, data=body, auth=client.client_auth)
+            return response
+
+        response = self._with_retries(call, what, url)
+        try:
+            document = response.json()
+        except ValueError:
+            document = None
+        if response.status_code >= 500 or response.status_code == 429:
+            raise IdPUnavailable(
+                f"{what} at {_host(url)}: the identity provider answered HTTP "
+                f"{response.status_code}",
+                host=_host(url),
+            )
+        if response.status_code >= 400 or not isinstance(document, dict):
+            error = _error_code(response) or f"http_{response.status_code}"
+            description = document.get("error_description") if isinstance(document, dict) else None
+            raise GrantRefused(error, description, response.status_code)
+        if "error" in document:
+            raise GrantRefused(str(document["error"]), document.get("error_description"), None)
+        return document
 
     # -- RFC 7009: revocation --------------------------------------------------------------
     def revoke(self, settings: ClientSettings, *, token: str, hint: str) -> None:
@@ -188,7 +183,7 @@ class OAuthEngine:
         url = settings.revocation_url
 
         def call() -> httpx.Response:
-            response: httpx.Response = self._client(settings).revoke_token(
+            response: httpx.Response = self.client(settings).revoke_token(
                 url, token=token, token_type_hint=hint
             )
             return response
@@ -207,9 +202,11 @@ class OAuthEngine:
             )
 
     # -- plumbing ---------------------------------------------------------------------------
-    def _token(
+    def request_token(
         self, call: Callable[[], Any], what: str, url: str, *, retry_after_send: bool = True
     ) -> TokenSet:
+        """Run ``call`` (an authlib token request) with retries, and normalise the token
+        response it returns (RFC 6749 section 5.1)."""
         received_at = self.clock.now()
         token = self._with_retries(call, what, url, retry_after_send=retry_after_send)
         try:
