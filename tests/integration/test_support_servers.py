@@ -1,4 +1,5 @@
-"""The loopback test servers themselves work: IdP, FaultProxy, echo upstream, forward proxy.
+"""The loopback test servers themselves work: IdP, FaultProxy, echo upstream, forward proxy,
+and the second authorization server (oidc-provider).
 
 Plain httpx only (no authprofiles code): if these fail, the other integration tests
 cannot be trusted.
@@ -7,6 +8,7 @@ cannot be trusted.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -23,7 +25,15 @@ import pytest
 from tests.support.echo import EchoServer, expected_bytes, expected_sha256
 from tests.support.faults import FaultProxy
 from tests.support.forward_proxy import ForwardProxy
-from tests.support.idp import Client, IdP, IdPError
+from tests.support.idp import DEVICE_CODE_GRANT, Client, IdP, IdPError
+from tests.support.oidc_provider import (
+    CLIENT_ASSERTION_TYPE,
+    Authorization,
+    OidcProvider,
+    OidcProviderError,
+    client_assertion,
+    new_signing_key,
+)
 
 pytest_plugins = ["tests.support.fixtures"]
 
@@ -309,6 +319,130 @@ def test_concurrent_token_requests(idp: IdP) -> None:
     assert idp.token_requests("client_credentials") == 50
 
 
+# --- IdP: device authorization grant (RFC 8628) ---------------------------------------
+
+
+def device_poll(
+    idp: IdP,
+    device_code: str,
+    *,
+    client_id: str | None = None,
+    auth: tuple[str, str] | None = None,
+) -> httpx.Response:
+    """One device-code poll: a public client names itself, a confidential one uses Basic."""
+    data = {"grant_type": DEVICE_CODE_GRANT, "device_code": device_code}
+    if client_id is not None:
+        data["client_id"] = client_id
+    with http() as h:
+        return h.post(idp.token_url, data=data, auth=auth)
+
+
+def test_device_grant_public_client(idp: IdP, approve_device_in_idp: Callable[..., str]) -> None:
+    client = idp.register_client("device-code", client_type="public")
+    assert client.client_secret == ""
+    with http() as h:
+        metadata = h.get(idp.metadata_url).json()
+        started = h.post(idp.device_authorization_url, data={"client_id": client.client_id})
+    assert metadata["device_authorization_endpoint"] == idp.device_authorization_url
+    assert DEVICE_CODE_GRANT in metadata["grant_types_supported"]
+    assert started.status_code == 200, started.text
+    answer = started.json()
+    assert answer["verification_uri"] == idp.device_verification_url
+    assert answer["verification_uri_complete"].endswith(f"?user_code={answer['user_code']}")
+    assert answer["interval"] == 1
+    assert answer["expires_in"] > 0
+    pending = device_poll(idp, answer["device_code"], client_id=client.client_id)
+    assert pending.status_code == 400
+    assert pending.json()["error"] == "authorization_pending"
+
+    assert approve_device_in_idp(answer["user_code"]) == "Authorized"
+    tokens = device_poll(idp, answer["device_code"], client_id=client.client_id)
+    assert tokens.status_code == 200, tokens.text
+    body = tokens.json()
+    assert body["token_type"] == "Bearer"
+    assert body["scope"] == "read write"
+    assert idp.is_active(body["access_token"])
+    # A device code is redeemed once (DOT then no longer knows it).
+    assert device_poll(idp, answer["device_code"], client_id=client.client_id).status_code == 404
+    with http() as h:
+        renewed = h.post(
+            idp.token_url,
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": body["refresh_token"],
+                "client_id": client.client_id,
+            },
+        )
+    assert renewed.status_code == 200, renewed.text
+
+
+def test_device_grant_confidential_client_denied(
+    idp: IdP, approve_device_in_idp: Callable[..., str]
+) -> None:
+    client = idp.register_client("device-code")
+    auth = (client.client_id, client.client_secret)
+    with http() as h:
+        anonymous = h.post(idp.device_authorization_url, data={"client_id": client.client_id})
+        # oauthlib wants client_id in the body even beside HTTP Basic (RFC 8628 3.1 not).
+        started = h.post(
+            idp.device_authorization_url,
+            data={"client_id": client.client_id, "scope": "read"},
+            auth=auth,
+        )
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"] == "invalid_client"
+    assert started.status_code == 200, started.text
+    answer = started.json()
+    assert answer["scope"] == "read"
+
+    assert approve_device_in_idp(answer["user_code"], approve=False) == "Denied"
+    wrong_secret = device_poll(idp, answer["device_code"], auth=(client.client_id, "nope"))
+    denied = device_poll(idp, answer["device_code"], auth=auth)
+    assert denied.status_code == 400
+    assert denied.json()["error"] == "access_denied"
+    # DOT answers a refused grant before it authenticates the client.
+    assert wrong_secret.json()["error"] == "access_denied"
+    with pytest.raises(IdPError, match="already been used"):
+        approve_device_in_idp(answer["user_code"])
+
+
+def test_device_grant_slow_down_expiry_and_interval(
+    idp: IdP, approve_device_in_idp: Callable[..., str]
+) -> None:
+    client = idp.register_client("device-code", client_type="public")
+
+    def start() -> dict[str, object]:
+        with http() as h:
+            response = h.post(idp.device_authorization_url, data={"client_id": client.client_id})
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    answer = start()
+    device_code = str(answer["device_code"])
+    idp.answer_slow_down(1)
+    slow = device_poll(idp, device_code, client_id=client.client_id)
+    assert slow.status_code == 400
+    assert slow.json() == {"error": "slow_down"}
+    assert (
+        device_poll(idp, device_code, client_id=client.client_id).json()["error"]
+        == "authorization_pending"
+    )
+
+    idp.expire_device_code(str(answer["user_code"]))
+    expired = device_poll(idp, device_code, client_id=client.client_id)
+    assert expired.status_code == 400
+    assert expired.json()["error"] == "expired_token"
+    with pytest.raises(IdPError, match="Expired user code"):
+        approve_device_in_idp(str(answer["user_code"]))
+
+    idp.set_device_interval(0)
+    try:
+        assert start()["interval"] == 0
+    finally:
+        idp.set_device_interval(1)
+    assert start()["interval"] == 1
+
+
 # --- FaultProxy ------------------------------------------------------------------
 
 
@@ -544,3 +678,251 @@ def test_forward_proxy_closes_after_each_request(
             assert h.get(echo_server.url + "/e").json()["path"] == "/e"
             assert h.get(idp.base_url + "/_test/health").json() == {"ok": True}
     assert [r["path"] for r in echo_server.requests()] == ["/first", "/e", "/e", "/e"]
+
+
+# --- oidc-provider: private_key_jwt, RFC 9207 iss, device grant --------------------------
+
+LOOPBACK_CALLBACK = "http://127.0.0.1:9/oauth/callback"  # a native client's, any port
+
+
+def op_authorize_url(
+    op: OidcProvider,
+    client_id: str,
+    *,
+    redirect_uri: str = LOOPBACK_CALLBACK,
+    scope: str = "openid read",
+    challenge: str | None = None,
+) -> str:
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "scope": scope,
+        "state": "state-op",
+    }
+    if challenge:
+        params.update(code_challenge=challenge, code_challenge_method="S256")
+    return f"{op.authorization_url}?{urlencode(params)}"
+
+
+def assertion_fields(assertion: str) -> dict[str, str]:
+    return {"client_assertion_type": CLIENT_ASSERTION_TYPE, "client_assertion": assertion}
+
+
+def test_oidc_provider_metadata(oidc_provider: OidcProvider) -> None:
+    with http() as h:
+        metadata = h.get(oidc_provider.openid_configuration_url).json()
+        rfc8414 = h.get(oidc_provider.metadata_url).json()
+        jwks = h.get(metadata["jwks_uri"]).json()
+    assert rfc8414 == metadata
+    assert metadata["issuer"] == oidc_provider.issuer == oidc_provider.base_url
+    # RFC 9207 section 3: the server says it sends `iss` in authorization responses.
+    assert metadata["authorization_response_iss_parameter_supported"] is True
+    assert {"private_key_jwt", "client_secret_basic", "client_secret_post", "none"} <= set(
+        metadata["token_endpoint_auth_methods_supported"]
+    )
+    assert {"RS256", "ES256"} <= set(metadata["token_endpoint_auth_signing_alg_values_supported"])
+    assert {"authorization_code", "client_credentials", "refresh_token", DEVICE_CODE_GRANT} <= set(
+        metadata["grant_types_supported"]
+    )
+    assert metadata["device_authorization_endpoint"] == oidc_provider.device_authorization_url
+    assert metadata["token_endpoint"] == oidc_provider.token_url
+    assert metadata["code_challenge_methods_supported"] == ["S256"]
+    assert jwks["keys"][0]["kty"] == "RSA"
+
+
+def test_oidc_provider_private_key_jwt_client_credentials(oidc_provider: OidcProvider) -> None:
+    op = oidc_provider
+    client = op.clients["private_key_jwt"]
+    assert client.private_key_pem.startswith("-----BEGIN PRIVATE KEY-----")
+    assert client.key_id == "pkjwt-key-1"
+    op.reset_counters()
+
+    def token(assertion: str, scope: str = "read") -> httpx.Response:
+        with http() as h:
+            return h.post(
+                op.token_url,
+                data={"grant_type": "client_credentials", "scope": scope}
+                | assertion_fields(assertion),
+            )
+
+    first = client_assertion(client, op.token_url)
+    granted = token(first)
+    assert granted.status_code == 200, granted.text
+    assert granted.json()["scope"] == "read"
+    assert granted.json()["token_type"] == "Bearer"
+    # A jti is good once (RFC 7523 section 3: the server may refuse a replay).
+    replay = token(first)
+    assert replay.status_code == 401
+    assert replay.json()["error"] == "invalid_client"
+    # aud: the token endpoint or the issuer; anything else is refused.
+    assert token(client_assertion(client, op.issuer), "read write").status_code == 200
+    assert token(client_assertion(client, op.base_url + "/elsewhere")).status_code == 401
+    # Signed with a key the server does not know.
+    stranger = dataclasses.replace(client, key=new_signing_key(client.key_id))
+    assert token(client_assertion(stranger, op.token_url)).status_code == 401
+    assert op.token_requests("client_credentials") == 5
+
+    # A registered client with an EC key (ES256), introspecting its own token.
+    ec_client = op.register_client(
+        "private_key_jwt",
+        grant_types=["client_credentials"],
+        key=new_signing_key(kind="EC"),
+    )
+    issued = token(client_assertion(ec_client, op.token_url))
+    assert issued.status_code == 200, issued.text
+    with http() as h:
+        introspected = h.post(
+            op.introspection_url,
+            data={"token": issued.json()["access_token"]}
+            | assertion_fields(client_assertion(ec_client, op.introspection_url)),
+        ).json()
+    assert introspected["active"] is True
+    assert introspected["client_id"] == ec_client.client_id
+    assert introspected["aud"] == op.api_resource
+
+
+def test_oidc_provider_authorization_code_carries_iss(
+    oidc_provider: OidcProvider, authorize_in_oidc_provider: Callable[..., Authorization]
+) -> None:
+    op = oidc_provider
+    client = op.clients["private_key_jwt"]
+    verifier, challenge = pkce_pair()
+    result = authorize_in_oidc_provider(
+        op_authorize_url(op, client.client_id, scope="openid read", challenge=challenge)
+    )
+    # RFC 9207 section 2: "iss" beside "code" and "state".
+    assert result.iss == op.issuer
+    assert result.state == "state-op"
+    assert result.code and result.error is None
+    assert result.redirect_url.startswith(LOOPBACK_CALLBACK + "?")
+    exchange = {
+        "grant_type": "authorization_code",
+        "code": result.code,
+        "redirect_uri": LOOPBACK_CALLBACK,
+        "code_verifier": verifier,
+    }
+    with http() as h:
+        tokens = h.post(
+            op.token_url, data=exchange | assertion_fields(client_assertion(client, op.token_url))
+        )
+        assert tokens.status_code == 200, tokens.text
+        body = tokens.json()
+        assert body["scope"] == "read" and body["id_token"] and body["refresh_token"]
+        renewed = h.post(
+            op.token_url,
+            data={"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
+            | assertion_fields(client_assertion(client, op.token_url)),
+        )
+        assert renewed.status_code == 200, renewed.text
+        revoked = h.post(
+            op.revocation_url,
+            data={"token": renewed.json()["refresh_token"]}
+            | assertion_fields(client_assertion(client, op.revocation_url)),
+        )
+        assert revoked.status_code == 200
+
+    # Denied: the error response carries iss too.
+    denied = op.authorize(op_authorize_url(op, client.client_id), consent=False)
+    assert denied.error == "access_denied"
+    assert denied.iss == op.issuer
+    assert denied.code is None
+
+
+def test_oidc_provider_public_and_registered_clients(
+    oidc_provider: OidcProvider, callback_from_oidc_provider: Callable[..., str]
+) -> None:
+    op = oidc_provider
+    public = op.clients["none"]
+    # A public client must use PKCE: refused at the redirect, with iss.
+    refused = op.authorize(op_authorize_url(op, public.client_id, scope="read"))
+    assert refused.error == "invalid_request"
+    assert refused.iss == op.issuer
+    verifier, challenge = pkce_pair()
+    location = callback_from_oidc_provider(
+        op_authorize_url(op, public.client_id, scope="read write", challenge=challenge)
+    )
+    query = parse_qs(urlsplit(location).query)
+    with http() as h:
+        tokens = h.post(
+            op.token_url,
+            data={
+                "grant_type": "authorization_code",
+                "code": query["code"][0],
+                "redirect_uri": LOOPBACK_CALLBACK,
+                "code_verifier": verifier,
+                "client_id": public.client_id,
+            },
+        )
+    assert tokens.status_code == 200, tokens.text
+    assert tokens.json()["scope"] == "read write"
+
+    # A web client registered with an exact redirect URI, client_secret_basic.
+    callback = "http://127.0.0.1:8/oauth/callback"
+    web = op.register_client("client_secret_basic", [callback])
+    assert web.client_secret
+    verifier, challenge = pkce_pair()
+    result = op.authorize(
+        op_authorize_url(op, web.client_id, redirect_uri=callback, challenge=challenge)
+    )
+    assert result.redirect_url.startswith(callback + "?")
+    with http() as h:
+        exchanged = h.post(
+            op.token_url,
+            data={
+                "grant_type": "authorization_code",
+                "code": result.code,
+                "redirect_uri": callback,
+                "code_verifier": verifier,
+            },
+            auth=(web.client_id, web.client_secret),
+        )
+        wrong_user = h.get(
+            op_authorize_url(op, web.client_id, redirect_uri="http://127.0.0.1:7/oauth/callback")
+        )
+    assert exchanged.status_code == 200, exchanged.text
+    # Not a registered redirect URI: an error page, no redirect.
+    assert wrong_user.status_code == 400
+    with pytest.raises(OidcProviderError, match="invalid username or password"):
+        op.authorize(op_authorize_url(op, web.client_id, redirect_uri=callback), password="no")
+
+
+def test_oidc_provider_device_grant(
+    oidc_provider: OidcProvider, approve_device_in_oidc_provider: Callable[..., str]
+) -> None:
+    op = oidc_provider
+    client = op.clients["none"]
+
+    def start() -> dict[str, str]:
+        with http() as h:
+            response = h.post(
+                op.device_authorization_url, data={"client_id": client.client_id, "scope": "read"}
+            )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def poll(device_code: str) -> httpx.Response:
+        with http() as h:
+            return h.post(
+                op.token_url,
+                data={
+                    "grant_type": DEVICE_CODE_GRANT,
+                    "device_code": device_code,
+                    "client_id": client.client_id,
+                },
+            )
+
+    answer = start()
+    assert answer["verification_uri"] == op.device_verification_url
+    assert answer["interval"] == 1
+    assert poll(answer["device_code"]).json()["error"] == "authorization_pending"
+    assert approve_device_in_oidc_provider(answer["user_code"]) == "authorized"
+    tokens = poll(answer["device_code"])
+    assert tokens.status_code == 200, tokens.text
+    assert tokens.json()["scope"] == "read"
+    assert tokens.json()["refresh_token"]
+    assert poll(answer["device_code"]).json()["error"] == "invalid_grant"  # used once
+
+    denied = start()
+    assert approve_device_in_oidc_provider(denied["user_code"], approve=False) == "denied"
+    assert poll(denied["device_code"]).json()["error"] == "access_denied"

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from authprofiles.app import create_app
+from authprofiles.composition import Services
 from authprofiles.services.access import Principal, Role
-from authprofiles.services.container import Services
 from authprofiles.store.models import DEFAULT_WORKSPACE_ID, ConnectionRow
 from tests.support.idp import Client, Grant, IdP
 from tests.support.live import ThreadServer, free_port

@@ -9,14 +9,26 @@ Fixtures:
                             (process per session)
   faults         (function) FaultProxy in front of the IdP, stopped after the test
   make_fault_proxy (function) factory: FaultProxy in front of any base URL
+  approve_device_in_idp (function) (user_code, approve=True) -> "Authorized" | "Denied":
+                 a fresh IdP user approves (or denies) a device authorization (RFC 8628)
+  oidc_provider  (session)  second, independent authorization server (oidc-provider from
+                            npm, node subprocess): private_key_jwt, RFC 9207 ``iss``,
+                            device grant; npm installs it on first use
+  authorize_in_oidc_provider (function) (authorization_url) -> Authorization(code, state,
+                 iss, redirect_url, error): sign in and consent, the callback not called
+  callback_from_oidc_provider (function) (authorization_url) -> the redirect URL itself,
+                 for a test to call the app's callback with
+  approve_device_in_oidc_provider (function) (user_code, approve=True) -> "authorized"
+                 | "denied"
 
-The IdP is shared by the whole session: register fresh clients/users per test, and call
-``idp.reset_counters()`` before counting. When a test using a server fails, the tail
+The servers are shared by the whole session: register fresh clients/users per test, and
+call ``reset_counters()`` before counting. When a test using a server fails, the tail
 of that server's log is attached to the report.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Generator, Iterator
 
 import pytest
@@ -25,9 +37,10 @@ from .echo import EchoServer, start_echo
 from .faults import FaultProxy
 from .forward_proxy import ForwardProxy, start_forward_proxy
 from .idp import IdP, start_idp
+from .oidc_provider import Authorization, OidcProvider, start_oidc_provider
 
 # Servers started in this session, by fixture name, for failure reports.
-_running: dict[str, IdP | EchoServer | ForwardProxy] = {}
+_running: dict[str, IdP | EchoServer | ForwardProxy | OidcProvider] = {}
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +50,43 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdP]:
     yield server
     _running.pop("idp", None)
     server.stop()
+
+
+@pytest.fixture
+def approve_device_in_idp(idp: IdP) -> Callable[..., str]:
+    """Approve (or deny, ``approve=False``) a user_code as a user made for this test."""
+    username, password = f"device-user-{secrets.token_hex(4)}", secrets.token_urlsafe(12)
+    idp.create_user(username, password)
+
+    def approve(user_code: str, *, approve: bool = True) -> str:
+        return idp.approve_device(user_code, username, password, approve=approve)
+
+    return approve
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    # Started only when a test asks for it; the first start may run `npm ci`.
+    server = start_oidc_provider(tmp_path_factory.mktemp("oidc_provider"))
+    _running["oidc_provider"] = server
+    yield server
+    _running.pop("oidc_provider", None)
+    server.stop()
+
+
+@pytest.fixture
+def authorize_in_oidc_provider(oidc_provider: OidcProvider) -> Callable[..., Authorization]:
+    return oidc_provider.authorize
+
+
+@pytest.fixture
+def callback_from_oidc_provider(oidc_provider: OidcProvider) -> Callable[..., str]:
+    return oidc_provider.log_in_and_consent
+
+
+@pytest.fixture
+def approve_device_in_oidc_provider(oidc_provider: OidcProvider) -> Callable[..., str]:
+    return oidc_provider.approve_device
 
 
 @pytest.fixture(scope="session")

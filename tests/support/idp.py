@@ -4,10 +4,19 @@ with start_idp(tmp_path) as idp:
     client = idp.register_client("client-credentials")
     httpx.post(idp.token_url, data={"grant_type": "client_credentials"},
                auth=(client.client_id, client.client_secret))
+
+The device authorization grant (RFC 8628):
+
+    client = idp.register_client("device-code", client_type="public")
+    started = httpx.post(idp.device_authorization_url, data={"client_id": client.client_id})
+    idp.approve_device(started.json()["user_code"], username, password)
+    httpx.post(idp.token_url, data={"grant_type": DEVICE_CODE_GRANT,
+               "device_code": started.json()["device_code"], "client_id": client.client_id})
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,13 +24,16 @@ from html.parser import HTMLParser
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
 
 from ._proc import ServerProcess, http_ok
 
-Grant = Literal["authorization-code", "client-credentials", "password"]
+Grant = Literal["authorization-code", "client-credentials", "password", "device-code"]
+
+# RFC 8628 section 3.4: the grant_type of a device-code poll at the token endpoint.
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 # Paths served by the IdP (DOT is mounted under /o/).
 AUTHORIZE_PATH = "/o/authorize/"
@@ -30,6 +42,8 @@ REVOKE_PATH = "/o/revoke_token/"
 INTROSPECT_PATH = "/o/introspect/"
 USERINFO_PATH = "/o/userinfo/"
 JWKS_PATH = "/o/.well-known/jwks.json"
+DEVICE_AUTHORIZATION_PATH = "/o/device-authorization/"
+DEVICE_VERIFICATION_PATH = "/o/device/"
 LOGIN_PATH = "/accounts/login/"
 OIDC_DISCOVERY_PATH = "/.well-known/openid-configuration"
 RFC8414_PATH = "/.well-known/oauth-authorization-server"
@@ -62,6 +76,8 @@ class IdP:
         self.introspection_url = self.base_url + INTROSPECT_PATH
         self.userinfo_url = self.base_url + USERINFO_PATH
         self.jwks_url = self.base_url + JWKS_PATH
+        self.device_authorization_url = self.base_url + DEVICE_AUTHORIZATION_PATH
+        self.device_verification_url = self.base_url + DEVICE_VERIFICATION_PATH
         self.openid_configuration_url = self.base_url + OIDC_DISCOVERY_PATH
         self.metadata_url = self.base_url + RFC8414_PATH
         # trust_env=False: an HTTP(S)_PROXY in the environment must not catch loopback.
@@ -122,6 +138,9 @@ class IdP:
     ) -> Client:
         """Register an application; the returned secret is the plain one (DOT stores a hash).
 
+        ``grant`` "device-code" makes a device authorization grant client (RFC 8628): a
+        public one authenticates by its client_id alone, a confidential one with its
+        secret at both the device authorization and the token endpoints.
         ``algorithm`` signs OIDC ID tokens (issued only when "openid" is requested).
         ``client_id`` and ``client_secret`` choose them (any characters: DOT decodes HTTP
         Basic credentials as RFC 6749 section 2.3.1 says); by default DOT generates both.
@@ -186,6 +205,19 @@ class IdP:
         """Lifetime (expires_in) of access tokens issued from now on."""
         self._control("POST", "/_test/settings", {"access_token_lifetime": seconds})
 
+    def set_device_interval(self, seconds: int) -> None:
+        """The ``interval`` of device authorization answers from now on (start: 1 s)."""
+        self._control("POST", "/_test/device", {"interval": seconds})
+
+    def answer_slow_down(self, times: int = 1) -> None:
+        """Answer ``slow_down`` (400) to the next ``times`` device-code polls, whatever
+        their device code; DOT itself never does (it has no polling rate limit)."""
+        self._control("POST", "/_test/device", {"slow_down": times})
+
+    def expire_device_code(self, user_code: str) -> None:
+        """The device code of ``user_code`` runs out now: polls answer ``expired_token``."""
+        self._control("POST", "/_test/device", {"expire": user_code})
+
     # -- browser-like login ------------------------------------------------------
 
     def log_in_and_consent(
@@ -211,12 +243,38 @@ class IdP:
             if own:
                 http.close()
 
+    def approve_device(
+        self,
+        user_code: str,
+        username: str,
+        password: str,
+        *,
+        approve: bool = True,
+        client: httpx.Client | None = None,
+    ) -> str:
+        """Play the user of a device authorization (RFC 8628 section 3.3): open the
+        verification page with ``user_code`` filled in, sign in, accept (or deny).
+
+        Returns the status DOT shows at the end ("Authorized" or "Denied"); raises
+        IdPError when the code is refused (unknown, expired or already used). The next
+        device-code poll answers with tokens, or ``access_denied``.
+        """
+        own = client is None
+        http = client or httpx.Client(timeout=30.0, trust_env=False)
+        url = f"{self.device_verification_url}?{urlencode({'user_code': user_code})}"
+        try:
+            return _walk_device(http, url, username, password, approve)
+        finally:
+            if own:
+                http.close()
+
 
 def start_idp(
     tmp_path: Path,
     *,
     access_token_lifetime: int = 3600,
     extra_scopes: Sequence[str] = (),
+    device_interval: int = 1,
     timeout: float = 60.0,
 ) -> IdP:
     """Start an IdP subprocess with its own SQLite database under ``tmp_path``."""
@@ -232,6 +290,7 @@ def start_idp(
             "IDP_CONTROL_TOKEN": control_token,
             "IDP_ACCESS_TOKEN_LIFETIME": str(access_token_lifetime),
             "IDP_EXTRA_SCOPES": " ".join(extra_scopes),
+            "IDP_DEVICE_INTERVAL": str(device_interval),
         },
     )
     process.start(lambda port: http_ok(f"http://127.0.0.1:{port}/_test/health"), timeout)
@@ -309,3 +368,44 @@ def _walk_login(http: httpx.Client, url: str, username: str, password: str, cons
         if response.status_code == 200 and "password" in data:
             raise IdPError(f"login flow: sign-in rejected for {username!r}")
     raise IdPError(f"login flow: too many steps from {url}")
+
+
+def _walk_device(http: httpx.Client, url: str, username: str, password: str, approve: bool) -> str:
+    """The device pages: sign-in, the user code (already filled in), accept or deny."""
+    response = http.get(url, follow_redirects=True)
+    for _ in range(10):
+        if response.status_code != 200:
+            raise IdPError(
+                f"device flow: {response.request.method} {response.url} -> "
+                f"{response.status_code}: {response.text[:2000]}"
+            )
+        parser = _FormParser()
+        parser.feed(response.text)
+        form = next((f for f in parser.forms if f.attrs.get("method", "").lower() == "post"), None)
+        if form is None:
+            # The status page ends the flow: "Device Authorized" or "Device Denied".
+            marker = re.search(r"Device\s+(\w+)", response.text)
+            if marker is None:
+                raise IdPError(f"device flow: no form at {response.url}: {response.text[:2000]}")
+            return marker.group(1)
+        data: dict[str, str] = {}
+        for kind, name, value in form.fields:
+            if kind == "password":
+                data[name] = password
+            elif name == "username":
+                data[name] = username
+            elif name == "action":
+                # DOT's confirmation page: two submit buttons named "action".
+                if value == ("accept" if approve else "deny"):
+                    data[name] = value
+            elif name and kind != "submit":
+                data[name] = value
+        action = urljoin(str(response.url), form.attrs.get("action") or str(response.url))
+        response = http.post(action, data=data, follow_redirects=True)
+        if "password" in data and urlsplit(str(response.url)).path == LOGIN_PATH:
+            raise IdPError(f"device flow: sign-in rejected for {username!r}")
+        refused = re.search(r'class="errorlist[^>]*>\s*<li>(.*?)</li>', response.text, re.S)
+        if "user_code" in data and refused is not None:
+            # e.g. "Expired user code", "User code has already been used"
+            raise IdPError(f"device flow: user code {data['user_code']!r}: {refused.group(1)}")
+    raise IdPError(f"device flow: too many steps from {url}")

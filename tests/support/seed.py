@@ -7,10 +7,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from authprofiles.composition import Services
 from authprofiles.core.connections import Connection, ConnectionStatus, TokenSet
 from authprofiles.core.profiles import Profile
 from authprofiles.core.validation import parse_draft, validate_draft
-from authprofiles.services.container import Services
 from authprofiles.store.connections import ConnectionStore
 from authprofiles.store.models import DEFAULT_WORKSPACE_ID
 from authprofiles.store.profiles import ProfileStore

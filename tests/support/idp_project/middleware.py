@@ -1,4 +1,5 @@
-"""Counts requests per path and token-endpoint requests per grant_type.
+"""Counts requests per path and token-endpoint requests per grant_type, and answers
+``slow_down`` to device-code polls when a test asked for it.
 
 It runs before any view and whatever the outcome, so a test can prove e.g. that
 exactly one refresh reached the IdP even when the refresh failed.
@@ -9,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 
 from . import runtime
+
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
 class CountRequestsMiddleware:
@@ -32,4 +35,10 @@ class CountRequestsMiddleware:
                     grant_type = values[0]
         if not request.path.startswith("/_test/"):
             runtime.count_request(request.path, grant_type)
+        if grant_type == DEVICE_CODE_GRANT and runtime.take_slow_down():
+            # RFC 8628 section 3.5: "slow_down: A variant of authorization_pending, the
+            # authorization request is still pending and polling should continue, but the
+            # interval MUST be increased by 5 seconds". DOT has no rate limit that would
+            # say it, so a test asks for it (IdP.answer_slow_down).
+            return JsonResponse({"error": "slow_down"}, status=400)
         return self.get_response(request)

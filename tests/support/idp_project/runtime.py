@@ -1,4 +1,5 @@
-"""Mutable, process-wide state of the test IdP: request counters and token lifetime.
+"""Mutable, process-wide state of the test IdP: request counters, token lifetime and the
+device flow's polling answers.
 
 Requests are served on many threads, so every access takes the lock.
 """
@@ -14,6 +15,8 @@ _lock = threading.Lock()
 _token_requests: Counter[str] = Counter()
 _path_requests: Counter[str] = Counter()
 _access_token_lifetime = int(os.environ.get("IDP_ACCESS_TOKEN_LIFETIME", "3600"))
+_device_interval = int(os.environ.get("IDP_DEVICE_INTERVAL", "1"))
+_slow_downs_left = 0
 
 
 def count_request(path: str, grant_type: str | None) -> None:
@@ -44,3 +47,32 @@ def set_access_token_lifetime(seconds: int) -> None:
     global _access_token_lifetime
     with _lock:
         _access_token_lifetime = seconds
+
+
+def device_interval() -> int:
+    """The ``interval`` the device authorization endpoint answers (RFC 8628 section 3.2)."""
+    with _lock:
+        return _device_interval
+
+
+def set_device_interval(seconds: int) -> None:
+    global _device_interval
+    with _lock:
+        _device_interval = seconds
+
+
+def answer_slow_down(times: int) -> None:
+    """The next ``times`` device-code polls are answered ``slow_down`` (DOT never says it)."""
+    global _slow_downs_left
+    with _lock:
+        _slow_downs_left = times
+
+
+def take_slow_down() -> bool:
+    """Whether this device-code poll is one to answer ``slow_down`` (uses one up)."""
+    global _slow_downs_left
+    with _lock:
+        if _slow_downs_left <= 0:
+            return False
+        _slow_downs_left -= 1
+        return True

@@ -5,6 +5,7 @@ IDP_BASE_URL      http://127.0.0.1:<port>, known once serve.py has bound its soc
 IDP_CONTROL_TOKEN secret that guards the /_test/ control endpoints
 IDP_ACCESS_TOKEN_LIFETIME  initial access-token lifetime in seconds (default 3600)
 IDP_EXTRA_SCOPES  space-separated scopes accepted on top of the built-in ones
+IDP_DEVICE_INTERVAL  initial polling interval (seconds) of the device flow (default 1)
 """
 
 from __future__ import annotations
@@ -125,6 +126,14 @@ OAUTH2_PROVIDER = {
     # (A plain int would be frozen into the oauthlib server built on first use.)
     "EXTRA_SERVER_KWARGS": {"token_expires_in": runtime.access_token_lifetime},
     "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"],
+    # Device authorization grant (RFC 8628): the user's page where the user_code is typed,
+    # and the same page with the code filled in (oauthlib formats {user_code}).
+    "OAUTH_DEVICE_VERIFICATION_URI": f"{BASE_URL}/o/device/",
+    "OAUTH_DEVICE_VERIFICATION_URI_COMPLETE": f"{BASE_URL}/o/device/?user_code={{user_code}}",
+    # The answer's interval is rewritten from runtime on every request (views.py), so a
+    # test can change it; this is only oauthlib's starting value.
+    "DEVICE_FLOW_INTERVAL": runtime.device_interval(),
+    "OAUTH2_VALIDATOR_CLASS": "tests.support.idp_project.validators.IdPValidator",
 }
 
 LOGGING = {

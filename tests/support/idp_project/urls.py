@@ -6,7 +6,9 @@ from . import views
 
 urlpatterns = [
     # DOT: /o/authorize/, /o/token/, /o/revoke_token/, /o/introspect/, /o/userinfo/,
-    # /o/.well-known/jwks.json, ...
+    # /o/.well-known/jwks.json, /o/device-authorization/, /o/device/ (the user's page), ...
+    # Ahead of DOT's own view at the same path: the answer carries the test's interval.
+    path("o/device-authorization/", views.DeviceAuthorization.as_view()),
     path("o/", include("oauth2_provider.urls", namespace="oauth2_provider")),
     # Discovery at the root, where issuer + "/.well-known/..." puts it (issuer = base URL).
     re_path(r"^\.well-known/openid-configuration/?$", ConnectDiscoveryInfoView.as_view()),
@@ -20,4 +22,5 @@ urlpatterns = [
     path("_test/revoke", views.revoke_all),
     path("_test/token-status", views.token_status),
     path("_test/settings", views.update_settings),
+    path("_test/device", views.device),
 ]

@@ -1,13 +1,18 @@
-"""RFC 8414 metadata plus the /_test/ control endpoints of the test IdP."""
+"""RFC 8414 metadata, the device authorization endpoint's answer, and the /_test/ control
+endpoints of the test IdP."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import hashlib
 import hmac
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any
+from urllib.parse import unquote_plus
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -19,18 +24,31 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from oauth2_provider.generators import generate_client_secret
 from oauth2_provider.models import (
+    DeviceCodeResponse,
+    DeviceRequest,
+    create_device_grant,
     get_access_token_model,
     get_application_model,
+    get_device_grant_model,
     get_refresh_token_model,
 )
 from oauth2_provider.settings import oauth2_settings
-from oauth2_provider.views import ConnectDiscoveryInfoView
+from oauth2_provider.views import ConnectDiscoveryInfoView, DeviceAuthorizationView
 
 from . import runtime
 
 Application = get_application_model()
 AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
+DeviceGrant = get_device_grant_model()
+
+# The suite's names for DOT's grant types (register_client's "grant_type").
+GRANT_TYPES = {
+    "authorization-code": Application.GRANT_AUTHORIZATION_CODE,
+    "client-credentials": Application.GRANT_CLIENT_CREDENTIALS,
+    "password": Application.GRANT_PASSWORD,
+    "device-code": Application.GRANT_DEVICE_CODE,
+}
 
 View = Callable[[HttpRequest], HttpResponse]
 
@@ -50,7 +68,9 @@ def authorization_server_metadata(request: HttpRequest) -> HttpResponse:
             "client_credentials",
             "password",
             "refresh_token",
+            Application.GRANT_DEVICE_CODE,
         ],
+        device_authorization_endpoint=_absolute("device-authorization"),
         response_modes_supported=["query"],
         revocation_endpoint=_absolute("revoke-token"),
         revocation_endpoint_auth_methods_supported=auth_methods,
@@ -60,6 +80,40 @@ def authorization_server_metadata(request: HttpRequest) -> HttpResponse:
     data.setdefault("code_challenge_methods_supported", ["plain", "S256"])
     data.setdefault("token_endpoint_auth_methods_supported", auth_methods)
     return JsonResponse(data)
+
+
+class DeviceAuthorization(DeviceAuthorizationView):
+    """DOT's device authorization endpoint (RFC 8628 section 3.1), with two changes.
+
+    - DOT 3.4's own ``post`` fails (500) with oauthlib 4, whose answer adds the resolved
+      ``scope`` that DOT's ``DeviceCodeResponse`` does not take, and it reads the client
+      id from the body only (a confidential client sending HTTP Basic gets a 500 too).
+      Here oauthlib's answer is stored with DOT's own ``create_device_grant``.
+    - The answer's ``interval`` is the test's (runtime): oauthlib builds its server
+      once per process with a fixed one, and the answer is where the client learns it.
+    """
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        headers, body, status = self.create_device_authorization_response(request)
+        if status != 200:
+            return JsonResponse(json.loads(body), status=status, headers=headers)
+        answer: dict[str, Any] = dict(body)
+        answer["interval"] = runtime.device_interval()
+        fields = {f.name for f in dataclasses.fields(DeviceCodeResponse)}
+        create_device_grant(
+            DeviceRequest(client_id=_client_id(request), scope=answer.get("scope", "")),
+            DeviceCodeResponse(**{k: v for k, v in answer.items() if k in fields}),
+        )
+        return JsonResponse(answer, headers={**headers, "Cache-Control": "no-store"})
+
+
+def _client_id(request: HttpRequest) -> str:
+    """The client that oauthlib authenticated: from HTTP Basic, else from the body."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        user = base64.b64decode(credentials).decode().partition(":")[0]
+        return unquote_plus(user)  # RFC 6749 section 2.3.1: form-encoded, then Basic
+    return str(request.POST["client_id"])
 
 
 # --- /_test/ control endpoints ----------------------------------------------------
@@ -106,7 +160,7 @@ def register_client(request: HttpRequest) -> HttpResponse:
         **chosen,
         name=body.get("name", "test client"),
         client_type=client_type,
-        authorization_grant_type=body["grant_type"],
+        authorization_grant_type=GRANT_TYPES.get(body["grant_type"], body["grant_type"]),
         redirect_uris=" ".join(body.get("redirect_uris", [])),
         skip_authorization=bool(body.get("skip_authorization", True)),
         algorithm=body.get("algorithm", Application.RS256_ALGORITHM),
@@ -195,3 +249,25 @@ def update_settings(request: HttpRequest) -> HttpResponse:
         runtime.set_access_token_lifetime(seconds)
         oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS = seconds  # DOT's own fallback
     return JsonResponse({"access_token_lifetime": runtime.access_token_lifetime()})
+
+
+@_control
+@require_POST
+def device(request: HttpRequest) -> HttpResponse:
+    """Device flow controls: ``interval``, ``slow_down`` (how many polls answer it), and
+    ``expire`` (a user_code whose device code runs out now, as if its time had passed).
+    """
+    body = _json(request)
+    if "interval" in body:
+        runtime.set_device_interval(int(body["interval"]))
+    if "slow_down" in body:
+        runtime.answer_slow_down(int(body["slow_down"]))
+    if body.get("expire"):
+        # DOT answers expired_token only for a grant marked expired, and marks it only
+        # when the user types its code: set both, as passing time and a late user would.
+        changed = DeviceGrant.objects.filter(user_code=body["expire"]).update(
+            status=DeviceGrant.EXPIRED, expires=datetime.now(UTC) - timedelta(seconds=1)
+        )
+        if not changed:
+            return JsonResponse({"error": "no such user_code"}, status=404)
+    return JsonResponse({"interval": runtime.device_interval()})
