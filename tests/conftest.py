@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from authprofiles.app import create_app
+from authprofiles.composition import Services
 from authprofiles.services.access import Principal, Role
-from authprofiles.services.container import Services
 from authprofiles.settings import Settings
 from authprofiles.store.cipher import encode_key, new_key
 from authprofiles.store.models import DEFAULT_WORKSPACE_ID
@@ -60,6 +60,9 @@ def make_settings(database_url: str, tmp_path: Path, master_key: str) -> Callabl
                 "master_key": master_key,
                 "key_file": tmp_path / "unused.key",
                 "idp_backoff_seconds": 0.01,
+                # A device code's polls come at the server's interval; the tick only says
+                # how soon after that a worker notices.
+                "authorization_poll_tick_seconds": 0.2,
                 **overrides,
             }
         )

@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
-from fastapi.openapi.utils import get_openapi
+from fastapi import FastAPI
 
 from authprofiles import __version__
 from authprofiles.api import docs, problems, schemas
 from authprofiles.api.access_log import AccessLog
 from authprofiles.api.bodies import RequestBodyGuard
+from authprofiles.api.caller import CallerMiddleware
 from authprofiles.api.routes import (
     api_keys,
     connections,
@@ -24,7 +24,7 @@ from authprofiles.api.routes import (
     proxy,
     testing,
 )
-from authprofiles.services.container import Services
+from authprofiles.composition import Services
 from authprofiles.services.tokens import BackgroundRefresher
 from authprofiles.settings import Settings, get_settings
 from authprofiles.web import home
@@ -64,6 +64,12 @@ def create_app(
                 services.connections.expire_abandoned,
             )
             refresher.start()
+        # Always on: a person approving a device code waits on it (each tick is one
+        # indexed read when nothing is due).
+        poller = BackgroundRefresher(
+            settings.authorization_poll_tick_seconds, services.connections.poll_pending
+        )
+        poller.start()
         if freeze_startup_objects:
             # What importing and starting left behind (modules, schemas, mappers: millions
             # of objects) lives as long as the process. Left in the collector's oldest
@@ -77,13 +83,14 @@ def create_app(
         finally:
             if refresher:
                 refresher.stop()
+            poller.stop()
             if keyring_watcher:
                 keyring_watcher.stop()
             await services.transports.aclose()
             if owned:
                 services.close()
 
-    app = FastAPI(
+    app = AuthProfilesAPI(
         title="authprofiles",
         version=__version__,
         summary="Authorization Profiles for AI agents and automations",
@@ -99,6 +106,7 @@ def create_app(
         api_prefix=API_PREFIX,
         exempt=proxy.mount_path(API_PREFIX),
     )
+    app.add_middleware(CallerMiddleware, keys=services.api_keys)
     app.add_middleware(problems.ContainUnexpected)
     app.add_middleware(AccessLog)  # added last: the outermost, so it sees the 500s too
     app.include_router(health.router)
@@ -107,45 +115,28 @@ def create_app(
     app.include_router(home.router)
     for module in (profiles, connections, discovery, proxy, testing, api_keys):
         app.include_router(module.router, prefix=API_PREFIX)
-    # The hot paths, plain Starlette routes matched before FastAPI's (each says why).
+    # The hot paths, matched before the others (``api.hot`` says why); described in the
+    # schema from their declarations like every other route.
     app.router.routes[:0] = [
-        health.liveness_route(),
-        connections.token_route(API_PREFIX),
-        proxy.proxy_route(API_PREFIX),
+        *health.hot.routes(),
+        *connections.hot.routes(API_PREFIX),
+        *proxy.hot.routes(API_PREFIX),
     ]
-    _describe(
-        app,
-        [
-            (proxy.DESCRIBED, API_PREFIX),
-            (connections.DESCRIBED, API_PREFIX),
-            (health.DESCRIBED, ""),
-        ],
-    )
     return app
 
 
-def _describe(app: FastAPI, described: list[tuple[APIRouter, str]]) -> None:
-    """Add to the OpenAPI schema the operations served outside FastAPI's routing (the hot
-    paths), which it cannot see: ``described`` holds them, with their prefixes, as routes
-    never routed to."""
-    prefixed = APIRouter()
-    for router, prefix in described:
-        prefixed.include_router(router, prefix=prefix)
+class AuthProfilesAPI(FastAPI):
+    """The app, whose OpenAPI schema also documents what FastAPI cannot see in the routes'
+    signatures: the bodies read by hand (``schemas.document_bodies``) and every error
+    answer as a problem (``problems.document_problems``)."""
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                summary=app.summary,
-                description=app.description,
-                routes=[*app.routes, *prefixed.routes],
-            )
-            schemas.document_bodies(app.openapi_schema)
-            problems.document_problems(app.openapi_schema)
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented hook
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is not None:
+            return self.openapi_schema
+        schema = super().openapi()  # kept as openapi_schema: this runs once
+        schemas.document_bodies(schema)
+        problems.document_problems(schema)
+        return schema
 
 
 def create_default_app() -> FastAPI:

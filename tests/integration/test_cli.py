@@ -22,8 +22,8 @@ from authprofiles.app import create_app
 from authprofiles.cli import common
 from authprofiles.cli.main import app as cli
 from authprofiles.cli.main import main
+from authprofiles.composition import Services
 from authprofiles.services.connections import ConnectionRequest
-from authprofiles.services.container import Services
 from authprofiles.settings import Settings
 from authprofiles.store.db import Database
 from tests.conftest import ADMIN

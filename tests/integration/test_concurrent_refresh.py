@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from authprofiles.services.container import Services
+from authprofiles.composition import Services
 from authprofiles.store.models import ConnectionRow
 from tests.support.echo import EchoServer
 from tests.support.idp import IdP

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from authprofiles.services.container import Services
+from authprofiles.composition import Services
 from tests.support.app import ADMIN
 from tests.support.live import ProcessServer
 from tests.support.load import Request, assert_no_failures, send_concurrently, tally

@@ -18,8 +18,8 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from authprofiles.cli.main import app as cli
+from authprofiles.composition import Services
 from authprofiles.core.validation import parse_draft, validate_draft
-from authprofiles.services.container import Services
 from authprofiles.services.keys import rotate_master_key
 from authprofiles.settings import Settings
 from authprofiles.store import keys as store_keys

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from authprofiles.services.container import Services
+from authprofiles.composition import Services
 from authprofiles.services.profiles import ProfileService
 from tests.support.app import Live
 from tests.support.echo import EchoServer

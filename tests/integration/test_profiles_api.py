@@ -12,9 +12,9 @@ from httpx import Response
 
 from authprofiles.api.schemas import ProfilePublic
 from authprofiles.app import create_app
+from authprofiles.composition import Services
 from authprofiles.core.profiles import AuthorizationMode, AuthType
 from authprofiles.core.validation import MANDATORY_FIELDS, required_fields
-from authprofiles.services.container import Services
 from authprofiles.settings import Settings
 from authprofiles.store.cipher import encode_key, new_key
 from authprofiles.store.models import WorkspaceRow

@@ -25,8 +25,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from authprofiles.composition import Services
 from authprofiles.core.connections import TokenSet
-from authprofiles.services.container import Services
 from authprofiles.settings import Settings
 from authprofiles.store.cipher import Keyring, encode_key, key_id, key_ids_in, new_key
 from authprofiles.store.db import Database

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 import authprofiles.sdk
+import authprofiles.wire
 from authprofiles.sdk import (
     AuthProfilesClient,
     AuthProfilesError,
@@ -29,7 +30,7 @@ from authprofiles.sdk import (
     RequestsConnectionAuth,
     Token,
 )
-from authprofiles.sdk._inject import apply_path
+from authprofiles.wire.injection import apply_to_url, carries_payload, fill_path, merge_body
 from tests.integration.test_proxy import AUTHORIZATION_FIELDS, GRANTS, connect, introspected
 from tests.support.app import Live
 from tests.support.echo import EchoServer
@@ -38,6 +39,7 @@ from tests.support.idp import IdP
 pytestmark = pytest.mark.idp
 
 SDK_DIR = Path(authprofiles.sdk.__file__).parent
+WIRE_DIR = Path(authprofiles.wire.__file__).parent
 
 
 @pytest.fixture
@@ -160,9 +162,9 @@ def test_path_field_fills_a_placeholder_or_leads_the_path(
     with httpx.Client(auth=auth, trust_env=False) as api:
         assert api.get(echo_server.url + "/x/{{workspace}}/y").json()["path"] == "/x/ws-7/y"
         assert api.get(echo_server.url + "/x/y").json()["path"] == "/ws-7/x/y"
-    assert apply_path("/a/b", {"workspace": "w s"}, "/a") == "/a/w%20s/b"
+    assert fill_path("/a/b", {"workspace": "w s"}, "/a") == "/a/w%20s/b"
     with pytest.raises(InjectionError):
-        apply_path("/a", {"workspace": ".."})
+        fill_path("/a", {"workspace": ".."})
 
 
 def test_token_is_cached_until_shortly_before_it_expires(
@@ -322,21 +324,30 @@ def test_the_client_covers_profiles_connections_tokens_and_tests(
     assert missing.value.status_code == 404
 
 
+def _imports(path: Path) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module)
+    return names
+
+
 def test_the_sdk_depends_on_httpx_and_requests_only() -> None:
+    """Of authprofiles, the SDK imports only itself and the wire rules, which import
+    nothing but the standard library."""
     allowed = {"httpx", "requests", "authprofiles"} | set(sys.stdlib_module_names)
     for path in SDK_DIR.glob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            for name in names:
-                assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
-                if name.startswith("authprofiles"):
-                    assert name.startswith("authprofiles.sdk"), f"{path.name} imports {name}"
+        for name in _imports(path):
+            assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
+            if name.startswith("authprofiles"):
+                assert name.startswith(("authprofiles.sdk", "authprofiles.wire")), (
+                    f"{path.name} imports {name}"
+                )
+    for path in WIRE_DIR.glob("*.py"):
+        for name in _imports(path):
+            assert name.split(".")[0] in sys.stdlib_module_names, f"{path.name} imports {name}"
     loaded = subprocess.run(
         [
             sys.executable,
@@ -348,7 +359,10 @@ def test_the_sdk_depends_on_httpx_and_requests_only() -> None:
         text=True,
         check=True,
     )
-    assert loaded.stdout.strip() == "['authprofiles']"
+    assert loaded.stdout.strip() == (
+        "['authprofiles', 'authprofiles.wire', 'authprofiles.wire.injection', "
+        "'authprofiles.wire.refresh_once']"
+    )
     assert (SDK_DIR / "py.typed").exists()
 
 
@@ -390,7 +404,7 @@ def test_the_readme_example_runs(
     ("url", "query", "path", "base", "expected"),
     [
         ("https://h/v1/x?a=1&key=c", {"key": "s e"}, {}, None, "https://h/v1/x?a=1&key=s%20e"),
-        ("https://h/v1/x", {}, {"ws": "w/7"}, "https://h/v1", "https://h/v1/w%2F7/x"),
+        ("https://h/v1/x", {}, {"ws": "w 7"}, "https://h/v1", "https://h/v1/w%207/x"),
         ("https://h/v1", {}, {"ws": "w"}, "https://h/v1/", "https://h/v1/w"),
         ("https://h/a/%7B%7Bws%7D%7D", {}, {"ws": "w"}, None, "https://h/a/w"),
         ("https://h/other/x", {}, {"ws": "w"}, "https://h/v1", "https://h/w/other/x"),
@@ -399,14 +413,10 @@ def test_the_readme_example_runs(
 def test_inject_hints_on_urls(
     url: str, query: dict[str, str], path: dict[str, str], base: str | None, expected: str
 ) -> None:
-    from authprofiles.sdk._inject import apply_to_url
-
     assert apply_to_url(url, query, path, base) == expected
 
 
 def test_inject_hints_on_bodies() -> None:
-    from authprofiles.sdk._inject import carries_payload, merge_body
-
     assert merge_body(b"", None, {"o": "1"}) == (b'{"o": "1"}', "application/json")
     assert merge_body(b'{"a": 1}', "application/json", {"o": "1"})[0] == b'{"a": 1, "o": "1"}'
     form = merge_body(b"a=1&o=x", "application/x-www-form-urlencoded", {"o": "1"})

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from authprofiles.services.container import Services
+from authprofiles.composition import Services
 from authprofiles.store.models import ProfileRow
 from tests.conftest import ADMIN
 

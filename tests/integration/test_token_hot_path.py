@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from authprofiles.app import create_app
+from authprofiles.composition import Services
 from authprofiles.core.connections import TokenSet
-from authprofiles.services.container import Services
 from tests.support.app import Live
 from tests.support.seed import seed_connection
 
@@ -159,7 +159,7 @@ def test_callers_missing_the_reuse_window_together_share_one_read(
             return await asyncio.gather(*(http.get(url, timeout=30) for _ in range(n)))
 
     assert httpx.get(url, headers=developer_headers, trust_env=False).status_code == 200
-    services.tokens.forget(connection_id)  # as if the window had just lapsed
+    services.token_issuing.forget(connection_id)  # as if the window had just lapsed
     event.listen(services.db.engine, "before_cursor_execute", record)
     try:
         answers = asyncio.run(many(40))

@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from authprofiles.cli.main import app as cli
+from authprofiles.composition import Services
 from authprofiles.core.connections import TokenSet
-from authprofiles.services.container import Services
 from authprofiles.store.cipher import Keyring, new_key
 from authprofiles.store.connections import ConnectionStore
 from authprofiles.store.models import ConnectionRow, ProfileRow

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from authprofiles.services.tokens import _Coalescer
+from authprofiles.services.token_issuing import Coalescer
 
 
 class Store:
@@ -31,7 +31,7 @@ class Store:
         return self.memory[key]
 
 
-async def _ask(coalescer: _Coalescer, store: Store, key: str, n: int) -> list[object]:
+async def _ask(coalescer: Coalescer, store: Store, key: str, n: int) -> list[object]:
     tasks = [
         asyncio.create_task(
             coalescer.run(key, lambda: store.from_memory(key), lambda: store.read(key))
@@ -45,7 +45,7 @@ async def _ask(coalescer: _Coalescer, store: Store, key: str, n: int) -> list[ob
 
 def test_callers_for_one_connection_share_one_read() -> None:
     async def scenario() -> None:
-        coalescer, store = _Coalescer(), Store()
+        coalescer, store = Coalescer(), Store()
         answers = await _ask(coalescer, store, "c1", 50)
         assert answers == ["token-c1"] * 50
         assert store.reads == 1
@@ -55,7 +55,7 @@ def test_callers_for_one_connection_share_one_read() -> None:
 
 def test_when_the_first_read_fails_each_caller_reads_for_itself() -> None:
     async def scenario() -> None:
-        coalescer, store = _Coalescer(), Store(failures=1)
+        coalescer, store = Coalescer(), Store(failures=1)
         answers = await _ask(coalescer, store, "c1", 5)
         assert isinstance(answers[0], RuntimeError)
         # No caller is handed another's failure: the others found nothing in memory and
@@ -68,7 +68,7 @@ def test_when_the_first_read_fails_each_caller_reads_for_itself() -> None:
 
 def test_different_connections_do_not_wait_for_each_other() -> None:
     async def scenario() -> None:
-        coalescer, store = _Coalescer(), Store()
+        coalescer, store = Coalescer(), Store()
         first = asyncio.create_task(
             coalescer.run("a", lambda: store.from_memory("a"), lambda: store.read("a"))
         )
@@ -85,7 +85,7 @@ def test_different_connections_do_not_wait_for_each_other() -> None:
 
 def test_a_cancelled_first_caller_releases_the_others() -> None:
     async def scenario() -> None:
-        coalescer, store = _Coalescer(), Store()
+        coalescer, store = Coalescer(), Store()
         leader = asyncio.create_task(
             coalescer.run("c1", lambda: store.from_memory("c1"), lambda: store.read("c1"))
         )

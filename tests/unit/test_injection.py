@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from authprofiles.api.problems import problem_kind
 from authprofiles.core.injection import (
     Injection,
     InjectionError,
@@ -226,7 +227,7 @@ ESCAPES = [
 def test_escape_attempts_are_refused(path: str) -> None:
     with pytest.raises(PathEscape) as refused:
         join_path("https://api.example.com/v1", path)
-    assert refused.value.status_code == 400
+    assert problem_kind(refused.value).status == 400
     with pytest.raises(PathEscape):
         split_path(path)
 
@@ -368,7 +369,7 @@ def test_payload_fields_refuse_bodies_they_cannot_join(
 ) -> None:
     with pytest.raises(PayloadError) as refused:
         merge_body(body, media, {"o": "1"})
-    assert refused.value.status_code == status
+    assert problem_kind(refused.value).status == status
 
 
 @pytest.mark.parametrize(

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import httpx
 
-from authprofiles.services.testing import (
-    MAX_REDIRECTS,
-    ProfileTestRedirect,
-    _send_within_origin,
-)
+from authprofiles.core.exchanges import MAX_REDIRECTS, Redirect
+from authprofiles.oauth.recording import send_within_origin
 
 
-def send(start: str, answers: dict[str, str]) -> tuple[list[str], list[ProfileTestRedirect]]:
+def send(start: str, answers: dict[str, str]) -> tuple[list[str], list[Redirect]]:
     """Request ``start`` with an API key; ``answers`` maps a URL to its 302 Location."""
     seen: list[str] = []
 
@@ -26,10 +23,10 @@ def send(start: str, answers: dict[str, str]) -> tuple[list[str], list[ProfileTe
             return httpx.Response(200, json={"ok": True})
         return httpx.Response(302, headers={"location": location})
 
-    redirects: list[ProfileTestRedirect] = []
+    redirects: list[Redirect] = []
     with httpx.Client(transport=httpx.MockTransport(handler)) as client:
         request = client.build_request("GET", start, headers={"X-Api-Key": "k" * 16})
-        _send_within_origin(client, request, redirects)
+        send_within_origin(client, request, redirects)
     return seen, redirects
 
 

@@ -2,10 +2,10 @@
 
 The path is logged as it came on the wire and without its query string: a query sent
 through the proxy may hold a credential for the upstream API. No header is logged, so
-neither an API key nor a token ever is. The caller is the name of the API key that
-authenticated the request, which :func:`authprofiles.api.deps.authenticate` leaves in the
-scope's state under :data:`CALLER_NAME`; ``-`` when the request needed no key or its key
-was refused.
+neither an API key nor a token ever is. The caller is the name of the principal the
+request was served for (its API key's name), as the caller middleware resolved it
+(:mod:`authprofiles.api.caller`); ``-`` when the request needed no caller or its key was
+refused.
 
 It wraps every request, the token route and the proxy included, so it does as little as
 it can: one clock read at each end and one closure to see the status go by.
@@ -19,10 +19,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-log = logging.getLogger("authprofiles.access")
+from authprofiles.api.caller import CALLER, Caller
 
-#: The key, in the ASGI scope's ``state``, under which the caller's name is left.
-CALLER_NAME = "authprofiles.caller"
+log = logging.getLogger("authprofiles.access")
 
 
 class AccessLog:
@@ -41,7 +40,7 @@ class AccessLog:
         if scope["type"] != "http" or not log.isEnabledFor(logging.INFO):
             await self.app(scope, receive, send)
             return
-        # The caller's name is left here, deeper in the stack, by whoever authenticates.
+        # The caller middleware, deeper in the stack, leaves the request's caller here.
         state: dict[str, Any] = scope.setdefault("state", {})
         status = 0
 
@@ -58,7 +57,8 @@ class AccessLog:
             duration_ms = round((perf_counter() - started) * 1000, 1)
             method: str = scope["method"]
             path = wire_path(scope)
-            caller: str = state.get(CALLER_NAME) or "-"
+            resolved: Caller | None = state.get(CALLER)
+            caller = (resolved.name if resolved is not None else None) or "-"
             client = scope.get("client")
             address = client[0] if client else "-"
             log.info(

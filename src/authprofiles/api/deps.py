@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBearer
-from starlette.requests import HTTPConnection
 
-from authprofiles.api.access_log import CALLER_NAME
-from authprofiles.services.access import Principal
-from authprofiles.services.container import Services
+from authprofiles.api.caller import principal_of
+from authprofiles.composition import Services
+from authprofiles.core.callers import Principal
 
 
 async def get_services(request: Request) -> Services:
@@ -23,8 +21,8 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 class ApiKeyAuth(HTTPBearer):
-    """`Authorization: Bearer <api key>` to the calling principal, in one dependency
-    (it runs on every request, so it stays small), published as the OpenAPI scheme."""
+    """The calling principal, as the caller middleware resolved it (``api.caller``),
+    published as the OpenAPI security scheme its API keys use."""
 
     def __init__(self) -> None:
         super().__init__(
@@ -32,21 +30,7 @@ class ApiKeyAuth(HTTPBearer):
         )
 
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
-        return await authenticate(request.app.state.services, request)
-
-
-async def authenticate(services: Services, request: HTTPConnection) -> Principal:
-    """The caller's principal from its `Authorization: Bearer` API key; raises
-    Unauthenticated. The principal's name is left in the scope's state for the access
-    log (``access_log.CALLER_NAME``)."""
-    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    key = presented.strip() if scheme.lower() == "bearer" else None
-    # A key seen in the last seconds is checked in memory, without a thread hop.
-    principal = services.api_keys.cached(key) if key else None
-    if principal is None:
-        principal = await run_in_threadpool(services.api_keys.authenticate, key or None)
-    request.scope.setdefault("state", {})[CALLER_NAME] = principal.name
-    return principal
+        return await principal_of(request)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(ApiKeyAuth())]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import traceback
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,14 +20,26 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from authprofiles.api.access_log import wire_path
 from authprofiles.core.errors import (
     AlreadyExists,
+    Conflict,
     DomainError,
+    Forbidden,
+    NotFound,
+    TooLarge,
     Unavailable,
     UpstreamError,
+    UpstreamTimeout,
     ValidationFailed,
+)
+from authprofiles.core.injection import (
+    InjectionError,
+    PathEscape,
+    PayloadError,
+    UnsupportedMediaType,
 )
 from authprofiles.core.validation import input_errors, json_type_of
 from authprofiles.services.api_keys import Unauthenticated
-from authprofiles.services.errors import IdPRefused, NeedsReauth
+from authprofiles.services.errors import DiscoveryError, IdPRefused, NeedsReauth, NotConfigured
+from authprofiles.store.cipher import RetiredKeyUsed, SecretsUnreadable
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("authprofiles.api")
@@ -75,6 +89,52 @@ class Problem(BaseModel):
     )
 
 
+@dataclass(frozen=True)
+class ProblemKind:
+    """What a kind of domain error is to an HTTP client: RFC 9457's ``status``, ``title``
+    and ``type`` (``about:blank``: the title is the status's meaning, refined)."""
+
+    status: int
+    title: str
+    type: str = "about:blank"
+
+
+#: The API's one answer to each domain error. An error answers as the first class of its
+#: MRO found here, so a new subclass answers as its base until it is given its own line.
+PROBLEM_KINDS: dict[type[DomainError], ProblemKind] = {
+    DomainError: ProblemKind(400, "Bad request"),
+    ValidationFailed: ProblemKind(422, "Invalid input"),
+    DiscoveryError: ProblemKind(422, "No usable metadata"),
+    Unauthenticated: ProblemKind(401, "Unauthorized"),
+    Forbidden: ProblemKind(403, "Forbidden"),
+    NotFound: ProblemKind(404, "Not found"),
+    Conflict: ProblemKind(409, "Conflict"),
+    AlreadyExists: ProblemKind(409, "Already exists"),
+    NeedsReauth: ProblemKind(409, "Connection needs authorization again"),
+    NotConfigured: ProblemKind(409, "Profile not configured"),
+    InjectionError: ProblemKind(409, "Credentials cannot be applied"),
+    PathEscape: ProblemKind(400, "Path not allowed"),
+    PayloadError: ProblemKind(400, "Payload fields cannot be placed"),
+    UnsupportedMediaType: ProblemKind(415, "Payload fields cannot be placed"),
+    IdPRefused: ProblemKind(400, "Refused by the identity provider"),
+    TooLarge: ProblemKind(413, "Request body too large"),
+    UpstreamError: ProblemKind(502, "Bad gateway"),
+    UpstreamTimeout: ProblemKind(504, "Gateway timeout"),
+    Unavailable: ProblemKind(503, "Service unavailable"),
+    RetiredKeyUsed: ProblemKind(503, "Master key changed"),
+    SecretsUnreadable: ProblemKind(503, "Secrets unreadable"),
+}
+
+
+def problem_kind(exc: DomainError) -> ProblemKind:
+    """``exc``'s answer: its class's, or its nearest base's (:data:`PROBLEM_KINDS`)."""
+    for cls in type(exc).__mro__:
+        kind = PROBLEM_KINDS.get(cls)
+        if kind is not None:
+            return kind
+    return PROBLEM_KINDS[DomainError]  # not reached: DomainError is in every MRO
+
+
 def too_large_detail(limit: int) -> str:
     return (
         f"the request body is larger than {limit} bytes, the most this server reads "
@@ -83,32 +143,46 @@ def too_large_detail(limit: int) -> str:
 
 
 def problem(
-    status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+    status: int,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    *,
+    problem_type: str = "about:blank",
+    **extra: Any,
 ) -> JSONResponse:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    body = {"type": problem_type, "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def domain_problem(exc: DomainError) -> JSONResponse:
+    """The problem answer to a domain error (:data:`PROBLEM_KINDS`), with the members and
+    headers its kind carries."""
+    kind = problem_kind(exc)
+    extra: dict[str, Any] = {}
+    headers = None
+    if isinstance(exc, ValidationFailed | AlreadyExists):
+        extra["errors"] = [{"field": e.field, "message": e.message} for e in exc.errors]
+    if isinstance(exc, NeedsReauth):
+        extra["connection_status"] = "needs_reauth"
+        if exc.last_error:
+            extra["last_error"] = exc.last_error
+    if isinstance(exc, IdPRefused) and exc.error:
+        extra["idp_error"] = exc.error
+    if isinstance(exc, UpstreamError) and exc.host:
+        extra["upstream_host"] = exc.host
+    if isinstance(exc, Unauthenticated):
+        # RFC 6750 section 3: a 401 names the scheme the resource takes.
+        headers = {"WWW-Authenticate": 'Bearer realm="authprofiles"'}
+    if isinstance(exc, Unavailable) and exc.retry_after is not None:
+        headers = {"Retry-After": str(exc.retry_after)}
+    return problem(kind.status, kind.title, exc.detail, headers, problem_type=kind.type, **extra)
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_error(_request: Request, exc: DomainError) -> JSONResponse:
-        extra: dict[str, Any] = {}
-        headers = None
-        if isinstance(exc, ValidationFailed | AlreadyExists):
-            extra["errors"] = [{"field": e.field, "message": e.message} for e in exc.errors]
-        if isinstance(exc, NeedsReauth):
-            extra["connection_status"] = "needs_reauth"
-            if exc.last_error:
-                extra["last_error"] = exc.last_error
-        if isinstance(exc, IdPRefused) and exc.error:
-            extra["idp_error"] = exc.error
-        if isinstance(exc, UpstreamError) and exc.host:
-            extra["upstream_host"] = exc.host
-        if isinstance(exc, Unauthenticated):
-            headers = {"WWW-Authenticate": 'Bearer realm="authprofiles"'}
-        if isinstance(exc, Unavailable) and exc.retry_after is not None:
-            headers = {"Retry-After": str(exc.retry_after)}
-        return problem(exc.status_code, exc.title, exc.detail, headers=headers, **extra)
+        return domain_problem(exc)
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -263,8 +337,6 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 def _title(status: int) -> str:
-    from http import HTTPStatus
-
     try:
         return HTTPStatus(status).phrase
     except ValueError:

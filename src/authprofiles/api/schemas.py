@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from authprofiles.core.connections import Connection, ConnectionStatus
+from authprofiles.core.connections import Connection, ConnectionStatus, NextStep
 from authprofiles.core.injection import bearer_scheme
 from authprofiles.core.profiles import (
     AuthorizationMode,
@@ -26,6 +26,7 @@ from authprofiles.core.profiles import (
 from authprofiles.core.validation import (
     MAX_CLIENT_CREDENTIAL_LENGTH,
     MAX_NAME_LENGTH,
+    MAX_PRIVATE_KEY_LENGTH,
     MAX_TEXT_LENGTH,
     MAX_URL_LENGTH,
 )
@@ -95,9 +96,18 @@ class ProfilePublic(BaseModel):
     client_secret_set: bool = Field(
         description="Whether a client secret is stored (it is never shown)", examples=[True]
     )
+    issuer: str | None = Field(
+        description="The authorization server's issuer identifier (RFC 8414): an "
+        "authorization response naming another issuer is refused (RFC 9207)",
+        examples=["https://idp.example.com"],
+    )
     authorization_url: str | None = Field(
         description="Where the user authorizes (authorization code)",
         examples=["https://idp.example.com/oauth2/authorize"],
+    )
+    device_authorization_url: str | None = Field(
+        description="The RFC 8628 device authorization endpoint (device code)",
+        examples=["https://idp.example.com/oauth2/device/authorize"],
     )
     token_url: str | None = Field(
         description="The token endpoint", examples=["https://idp.example.com/oauth2/token"]
@@ -132,6 +142,18 @@ class ProfilePublic(BaseModel):
     client_auth_method: ClientAuthMethod = Field(
         description="How the client authenticates at the token endpoint",
         examples=["client_secret_basic"],
+    )
+    private_key_set: bool = Field(
+        description="private_key_jwt: whether a private key is stored (it is never shown)",
+        examples=[False],
+    )
+    private_key_id: str | None = Field(
+        description="private_key_jwt: the `kid` the client assertion's header names",
+        examples=["2025-01-signing"],
+    )
+    client_assertion_audience: str | None = Field(
+        description="private_key_jwt: the assertion's `aud` (null: the token endpoint URL)",
+        examples=["https://idp.example.com"],
     )
     tenancy: bool | None = Field(
         description="Whether some URLs hold `{tenant}`, so each connection names its tenant",
@@ -274,15 +296,47 @@ class ConnectionStarted(BaseModel):
             "&state=...&code_challenge=...&code_challenge_method=S256"
         ],
     )
+    user_code: str | None = Field(
+        default=None,
+        description="Device code grant (RFC 8628): the code the user types",
+        examples=["WDJB-MJHT"],
+    )
+    verification_uri: str | None = Field(
+        default=None,
+        description="Device code grant: where the user types it",
+        examples=["https://idp.example.com/device"],
+    )
+    verification_uri_complete: str | None = Field(
+        default=None,
+        description="Device code grant: the same page with the code filled in, when offered",
+        examples=["https://idp.example.com/device?user_code=WDJB-MJHT"],
+    )
+    expires_at: datetime | None = Field(
+        default=None,
+        description="Device code grant: when the code expires (ISO 8601, UTC)",
+        examples=["2026-01-01T12:15:00Z"],
+    )
+    interval: int | None = Field(
+        default=None,
+        description="Device code grant: seconds between the server's polls of the "
+        "identity provider (its own, default 5)",
+        examples=[5],
+    )
     connection: ConnectionPublic = Field(description="The connection as `GET` shows it")
 
     @classmethod
-    def of(cls, connection: Connection, authorization_url: str | None) -> ConnectionStarted:
+    def of(cls, connection: Connection, next_step: NextStep | None) -> ConnectionStarted:
+        step = next_step or NextStep()
         return cls(
             id=connection.id,
             connection_id=connection.id,
             status=connection.status,
-            authorization_url=authorization_url,
+            authorization_url=step.authorization_url,
+            user_code=step.user_code,
+            verification_uri=step.verification_uri,
+            verification_uri_complete=step.verification_uri_complete,
+            expires_at=step.expires_at,
+            interval=step.interval,
             connection=ConnectionPublic.of(connection),
         )
 
@@ -378,9 +432,16 @@ class DiscoveryPublic(BaseModel):
     """An identity provider's metadata (RFC 8414 or OpenID Connect Discovery), to prefill a
     profile."""
 
-    issuer: str = Field(description="The issuer asked about", examples=["https://idp.example.com"])
+    issuer: str = Field(
+        description="Its issuer identifier, as its metadata writes it: the profile's `issuer`",
+        examples=["https://idp.example.com"],
+    )
     authorization_url: str | None = Field(
         description="Its authorization endpoint", examples=["https://idp.example.com/authorize"]
+    )
+    device_authorization_url: str | None = Field(
+        description="Its RFC 8628 device authorization endpoint",
+        examples=["https://idp.example.com/oauth/device/code"],
     )
     token_url: str | None = Field(
         description="Its token endpoint", examples=["https://idp.example.com/oauth/token"]
@@ -400,8 +461,14 @@ class DiscoveryPublic(BaseModel):
         description="Its PKCE methods (RFC 7636)", examples=[["S256"]]
     )
     client_auth_methods: list[str] = Field(
-        description="How clients may authenticate at its token endpoint",
-        examples=[["client_secret_basic", "client_secret_post"]],
+        description="How clients may authenticate at its token endpoint, as it lists them "
+        "(`token_endpoint_auth_methods_supported`; `client_secret_basic` when it lists none)",
+        examples=[["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]],
+    )
+    authorization_response_iss_parameter_supported: bool = Field(
+        description="Whether its authorization responses carry `iss` (RFC 9207): then one "
+        "without it is refused for a profile that names this issuer",
+        examples=[True],
     )
     source: str = Field(
         description="The metadata document read",
@@ -558,8 +625,18 @@ class ProfileUpdate(_Input):
         description="Write-only: stored encrypted, never shown",
         examples=["s3cret-value"],
     )
+    issuer: str | None = _url(
+        "The issuer identifier (RFC 8414; no query or fragment): set, an authorization "
+        "response whose `iss` differs, or lacks one where the issuer's metadata says it "
+        "sends it, is refused (RFC 9207)",
+        "https://idp.example.com",
+    )
     authorization_url: str | None = _url(
         "Where the user authorizes", "https://idp.example.com/oauth2/authorize"
+    )
+    device_authorization_url: str | None = _url(
+        "The RFC 8628 device authorization endpoint",
+        "https://idp.example.com/oauth2/device/authorize",
     )
     token_url: str | None = _url("The token endpoint", "https://idp.example.com/oauth2/token")
     refresh_token_url: str | None = _url(
@@ -591,8 +668,32 @@ class ProfileUpdate(_Input):
     client_auth_method: ClientAuthMethod | None = Field(
         default=None,
         description="How the client authenticates at the token endpoint (default "
-        "`client_secret_basic`)",
+        "`client_secret_basic`): `client_secret_basic` or `client_secret_post` send "
+        "`client_secret`; `private_key_jwt` (RFC 7523) signs an assertion with "
+        "`private_key`; `none` is a public client (its id only). A secret the method does "
+        "not send is refused",
         examples=["client_secret_basic"],
+    )
+    private_key: str | None = Field(
+        default=None,
+        max_length=MAX_PRIVATE_KEY_LENGTH,
+        description="private_key_jwt: the client's PEM private key, RSA (2048 bits or more) "
+        "or EC (P-256, P-384, P-521), unencrypted. Write-only: stored encrypted, never shown",
+        examples=[
+            "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49...\n-----END PRIVATE KEY-----"
+        ],
+    )
+    private_key_id: str | None = Field(
+        default=None,
+        max_length=MAX_CLIENT_CREDENTIAL_LENGTH,
+        description="private_key_jwt: the `kid` put in the assertion's header, naming the "
+        "key among those registered at the server",
+        examples=["2025-01-signing"],
+    )
+    client_assertion_audience: str | None = _url(
+        "private_key_jwt: the assertion's `aud` (default: the token endpoint URL), for "
+        "servers that want their issuer identifier there",
+        "https://idp.example.com",
     )
     tenancy: bool | None = Field(
         default=None,

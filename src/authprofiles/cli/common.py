@@ -13,12 +13,15 @@ import typer
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.engine import make_url
 
+from authprofiles.composition import Services
+from authprofiles.core.errors import DomainError, ValidationFailed
 from authprofiles.services.access import Principal, Role
 from authprofiles.services.api_keys import ApiKeys
-from authprofiles.services.container import Services
 from authprofiles.settings import Settings
+from authprofiles.store.cipher import KeyError_
 from authprofiles.store.db import Database, normalise_url
 from authprofiles.store.keys import LiveKeyring, load_keys
 from authprofiles.store.models import DEFAULT_WORKSPACE_ID
@@ -108,6 +111,46 @@ def open_api_keys(database: str | None = None) -> KeyStore:
     db = Database(settings.database_url)
     db.migrate()
     return KeyStore(db=db, api_keys=ApiKeys(db))
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+#: The command line's answer to each error a command may end with: its exit code, found
+#: along the error's MRO as the API finds its status. The message is the error's own, on
+#: one line (input that breaks rules adds one line per field at fault). 2 is what click
+#: exits with for a bad option: input the user can correct.
+EXIT_CODES: dict[type[Exception], int] = {
+    DomainError: 1,
+    ValidationFailed: 2,
+    KeyError_: 1,  # a master key missing or not matching: the message says which
+}
+
+#: Every error :func:`report_failure` answers; others are bugs, and keep their traceback.
+REPORTED = tuple(EXIT_CODES)
+
+
+def exit_code(exc: BaseException) -> int:
+    """``exc``'s exit code (:data:`EXIT_CODES`); 1 for one not in the table."""
+    for cls in type(exc).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return 1
+
+
+def failure_lines(exc: BaseException) -> list[Text]:
+    """What the command line says about ``exc``: its message, then each field at fault."""
+    message = exc.detail if isinstance(exc, DomainError) else str(exc)
+    lines = [Text(message, style="red")]
+    if isinstance(exc, ValidationFailed):
+        lines += [Text.assemble("  ", (e.field, "bold"), f": {e.message}") for e in exc.errors]
+    return lines
+
+
+def report_failure(exc: BaseException) -> int:
+    """Print ``exc`` on stderr (:func:`failure_lines`) and return its exit code."""
+    for line in failure_lines(exc):
+        errors.print(line, soft_wrap=True)
+    return exit_code(exc)
 
 
 # -- output ---------------------------------------------------------------------------------

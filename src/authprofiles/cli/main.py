@@ -13,11 +13,9 @@ from rich.text import Text
 
 from authprofiles import __version__
 from authprofiles.cli import api_keys, connections, keys, profiles
-from authprofiles.cli.common import console, errors, sqlite_path
-from authprofiles.core.errors import DomainError, ValidationFailed
+from authprofiles.cli.common import REPORTED, console, report_failure, sqlite_path
 from authprofiles.logs import configure_logging
 from authprofiles.settings import Settings, listens_everywhere, settings_reference
-from authprofiles.store.cipher import KeyError_
 
 app = typer.Typer(
     name="authprofiles",
@@ -104,7 +102,7 @@ def serve(
     new_key = settings.master_key is None and not settings.key_file.exists()
     # Keys and schema are settled once, here, before any worker starts: two workers must
     # never each create a master key, or migrate at the same time.
-    from authprofiles.services.container import Services
+    from authprofiles.composition import Services
 
     services = Services(settings)
     services.db.migrate()
@@ -172,19 +170,8 @@ def _announce(settings: Settings, *, database: str, new_database: bool, new_key:
 def main() -> None:
     try:
         app()
-    except ValidationFailed as exc:
-        errors.print(Text(exc.detail, style="red"), soft_wrap=True)
-        for error in exc.errors:
-            errors.print(
-                Text.assemble("  ", (error.field, "bold"), f": {error.message}"), soft_wrap=True
-            )
-        sys.exit(2)
-    except DomainError as exc:
-        errors.print(Text(exc.detail, style="red"), soft_wrap=True)
-        sys.exit(1)
-    except KeyError_ as exc:
-        errors.print(Text(str(exc), style="red"), soft_wrap=True)
-        sys.exit(1)
+    except REPORTED as exc:
+        sys.exit(report_failure(exc))
 
 
 if __name__ == "__main__":

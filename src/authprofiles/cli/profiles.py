@@ -23,10 +23,10 @@ from authprofiles.cli.common import (
     print_json,
     print_table,
 )
+from authprofiles.composition import Services
 from authprofiles.core.errors import FieldError, NotFound, ValidationFailed
 from authprofiles.core.profiles import Profile
 from authprofiles.services.connections import RevocationReport
-from authprofiles.services.container import Services
 from authprofiles.services.profiles import public_view
 from authprofiles.store.profiles import UnreadableProfile
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar, cast
 
 SHARED_OWNER = "shared"
+T = TypeVar("T")
 
 
 class ConnectionStatus(StrEnum):
@@ -79,3 +81,22 @@ class NextStep:
     verification_uri_complete: str | None = None
     expires_at: datetime | None = None
     interval: int | None = None
+
+
+class DerivedOnce:
+    """Values worked out once from an immutable one (a token handed out), each kept
+    under its own type, so a token reused many times is not worked out again."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self) -> None:
+        self._values: dict[type, object] = {}
+
+    def __contains__(self, kind: type) -> bool:
+        return kind in self._values
+
+    def get(self, kind: type[T], make: Callable[[], T]) -> T:
+        value = self._values.get(kind)
+        if value is None:
+            value = self._values[kind] = make()
+        return cast(T, value)

@@ -1,4 +1,10 @@
-"""Domain errors. Each names what was wrong in words a person can act on."""
+"""Domain errors. Each names what was wrong in words a person can act on.
+
+They carry no HTTP status, nor any exit code: what an error means to a client is decided
+at each edge, in one table there (``api/problems.py`` for the API's problem answers,
+``cli/common.py`` for the command line's messages and exit codes), looked up along the
+class's MRO, so a subclass answers as its base unless the table says otherwise.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +20,8 @@ class FieldError:
 
 
 class DomainError(Exception):
-    """Base for errors the edges turn into 4xx answers."""
-
-    status_code = 400
-    title = "Bad request"
+    """Base for what a caller can act on: bad input, a missing thing, a refusal, a state
+    that does not allow it. ``detail`` says what, without any secret."""
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -25,8 +29,7 @@ class DomainError(Exception):
 
 
 class ValidationFailed(DomainError):
-    status_code = 422
-    title = "Invalid input"
+    """Input that breaks rules, every broken rule at once, each naming its field."""
 
     def __init__(self, errors: list[FieldError], detail: str | None = None) -> None:
         fields = ", ".join(dict.fromkeys(e.field for e in errors))
@@ -35,20 +38,16 @@ class ValidationFailed(DomainError):
 
 
 class NotFound(DomainError):
-    status_code = 404
-    title = "Not found"
+    """Nothing of that id (or name) where the caller may look."""
 
 
 class Conflict(DomainError):
-    status_code = 409
-    title = "Conflict"
+    """The request is valid, but the state of what it acts on does not allow it."""
 
 
 class AlreadyExists(Conflict):
     """A value that must be unique is taken (a profile's name in its workspace). Names the
     field the way :class:`ValidationFailed` does, so a client can point at it."""
-
-    title = "Already exists"
 
     def __init__(self, errors: list[FieldError]) -> None:
         super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
@@ -56,16 +55,17 @@ class AlreadyExists(Conflict):
 
 
 class Forbidden(DomainError):
-    status_code = 403
-    title = "Forbidden"
+    """The caller is known, and may not do this."""
+
+
+class TooLarge(DomainError):
+    """What the caller sent is larger than this server reads."""
 
 
 class Unavailable(DomainError):
     """This server cannot do it right now; the same request later may succeed
     (``retry_after`` seconds, sent as RFC 9110 ``Retry-After`` when set)."""
 
-    status_code = 503
-    title = "Service unavailable"
     retry_after: int | None = None
 
 
@@ -73,14 +73,18 @@ class UpstreamError(DomainError):
     """An identity provider or API answered in a way we could not use; ``host`` (and
     port) names where the call went, so a person knows which one."""
 
-    status_code = 502
-    title = "Bad gateway"
-
     def __init__(self, detail: str, host: str | None = None) -> None:
         super().__init__(detail)
         self.host = host
 
 
 class UpstreamTimeout(UpstreamError):
-    status_code = 504
-    title = "Gateway timeout"
+    """An identity provider or API did not answer in time."""
+
+
+def unfilled_template(field: str, problem: ValueError) -> ValidationFailed:
+    """The one translation of a :class:`~authprofiles.core.templating.TemplateError`: the
+    profile's ``field`` (``token_url``, ``api_base_url``, ...) cannot be filled in with the
+    tenant and field values at hand. Named like any invalid field, so a client can point
+    at it; the message says which placeholder and why, never a value."""
+    return ValidationFailed([FieldError(field, str(problem))])

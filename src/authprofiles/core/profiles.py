@@ -16,10 +16,17 @@ from authprofiles.core.auth_types import AuthType
 
 
 class ClientAuthMethod(StrEnum):
-    """RFC 6749 section 2.3.1: HTTP Basic (RFC 7617) or credentials in the form body."""
+    """How the client authenticates at the token endpoint, named as RFC 7591 section 2
+    registers the values of ``token_endpoint_auth_method``."""
 
+    #: RFC 6749 section 2.3.1: the client secret in HTTP Basic (RFC 7617).
     CLIENT_SECRET_BASIC = "client_secret_basic"  # noqa: S105
+    #: RFC 6749 section 2.3.1: the client secret in the form body.
     CLIENT_SECRET_POST = "client_secret_post"  # noqa: S105
+    #: RFC 7523 section 2.2: a JWT signed with the client's private key.
+    PRIVATE_KEY_JWT = "private_key_jwt"
+    #: A public client (RFC 6749 section 2.1): the client id in the body, no secret.
+    NONE = "none"
 
 
 class AuthorizationMode(StrEnum):
@@ -152,7 +159,9 @@ PROFILE_FIELDS: tuple[str, ...] = (
     "description",
     "client_id",
     "client_secret",
+    "issuer",
     "authorization_url",
+    "device_authorization_url",
     "token_url",
     "refresh_token_url",
     "revocation_url",
@@ -162,6 +171,9 @@ PROFILE_FIELDS: tuple[str, ...] = (
     "scopes",
     "pkce",
     "client_auth_method",
+    "private_key",
+    "private_key_id",
+    "client_assertion_audience",
     "tenancy",
     "authorization_mode",
     "username",
@@ -176,18 +188,21 @@ PROFILE_FIELDS: tuple[str, ...] = (
 )
 
 #: Fields never returned by any read; reads only say whether they are set.
-SECRET_FIELDS: frozenset[str] = frozenset({"client_secret", "password"})
+SECRET_FIELDS: frozenset[str] = frozenset({"client_secret", "private_key", "password"})
 
 #: Fields fixed at creation (seed 000: "The Authorization Type and Name fields cannot be edited").
 IMMUTABLE_FIELDS: frozenset[str] = frozenset({"name", "auth_type"})
 
 URL_FIELDS: tuple[str, ...] = (
+    "issuer",
     "authorization_url",
+    "device_authorization_url",
     "token_url",
     "refresh_token_url",
     "revocation_url",
     "api_base_url",
     "egress_proxy_url",
+    "client_assertion_audience",
     "token_test_url",
 )
 
@@ -207,7 +222,12 @@ class ProfileDefinition(BaseModel):
     description: str | None = None
     client_id: str | None = None
     client_secret: str | None = None
+    #: The authorization server's issuer identifier (RFC 8414 section 2): an authorization
+    #: response naming another issuer is refused (RFC 9207).
+    issuer: str | None = None
     authorization_url: str | None = None
+    #: RFC 8628 section 3.1: where the device authorization request goes.
+    device_authorization_url: str | None = None
     token_url: str | None = None
     refresh_token_url: str | None = None
     revocation_url: str | None = None
@@ -219,6 +239,12 @@ class ProfileDefinition(BaseModel):
     scopes: tuple[str, ...] = ()
     pkce: bool = True
     client_auth_method: ClientAuthMethod = ClientAuthMethod.CLIENT_SECRET_BASIC
+    #: private_key_jwt: the PEM private key the client assertion is signed with, and the
+    #: ``kid`` its JWS header names (RFC 7515 section 4.1.4), when the server needs one.
+    private_key: str | None = None
+    private_key_id: str | None = None
+    #: private_key_jwt: the assertion's ``aud`` when not the token endpoint URL.
+    client_assertion_audience: str | None = None
     tenancy: bool | None = None
     authorization_mode: AuthorizationMode | None = None
     username: str | None = None
@@ -273,6 +299,14 @@ class Profile(ProfileDefinition):
         return ProfileDefinition.model_validate(self.model_dump(include=set(PROFILE_FIELDS)))
 
 
+def field_values(profile: ProfileDefinition, fields: dict[str, str]) -> dict[str, str]:
+    """Values ``{{field}}`` placeholders draw on: the profile's additional fields, then the
+    connection's own values (an end user's input wins over the admin's default)."""
+    values = {f.key: f.value for f in profile.additional_fields}
+    values.update(fields)
+    return values
+
+
 __all__ = [
     "DEFAULT_AUTH_ERROR_STATUS_CODE",
     "IMMUTABLE_FIELDS",
@@ -293,4 +327,5 @@ __all__ = [
     "ProfileDefinition",
     "ProfileStatus",
     "TestContentType",
+    "field_values",
 ]

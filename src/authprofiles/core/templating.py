@@ -16,10 +16,11 @@ move a request to another host or out of its path segment:
 from __future__ import annotations
 
 import re
-import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import quote, unquote
+from urllib.parse import quote
+
+from authprofiles.wire.injection import path_segment_problem as path_segment_problem
 
 TENANT_PLACEHOLDER = "{tenant}"
 FIELD_PATTERN = re.compile(r"\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
@@ -143,51 +144,8 @@ def host_placeholder_problem(authority: str) -> str | None:
 
 # -- path segments ----------------------------------------------------------------------
 
-_DOT_SEGMENTS = (".", "..")
-# Percent-decoding rounds and NFKC foldings, in any order, that a server on the way may
-# apply before it reads a segment: some servers and frameworks decode a path twice
-# (``%252e%252e`` is ``..`` to them), and some fold compatibility characters: NFKC turns
-# two FULLWIDTH FULL STOPs (U+FF0E) into ``..``, FULLWIDTH SOLIDUS (U+FF0F) into ``/`` and
-# FULLWIDTH PERCENT SIGN (U+FF05) into ``%``, which a later decoding reads on.
-_READING_STEPS = 4
-
-
-def _nfkc(text: str) -> str:
-    return unicodedata.normalize("NFKC", text)
-
-
-def _readings(segment: str) -> set[str]:
-    """Every way the raw segment may be read along the way (see ``_READING_STEPS``)."""
-    steps: tuple[Callable[[str], str], ...] = (unquote, _nfkc)
-    seen = {segment}
-    frontier = {segment}
-    for _ in range(_READING_STEPS):
-        frontier = {step(reading) for reading in frontier for step in steps} - seen
-        if not frontier:
-            break
-        seen |= frontier
-    return seen
-
-
-def path_segment_problem(segment: str) -> str | None:
-    """Why one raw (percent-encoded) path segment could climb out of its place, or None.
-
-    The one escape check for every path segment: a caller's path, a path field's value and
-    a ``{{field}}`` value rendered into a URL's path. A segment is refused when any reading
-    of it (decoded up to several times, NFKC-folded) is a dot segment, or holds a slash, a
-    backslash or a NUL byte. ``..;x`` counts as ``..``: servlet containers drop the
-    ``;x`` path parameter (RFC 3986 section 3.3) before they resolve dot segments.
-    """
-    if segment.isascii() and "%" not in segment:
-        readings: set[str] | tuple[str] = (segment,)  # what is written is what it means
-    else:
-        readings = _readings(segment)
-    for reading in readings:
-        if "/" in reading or "\\" in reading or "\x00" in reading:
-            return "may not hold encoded slashes, backslashes or NUL bytes"
-        if reading.split(";", 1)[0] in _DOT_SEGMENTS:
-            return "may not hold '.' or '..' segments"
-    return None
+# The one escape check for every path segment (a caller's path, a path field's value, a
+# ``{{field}}`` value rendered into a URL's path) is the wire's, shared with the SDK.
 
 
 # -- rendering --------------------------------------------------------------------------

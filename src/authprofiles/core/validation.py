@@ -14,6 +14,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from authprofiles.core.auth_types import AUTH_TYPES, spec_for
@@ -63,6 +66,15 @@ MAX_SCOPE_LENGTH = 255
 MAX_PASSWORD_LENGTH = 1024
 #: A form field's title and data type: one line of a form.
 MAX_SHORT_TEXT_LENGTH = 255
+#: A PEM private key for private_key_jwt. An 8192-bit RSA key takes about 6,400
+#: characters, EC keys a few hundred; a longer one would be checked at length on every
+#: change for no gain in safety.
+MAX_PRIVATE_KEY_LENGTH = 8192
+#: RFC 7518 section 3.3 (RS256 and its kin): "A key of size 2048 bits or larger MUST be
+#: used with these algorithms."
+MIN_RSA_KEY_BITS = 2048
+#: The curves of RFC 7518 section 3.4's ES256, ES384 and ES512, by their SEC 2 names.
+SIGNING_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
 
 _FIELD_KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
 # RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
@@ -86,7 +98,9 @@ _MULTILINE_CONTROLS = frozenset("\n\r\t")
 #: are held to this rule themselves, and the proxy URL may not carry credentials.
 HTTPS_ONLY_URL_FIELDS: frozenset[str] = frozenset(
     {
+        "issuer",
         "authorization_url",
+        "device_authorization_url",
         "token_url",
         "refresh_token_url",
         "revocation_url",
@@ -148,7 +162,9 @@ class ProfileDraft(_Lenient):
     description: str | None = None
     client_id: str | None = None
     client_secret: str | None = None
+    issuer: str | None = None
     authorization_url: str | None = None
+    device_authorization_url: str | None = None
     token_url: str | None = None
     refresh_token_url: str | None = None
     revocation_url: str | None = None
@@ -158,6 +174,9 @@ class ProfileDraft(_Lenient):
     scopes: list[str] | str | None = None
     pkce: bool | None = None
     client_auth_method: str | None = None
+    private_key: str | None = None
+    private_key_id: str | None = None
+    client_assertion_audience: str | None = None
     tenancy: bool | None = None
     authorization_mode: str | None = None
     username: str | None = None
@@ -458,12 +477,14 @@ def required_fields(
     auth_type: AuthType,
     is_set: Callable[[str], bool],
     mode: AuthorizationMode | None = None,
+    *,
+    client_auth_method: ClientAuthMethod = ClientAuthMethod.CLIENT_SECRET_BASIC,
 ) -> tuple[str, ...]:
     """The fields a complete profile of this type sets, given which fields are set and its
     authorization mode: what a ``configured`` profile needs to be connected with nothing
     more than a person connecting is asked for (a tenant, form fields, and in user mode
     their own username and password)."""
-    required = MANDATORY_FIELDS[auth_type]
+    required = with_client_credential(MANDATORY_FIELDS[auth_type], client_auth_method)
     if mode is not None:
         required += REQUIRED_IN_MODE.get((auth_type, mode), ())
     if is_set("token_test_url"):
@@ -493,8 +514,9 @@ def validate_draft(draft: ProfileDraft, *, require_complete: bool = True) -> Pro
         except ValueError:
             errors.append(_enum_error("auth_type", str(draft.auth_type), AuthType))
 
-    for field in ("client_id", "client_secret", "username"):
+    for field in ("client_id", "client_secret", "username", "private_key_id"):
         _check_text(errors, field, getattr(draft, field), max_length=MAX_CLIENT_CREDENTIAL_LENGTH)
+    _check_private_key(draft.private_key, errors)
     _check_text(errors, "password", draft.password, max_length=MAX_PASSWORD_LENGTH)
     _check_text(
         errors,
@@ -556,6 +578,16 @@ def validate_draft(draft: ProfileDraft, *, require_complete: bool = True) -> Pro
     defined_keys = {f.key for f in additional} | {f.key for f in authorization}
     defined_keys |= {f.key for f in form}
     _check_urls(draft, tenancy=bool(tenancy), defined_keys=defined_keys, errors=errors)
+    _check_issuer(draft.issuer, errors)
+    method = (
+        ClientAuthMethod.CLIENT_SECRET_BASIC
+        if _blank(draft.client_auth_method)
+        else enums.get("client_auth_method")
+    )
+    if method is not None:  # else the method itself is reported
+        errors.extend(
+            client_credential_conflicts(method, lambda field: not _blank(getattr(draft, field)))
+        )
     _check_value_placeholders(authorization, defined_keys, errors)
 
     if auth_type is not None and require_complete:
@@ -564,10 +596,13 @@ def validate_draft(draft: ProfileDraft, *, require_complete: bool = True) -> Pro
             return tenancy is not None if field == "tenancy" else not _blank(getattr(draft, field))
 
         mode = enums.get("authorization_mode")
-        for field in required_fields(auth_type, is_set, mode):
+        credential_method = method or ClientAuthMethod.CLIENT_SECRET_BASIC
+        for field in required_fields(auth_type, is_set, mode, client_auth_method=credential_method):
             if is_set(field):
                 continue
-            if field in REQUIRED_WITH_TOKEN_TEST_URL.get(auth_type, ()):
+            if field != "client_secret" and field in client_credential_fields(credential_method):
+                why = f"with client_auth_method {credential_method.value}"
+            elif field in REQUIRED_WITH_TOKEN_TEST_URL.get(auth_type, ()):
                 why = f"when token_test_url is set on {auth_type.value} profiles"
             elif mode is not None and field in REQUIRED_IN_MODE.get((auth_type, mode), ()):
                 why = f"for {auth_type.value} profiles in {mode.value} mode"
@@ -588,7 +623,9 @@ def validate_draft(draft: ProfileDraft, *, require_complete: bool = True) -> Pro
         description=_none_if_blank(draft.description),
         client_id=_none_if_blank(draft.client_id),
         client_secret=draft.client_secret or None,
+        issuer=_none_if_blank(draft.issuer),
         authorization_url=_none_if_blank(draft.authorization_url),
+        device_authorization_url=_none_if_blank(draft.device_authorization_url),
         token_url=_none_if_blank(draft.token_url),
         refresh_token_url=_none_if_blank(draft.refresh_token_url),
         revocation_url=_none_if_blank(draft.revocation_url),
@@ -598,6 +635,9 @@ def validate_draft(draft: ProfileDraft, *, require_complete: bool = True) -> Pro
         scopes=scopes,
         pkce=True if draft.pkce is None else draft.pkce,
         client_auth_method=enums.get("client_auth_method", ClientAuthMethod.CLIENT_SECRET_BASIC),
+        private_key=draft.private_key or None,
+        private_key_id=_none_if_blank(draft.private_key_id),
+        client_assertion_audience=_none_if_blank(draft.client_assertion_audience),
         tenancy=tenancy,
         authorization_mode=enums.get("authorization_mode"),
         username=_none_if_blank(draft.username),
@@ -619,7 +659,12 @@ def missing_fields(definition: ProfileDefinition) -> list[str]:
         value = getattr(definition, field)
         return not (value is None or value == "")
 
-    required = required_fields(definition.auth_type, is_set, definition.authorization_mode)
+    required = required_fields(
+        definition.auth_type,
+        is_set,
+        definition.authorization_mode,
+        client_auth_method=definition.client_auth_method,
+    )
     missing = [f for f in required if not is_set(f)]
     # Seed 000: an additional field's value is required; an incomplete profile (e.g. one
     # imported without secrets) keeps the key with an empty value until it is given.
@@ -966,3 +1011,105 @@ def check_use_input(
         )
     used = tenant.lower() if tenant and not errors else None
     return used, errors
+
+
+# -- client authentication: which credential each method sends ------------------------
+
+
+def client_credential_fields(method: ClientAuthMethod) -> tuple[str, ...]:
+    """The stored credential ``method`` authenticates the client with.
+
+    RFC 6749 section 2.3.1 sends the client secret; RFC 7523 section 2.2 sends a JWT
+    signed with the client's private key ("private_key_jwt" in RFC 7591 section 2); a
+    public client (``none``) holds no credential: RFC 6749 section 2.1 calls such clients
+    "incapable of maintaining the confidentiality of their credentials".
+    """
+    if method is ClientAuthMethod.PRIVATE_KEY_JWT:
+        return ("private_key",)
+    if method is ClientAuthMethod.NONE:
+        return ()
+    return ("client_secret",)
+
+
+def with_client_credential(fields: tuple[str, ...], method: ClientAuthMethod) -> tuple[str, ...]:
+    """A list of mandatory fields with ``client_secret``, where it names it, standing for
+    the credential ``method`` sends: the secret, the private key, or nothing. The order
+    is kept, so what is missing is listed as a form shows it."""
+    credential = client_credential_fields(method)
+    out: list[str] = []
+    for field in fields:
+        out.extend(credential if field == "client_secret" else (field,))
+    return tuple(out)
+
+
+#: Secrets a method sends nothing of when it is not the one chosen.
+_CLIENT_CREDENTIALS: tuple[str, ...] = ("client_secret", "private_key")
+
+
+def client_credential_conflicts(
+    method: ClientAuthMethod, is_set: Callable[[str], bool]
+) -> list[FieldError]:
+    """A stored secret that ``method`` never sends is refused rather than kept: it would
+    be held (and shown as set) for nothing, and a reader would take it for the credential
+    in use. So a public client (``none``) holds no client secret, ``private_key_jwt`` no
+    secret either, and the secret methods no private key."""
+    used = client_credential_fields(method)
+    return [
+        FieldError(
+            field,
+            f"is not used with client_auth_method {method.value}: leave it out "
+            "(null clears a stored one)",
+        )
+        for field in _CLIENT_CREDENTIALS
+        if field not in used and is_set(field)
+    ]
+
+
+def private_key_problem(pem: str) -> str | None:
+    """Why ``pem`` cannot sign a private_key_jwt client assertion, or None when it can: an
+    unencrypted PEM private key, RSA of at least 2048 bits or EC on P-256, P-384 or P-521
+    (the keys of RFC 7518's RS256 and ES256, ES384, ES512). Never quotes the key."""
+    if "-----BEGIN" not in pem:
+        return "must be a PEM private key (-----BEGIN PRIVATE KEY----- ...)"
+    if "PRIVATE KEY-----" not in pem and ("PUBLIC KEY-----" in pem or "CERTIFICATE-----" in pem):
+        return "holds a public key or a certificate; the assertion is signed with the private key"
+    try:
+        key = load_pem_private_key(pem.encode("utf-8"), password=None)
+    except TypeError:  # cryptography's word for "encrypted, and no password given"
+        return "is encrypted: give the key without a passphrase (it is stored encrypted here)"
+    except (ValueError, UnsupportedAlgorithm):
+        return "is not a PEM private key that can be read"
+    if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size < MIN_RSA_KEY_BITS:
+            return f"an RSA key must have at least {MIN_RSA_KEY_BITS} bits (got {key.key_size})"
+        return None
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        if key.curve.name not in SIGNING_CURVES:
+            return "an EC key must be on P-256, P-384 or P-521 (ES256, ES384, ES512)"
+        return None
+    return "must be an RSA or an EC (P-256, P-384, P-521) private key"
+
+
+def _check_private_key(pem: str | None, errors: list[FieldError]) -> None:
+    if _blank(pem):
+        return
+    assert pem is not None
+    if not _check_text(errors, "private_key", pem, max_length=MAX_PRIVATE_KEY_LENGTH):
+        return
+    problem = private_key_problem(pem)
+    if problem:
+        errors.append(FieldError("private_key", problem))
+
+
+def _check_issuer(issuer: str | None, errors: list[FieldError]) -> None:
+    """RFC 8414 section 2: the issuer is "a URL that uses the "https" scheme and has no
+    query or fragment components" (the scheme is held to the https rule of every URL)."""
+    if _blank(issuer):
+        return
+    assert issuer is not None
+    try:
+        parts = urlsplit(issuer)
+    except ValueError:
+        return  # reported as not a URL by the URL checks
+    if parts.query or parts.fragment or issuer.endswith(("?", "#")):
+        errors.append(FieldError("issuer", "an issuer has no query or fragment (RFC 8414)"))

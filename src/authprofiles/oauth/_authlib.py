@@ -17,12 +17,15 @@ with warnings.catch_warnings():
     from authlib.common.security import generate_token
     from authlib.integrations.base_client import OAuthError
     from authlib.integrations.httpx_client import OAuth2Client
+    from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
     from authlib.oauth2.rfc8414 import AuthorizationServerMetadata, get_well_known_url
 
 __all__ = [
     "AuthorizationServerMetadata",
     "OAuth2Client",
     "OAuthError",
+    "PrivateKeyJWT",
     "generate_token",
     "get_well_known_url",
+    "private_key_jwt_sign",
 ]

@@ -114,7 +114,13 @@ class OAuthEngine:
         )
         # client_secret_basic as RFC 6749 section 2.3.1 says (see client_auth), for the
         # token, refresh and revocation requests alike.
-        register_client_auth_methods(client)
+        register_client_auth_methods(
+            client,
+            private_key=settings.private_key,
+            private_key_id=settings.private_key_id,
+            client_assertion_audience=settings.client_assertion_audience,
+            token_endpoint=settings.token_url,
+        )
         client.register_compliance_hook("access_token_response", normalise_response)
         client.register_compliance_hook("refresh_token_response", normalise_response)
         return client
@@ -154,7 +160,9 @@ class OAuthEngine:
             body = dict(data)
             if settings.scopes:
                 body.setdefault("scope", " ".join(settings.scopes))
-            response: httpx.Response = client.post(url, data=body, auth=client.client_auth)
+            response: httpx.Response = client.post(
+                url, data=body, auth=client.client_auth(settings.auth_method)
+            )
             return response
 
         response = self._with_retries(call, what, url)

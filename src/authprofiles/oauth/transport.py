@@ -47,9 +47,9 @@ class Transports:
             return transport
 
     def client(self, egress_proxy_url: str | None) -> httpx.Client:
-        """A light client on the shared pool; closing it would close the pool, so don't
-        (unless ``sync`` hands out transports that ignore closing, as the profile test's
-        recorder does). It follows no redirect: its requests carry credentials."""
+        """A light client on the shared pool; closing it would close the pool, so don't.
+        The profile test's recorder builds its own clients on these pools and never closes
+        them. It follows no redirect: its requests carry credentials."""
         return httpx.Client(
             transport=self.sync(egress_proxy_url), timeout=self.timeout, trust_env=False
         )

@@ -7,13 +7,15 @@
         httpx.get("https://api.example.com/v1/invoices", auth=auth)
 
 It depends on httpx and requests only, never on the server's own packages, so it can
-be vendored or installed next to any agent.
+be vendored or installed next to any agent. The rules it applies credentials by, and
+refreshes a refused one by, are :mod:`authprofiles.wire`'s (standard library only), the
+same the server's proxy follows.
 """
 
 from authprofiles.sdk._auth import ConnectionAuth, TokenSource
 from authprofiles.sdk._client import AuthProfilesClient, AuthProfilesError, Inject, Token
-from authprofiles.sdk._inject import InjectionError
 from authprofiles.sdk._requests import RequestsConnectionAuth
+from authprofiles.wire.injection import InjectionError
 
 __all__ = [
     "AuthProfilesClient",

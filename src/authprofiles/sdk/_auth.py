@@ -1,9 +1,12 @@
 """``ConnectionAuth``: an ``httpx.Auth`` that applies a connection's token to each request.
 
-Following httpx's own design, the auth object is a generator flow: it yields the
-request with the credentials applied, looks at the answer, and on the API's auth
-error status yields the request once more with a fresh token. The token is cached
-until shortly before it expires.
+Following httpx's own design (its ``DigestAuth``), the auth object is one generator,
+:meth:`ConnectionAuth.auth_flow`, that yields requests and receives their answers: the
+token request to the authprofiles API (unless a cached token will do), the request with
+the credentials in place, and, when the answer has the profile's auth error status,
+the refresh request and the request once more with the fresh token
+(:class:`~authprofiles.wire.refresh_once.RefreshOnce`). The same generator serves sync and
+async clients; only sending the authprofiles API's own requests differs between them.
 """
 
 from __future__ import annotations
@@ -11,15 +14,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import AsyncGenerator, Generator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from authprofiles.sdk._client import Token
-from authprofiles.sdk._inject import apply_to_url, carries_payload, merge_body
+from authprofiles.sdk._client import ServerRequest, Token, _decode, _id
+from authprofiles.wire.injection import place
+from authprofiles.wire.refresh_once import RefreshOnce
 
 if TYPE_CHECKING:
     from authprofiles.sdk._client import AuthProfilesClient
+
+#: What a profile's API answers a refused token with when the profile does not say.
+DEFAULT_AUTH_ERROR_STATUS = 401
 
 
 class TokenSource:
@@ -48,7 +55,8 @@ class TokenSource:
         self._token: Token | None = None
         self._fetched_at = 0.0
 
-    def _cached(self) -> Token | None:
+    def cached(self) -> Token | None:
+        """The cached token while it is fresh enough to send (see ``leeway``, ``max_age``)."""
         with self._lock:
             token = self._token
             if token is None or time.monotonic() - self._fetched_at > self.max_age:
@@ -56,7 +64,8 @@ class TokenSource:
         left = token.seconds_left()
         return token if left is None or left > self.leeway else None
 
-    def _keep(self, token: Token) -> Token:
+    def keep(self, token: Token) -> Token:
+        """Cache a token just fetched (and its profile's auth error status)."""
         with self._lock:
             self._token = token
             self._fetched_at = time.monotonic()
@@ -64,7 +73,7 @@ class TokenSource:
                 self._status = token.auth_error_status_code
         return token
 
-    def _newer_than(self, refused: Token) -> Token | None:
+    def newer_than(self, refused: Token) -> Token | None:
         """A token another caller got since ``refused`` was handed out, if any."""
         with self._lock:
             token = self._token
@@ -76,15 +85,27 @@ class TokenSource:
         with self._lock:
             self._token = None
 
+    @property
+    def known_auth_error_status(self) -> int | None:
+        """The profile's auth error status, when given or learnt with a token (the API
+        sends it with each); None until then."""
+        return self._status
+
+    def learn_auth_error_status(self, status: int) -> int:
+        """Remember the status looked up from the profile (an API that does not send it
+        with the token)."""
+        self._status = status
+        return status
+
     # -- sync -------------------------------------------------------------------------
     def get(self) -> Token:
-        return self._cached() or self._keep(self.client.get_token(self.connection_id))
+        return self.cached() or self.keep(self.client.get_token(self.connection_id))
 
     def refresh(self, refused: Token) -> Token:
-        newer = self._newer_than(refused)
+        newer = self.newer_than(refused)
         if newer is not None:
             return newer
-        return self._keep(self.client.refresh_token(self.connection_id, refused=refused))
+        return self.keep(self.client.refresh_token(self.connection_id, refused=refused))
 
     def auth_error_status(self) -> int:
         if self._status is None:
@@ -93,16 +114,16 @@ class TokenSource:
 
     # -- async ------------------------------------------------------------------------
     async def aget(self) -> Token:
-        cached = self._cached()
+        cached = self.cached()
         if cached is not None:
             return cached
-        return self._keep(await self.client.aget_token(self.connection_id))
+        return self.keep(await self.client.aget_token(self.connection_id))
 
     async def arefresh(self, refused: Token) -> Token:
-        newer = self._newer_than(refused)
+        newer = self.newer_than(refused)
         if newer is not None:
             return newer
-        return self._keep(await self.client.arefresh_token(self.connection_id, refused=refused))
+        return self.keep(await self.client.arefresh_token(self.connection_id, refused=refused))
 
     async def aauth_error_status(self) -> int:
         if self._status is None:
@@ -147,51 +168,105 @@ class ConnectionAuth(ConnectionCredentials, httpx.Auth):
     # The body is read before the flow starts, so it can be sent a second time.
     requires_request_body = True
 
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """The token (cached, or asked of the authprofiles API), the request with it, and
+        on the profile's auth error status one refresh and one resend."""
+        source, client = self.source, self.source.client
+        token = source.cached()
+        if token is None:
+            fetched = yield client.token_request(source.connection_id)
+            token = source.keep(Token.from_response(fetched))
+        response = yield self.apply(request, token)
+
+        status = source.known_auth_error_status
+        if status is None:
+            if response.status_code < 400:
+                return  # only a refusal needs to know the status
+            status = yield from self._look_up_auth_error_status()
+        if not RefreshOnce(status).on_response(response.status_code):
+            return
+        fresh = source.newer_than(token)
+        if fresh is None:
+            refreshed = yield client.refresh_request(source.connection_id, refused=token)
+            fresh = source.keep(Token.from_response(refreshed))
+        if fresh.access_token != token.access_token:
+            yield self.apply(request, fresh)  # its answer is the caller's, whatever it is
+
+    def _look_up_auth_error_status(self) -> Generator[httpx.Request, httpx.Response, int]:
+        """From the connection's profile, for an API that did not send it with the token."""
+        client, connection_id = self.source.client, self.source.connection_id
+        connection = yield client.build_request("GET", f"/connections/{_id(connection_id)}")
+        profile_id = str(_json(connection)["profile_id"])
+        profile = yield client.build_request("GET", f"/profiles/{_id(profile_id)}")
+        status = _json(profile).get("auth_error_status_code")
+        known = int(status) if isinstance(status, int) else DEFAULT_AUTH_ERROR_STATUS
+        return self.source.learn_auth_error_status(known)
+
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
+        """Drive :meth:`auth_flow` for a sync client: the authprofiles API's requests go
+        through the SDK's own client (:class:`ServerRequest`), the others to the caller's.
+        :meth:`async_auth_flow` is the same loop, awaiting the API's answers."""
         request.read()
-        token = self.source.get()
-        response = yield self.apply(request, token)
-        if response.status_code < 400 or response.status_code != self.source.auth_error_status():
-            return
-        fresh = self.source.refresh(token)
-        if fresh.access_token != token.access_token:
-            yield self.apply(request, fresh)
+        flow = self.auth_flow(request)
+        outgoing = next(flow)
+        while True:
+            if isinstance(outgoing, ServerRequest):
+                answer = self.source.client.send(outgoing)
+            else:
+                answer = yield outgoing
+            try:
+                outgoing = flow.send(answer)
+            except StopIteration:
+                return
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         await request.aread()
-        token = await self.source.aget()
-        response = yield self.apply(request, token)
-        if response.status_code < 400:
-            return
-        if response.status_code != await self.source.aauth_error_status():
-            return
-        fresh = await self.source.arefresh(token)
-        if fresh.access_token != token.access_token:
-            yield self.apply(request, fresh)
+        flow = self.auth_flow(request)
+        outgoing = next(flow)
+        while True:
+            if isinstance(outgoing, ServerRequest):
+                answer = await self.source.client.asend(outgoing)
+            else:
+                answer = yield outgoing
+            try:
+                outgoing = flow.send(answer)
+            except StopIteration:
+                return
 
     def apply(self, request: httpx.Request, token: Token) -> httpx.Request:
         """A copy of ``request`` with the credentials in place (the original is kept for a
         retry, so nothing is applied twice)."""
-        inject = token.inject
-        url = apply_to_url(str(request.url), inject.query, inject.path, self.base_url)
+        placed = place(
+            token.inject,
+            method=request.method,
+            url=str(request.url),
+            body=request.content,
+            content_type=request.headers.get("content-type"),
+            base_url=self.base_url,
+        )
         headers = request.headers.copy()
-        for name, value in inject.headers.items():
-            headers[name] = value
+        for name, value in placed.headers.items():
+            headers[name] = value  # replaces the caller's of that name, whatever its case
         content = request.content
-        if inject.body and carries_payload(request.method, bool(content)):
-            content, media = merge_body(content, headers.get("content-type"), inject.body)
-            headers["Content-Type"] = media
+        if placed.body is not None:
+            content = placed.body
+            headers["Content-Type"] = placed.content_type
         # Recomputed from the content given below.
         for name in ("Content-Length", "Transfer-Encoding"):
             headers.pop(name, None)
         return httpx.Request(
             request.method,
-            url,
+            placed.url,
             headers=headers,
             content=content or None,
             extensions=request.extensions,
         )
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    """An authprofiles API answer's JSON object; an error raises ``AuthProfilesError``."""
+    return dict(_decode(response))

@@ -78,6 +78,12 @@ class Token:
             extra=dict(data.get("extra") or {}),
         )
 
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> Token:
+        """The token in an answer of ``GET /connections/{id}/token`` (or ``.../refresh``);
+        an error answer raises :class:`AuthProfilesError`."""
+        return cls.from_json(_decode(response))
+
     def seconds_left(self, now: datetime | None = None) -> float | None:
         if self.expires_at is None:
             return None
@@ -87,6 +93,14 @@ class Token:
     def sha256(self) -> str:
         """Names this token to the server without sending it (see ``refresh_token``)."""
         return hashlib.sha256(self.access_token.encode()).hexdigest()
+
+
+class ServerRequest(httpx.Request):
+    """A request to the authprofiles API itself (with the API key), as opposed to one to
+    the connection's API: :class:`~authprofiles.sdk.ConnectionAuth`'s flow yields both, and
+    sends this kind through :class:`AuthProfilesClient`'s own connection, never through the
+    client the caller built for the connection's API (its hooks, proxies and certificates
+    are for that API, and the API key must not pass through them)."""
 
 
 class _Unclosed(httpx.AsyncBaseTransport):
@@ -157,7 +171,45 @@ class AuthProfilesClient:
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Any API call: ``path`` is relative to ``/api/v1``; returns the decoded JSON."""
-        return _decode(self._http.request(method, path, **kwargs))
+        return _decode(self.send(self.build_request(method, path, **kwargs)))
+
+    def build_request(self, method: str, path: str, **kwargs: Any) -> ServerRequest:
+        """An API call not sent yet (``path`` relative to ``/api/v1``, the API key in place),
+        for :meth:`send` or :meth:`asend`."""
+        built = self._http.build_request(method, path, **kwargs)
+        return ServerRequest(
+            built.method,
+            built.url,
+            headers=built.headers,
+            stream=built.stream,
+            extensions=built.extensions,
+        )
+
+    def send(self, request: httpx.Request) -> httpx.Response:
+        """Send a request of :meth:`build_request`; the answer is read whole."""
+        return self._http.send(request)
+
+    async def asend(self, request: httpx.Request) -> httpx.Response:
+        """The same, on the running event loop (a short-lived connection per call)."""
+        transport = _Unclosed(self._async_transport) if self._async_transport else None
+        async with httpx.AsyncClient(
+            timeout=self._timeout,
+            verify=self._verify,
+            trust_env=self._trust_env,
+            transport=transport,
+        ) as client:
+            return await client.send(request)
+
+    def token_request(self, connection_id: str) -> ServerRequest:
+        """``GET /connections/{id}/token``, not sent yet."""
+        return self.build_request("GET", f"/connections/{_id(connection_id)}/token")
+
+    def refresh_request(self, connection_id: str, *, refused: Token | None = None) -> ServerRequest:
+        """``POST /connections/{id}/token/refresh`` naming the refused token, not sent yet."""
+        body = {"refused_token_sha256": refused.sha256} if refused else {}
+        return self.build_request(
+            "POST", f"/connections/{_id(connection_id)}/token/refresh", json=body
+        )
 
     def _every_page(self, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
         """A list's items from every page: the API answers a page and names the next one
@@ -174,16 +226,7 @@ class AuthProfilesClient:
 
     async def arequest(self, method: str, path: str, **kwargs: Any) -> Any:
         """The same, on the running event loop (a short-lived connection per call)."""
-        transport = _Unclosed(self._async_transport) if self._async_transport else None
-        async with httpx.AsyncClient(
-            base_url=self._api,
-            headers=self._headers,
-            timeout=self._timeout,
-            verify=self._verify,
-            trust_env=self._trust_env,
-            transport=transport,
-        ) as client:
-            return _decode(await client.request(method, path, **kwargs))
+        return _decode(await self.asend(self.build_request(method, path, **kwargs)))
 
     # -- profiles --------------------------------------------------------------------
     def list_profiles(self, *, name: str | None = None) -> list[dict[str, Any]]:
@@ -269,23 +312,19 @@ class AuthProfilesClient:
     # -- tokens ----------------------------------------------------------------------
     def get_token(self, connection_id: str) -> Token:
         """A valid token (the server refreshes it first if it is about to expire)."""
-        return Token.from_json(self.request("GET", f"/connections/{_id(connection_id)}/token"))
+        return Token.from_response(self.send(self.token_request(connection_id)))
 
     async def aget_token(self, connection_id: str) -> Token:
-        path = f"/connections/{_id(connection_id)}/token"
-        return Token.from_json(await self.arequest("GET", path))
+        return Token.from_response(await self.asend(self.token_request(connection_id)))
 
     def refresh_token(self, connection_id: str, *, refused: Token | None = None) -> Token:
         """An API refused ``refused``: have the server refresh once. When another client
         already did, the server answers with that newer token instead."""
-        path = f"/connections/{_id(connection_id)}/token/refresh"
-        body = {"refused_token_sha256": refused.sha256} if refused else {}
-        return Token.from_json(self.request("POST", path, json=body))
+        return Token.from_response(self.send(self.refresh_request(connection_id, refused=refused)))
 
     async def arefresh_token(self, connection_id: str, *, refused: Token | None = None) -> Token:
-        path = f"/connections/{_id(connection_id)}/token/refresh"
-        body = {"refused_token_sha256": refused.sha256} if refused else {}
-        return Token.from_json(await self.arequest("POST", path, json=body))
+        request = self.refresh_request(connection_id, refused=refused)
+        return Token.from_response(await self.asend(request))
 
     def auth_error_status_code(self, connection_id: str) -> int:
         """The status by which the connection's API says "token refused" (default 401)."""

@@ -1,15 +1,16 @@
 """``RequestsConnectionAuth``: the same credentials for ``requests``.
 
 ``requests.get(url, auth=RequestsConnectionAuth(client, connection_id))``: the token and
-the authorization fields are applied when the request is prepared; a response hook sees
-the answer and, on the API's auth error status, sends the request once more with a
-fresh token (when its body can be sent again).
+the authorization fields are applied when the request is prepared (by the wire's rules,
+as :class:`~authprofiles.sdk.ConnectionAuth` applies them); a response hook sees the
+answer and, when :class:`~authprofiles.wire.refresh_once.RefreshOnce` says so, sends the
+request once more with a fresh token (when its body can be sent again).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 from requests.auth import AuthBase
@@ -17,10 +18,8 @@ from requests.structures import CaseInsensitiveDict
 
 from authprofiles.sdk._auth import ConnectionCredentials
 from authprofiles.sdk._client import Token
-from authprofiles.sdk._inject import InjectionError, apply_to_url, carries_payload, merge_body
-
-if TYPE_CHECKING:
-    pass
+from authprofiles.wire.injection import InjectionError, carries_payload, place
+from authprofiles.wire.refresh_once import RefreshOnce
 
 
 @dataclass(frozen=True)
@@ -47,9 +46,20 @@ class RequestsConnectionAuth(ConnectionCredentials, AuthBase):
         )
         token = self.source.get()
         self._apply(request, original, token)
+        retry: RefreshOnce | None = None
 
         def on_response(response: requests.Response, **kwargs: Any) -> requests.Response:
-            return self._retry_if_refused(response, original, token, **kwargs)
+            nonlocal retry
+            if retry is None:
+                status = self.source.known_auth_error_status
+                if status is None:
+                    if response.status_code < 400:
+                        return response  # only a refusal needs to know the status
+                    status = self.source.auth_error_status()
+                retry = RefreshOnce(status)
+            if not retry.on_response(response.status_code):
+                return response
+            return self._resend_with_a_fresh_token(response, original, token, **kwargs)
 
         # requests dispatches these after each answer (``register_hook`` is untyped).
         request.hooks["response"].append(on_response)
@@ -58,32 +68,39 @@ class RequestsConnectionAuth(ConnectionCredentials, AuthBase):
     def _apply(self, request: requests.PreparedRequest, original: _Original, token: Token) -> None:
         inject = token.inject
         method = (request.method or "GET").upper()
-        request.url = apply_to_url(original.url, inject.query, inject.path, self.base_url)
-        headers = CaseInsensitiveDict(original.headers)
-        headers.update(inject.headers)
         body = original.body
-        if inject.body and carries_payload(method, bool(body)):
-            if body is not None and not isinstance(body, bytes | str):
-                raise InjectionError("payload fields need the request body in memory")
+        if isinstance(body, bytes | str) or body is None:
             raw = body.encode() if isinstance(body, str) else (body or b"")
-            merged, media = merge_body(raw, headers.get("Content-Type"), inject.body)
-            body = merged
-            headers["Content-Type"] = media
-            headers["Content-Length"] = str(len(merged))
+        elif inject.body and carries_payload(method, has_body=True):
+            raise InjectionError("payload fields need the request body in memory")
+        else:
+            raw = b""  # a stream, sent as it is
+        placed = place(
+            inject,
+            method=method,
+            url=original.url,
+            body=raw,
+            content_type=original.headers.get("Content-Type"),
+            base_url=self.base_url,
+        )
+        request.url = placed.url
+        headers = CaseInsensitiveDict(original.headers)
+        headers.update(placed.headers)
+        if placed.body is not None:
+            body = placed.body
+            headers["Content-Type"] = placed.content_type
+            headers["Content-Length"] = str(len(placed.body))
             headers.pop("Transfer-Encoding", None)
         request.headers = headers
         request.body = body
 
-    def _retry_if_refused(
+    def _resend_with_a_fresh_token(
         self,
         response: requests.Response,
         original: _Original,
         token: Token,
         **kwargs: Any,
     ) -> requests.Response:
-        status = response.status_code
-        if status < 400 or status != self.source.auth_error_status():
-            return response
         fresh = self.source.refresh(token)
         if fresh.access_token == token.access_token or not original.replayable:
             return response

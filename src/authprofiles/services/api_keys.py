@@ -16,13 +16,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, tuple_
-
 from authprofiles.core.errors import DomainError, FieldError, NotFound, ValidationFailed
 from authprofiles.core.validation import hidden_character
 from authprofiles.services.access import Principal, Role, require_role
+from authprofiles.store.api_keys import ApiKeyStore
 from authprofiles.store.db import Database
-from authprofiles.store.models import DEFAULT_WORKSPACE_ID, ApiKeyRow, utcnow
+from authprofiles.store.models import DEFAULT_WORKSPACE_ID, ApiKeyRow
 
 KEY_PREFIX = "ap"
 #: A revoked key stops working within this many seconds in every worker (at once in the
@@ -33,8 +32,7 @@ MAX_KEY_NAME_LENGTH = 200
 
 
 class Unauthenticated(DomainError):
-    status_code = 401
-    title = "Unauthorized"
+    """No valid API key came with the request."""
 
 
 @dataclass(frozen=True)
@@ -83,8 +81,9 @@ def _name_problem(name: str) -> str | None:
 
 
 class ApiKeys:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, store: ApiKeyStore | None = None) -> None:
         self.db = db
+        self.store = store or ApiKeyStore()
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
 
@@ -102,17 +101,16 @@ class ApiKeys:
             raise ValidationFailed(errors)
         prefix = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
-        row = ApiKeyRow(
-            id=str(uuid.uuid4()),
-            workspace_id=workspace_id,
-            name=name.strip(),
-            role=parsed_role.value,
-            prefix=prefix,
-            secret_hash=_hash(secret),
-            created_at=utcnow(),
-        )
         with self.db.session() as session:
-            session.add(row)
+            row = self.store.add(
+                session,
+                key_id=str(uuid.uuid4()),
+                workspace_id=workspace_id,
+                name=name.strip(),
+                role=parsed_role.value,
+                prefix=prefix,
+                secret_hash=_hash(secret),
+            )
         return CreatedApiKey(
             id=row.id,
             name=row.name,
@@ -148,7 +146,7 @@ class ApiKeys:
             raise Unauthenticated("that is not an authprofiles API key")
         _, prefix, secret = parts
         with self.db.read() as session:
-            row = session.scalars(select(ApiKeyRow).where(ApiKeyRow.prefix == prefix)).one_or_none()
+            row = self.store.by_prefix(session, prefix)
         if row is None or row.revoked_at is not None:
             raise Unauthenticated("unknown or revoked API key")
         if not hmac.compare_digest(row.secret_hash, _hash(secret)):
@@ -171,23 +169,17 @@ class ApiKeys:
     ) -> builtins.list[ApiKeyInfo]:
         """Oldest first (then by id), revoked ones too; at most ``limit`` after the
         ``(created_at, id)`` key ``after``: a keyset page."""
-        statement = select(ApiKeyRow).where(ApiKeyRow.workspace_id == workspace_id)
-        if after is not None:
-            statement = statement.where(tuple_(ApiKeyRow.created_at, ApiKeyRow.id) > after)
-        statement = statement.order_by(ApiKeyRow.created_at, ApiKeyRow.id)
-        if limit is not None:
-            statement = statement.limit(limit)
         with self.db.read() as session:
-            return [ApiKeyInfo.of(row) for row in session.scalars(statement)]
+            rows = self.store.page(session, workspace_id, after=after, limit=limit)
+            return [ApiKeyInfo.of(row) for row in rows]
 
     def revoke(self, key_id: str, workspace_id: str = DEFAULT_WORKSPACE_ID) -> ApiKeyInfo:
         """Revoke an active key of the workspace; :class:`NotFound` when there is none
         (unknown, another workspace's, or revoked already)."""
         with self.db.session() as session:
-            row = session.get(ApiKeyRow, key_id)
-            if row is None or row.workspace_id != workspace_id or row.revoked_at is not None:
+            row = self.store.revoke(session, key_id, workspace_id)
+            if row is None:
                 raise NotFound(f"no active API key with id {key_id!r}")
-            row.revoked_at = utcnow()
             revoked = ApiKeyInfo.of(row)
         with self._lock:
             for presented, (_, principal) in builtins.list(self._cache.items()):

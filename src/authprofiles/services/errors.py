@@ -1,4 +1,4 @@
-"""Service-level errors, each a 4xx/5xx the edges can show as problem+json."""
+"""Service-level errors; what each means to a client is decided at the edges."""
 
 from __future__ import annotations
 
@@ -8,9 +8,6 @@ from authprofiles.oauth.errors import GrantRefused, IdPUnavailable, OAuthFailure
 
 class IdPRefused(DomainError):
     """The identity provider said no (wrong client secret, bad password, revoked grant)."""
-
-    status_code = 400
-    title = "Refused by the identity provider"
 
     def __init__(self, detail: str, error: str | None = None) -> None:
         super().__init__(detail)
@@ -30,7 +27,8 @@ def refuses_client(exc: OAuthFailure) -> bool:
 
 
 class NeedsReauth(Conflict):
-    title = "Connection needs authorization again"
+    """The connection's grant is gone (refused, revoked, expired): a person must authorize
+    it again; ``last_error`` is what the identity provider said."""
 
     def __init__(self, detail: str, last_error: str | None = None) -> None:
         super().__init__(detail)
@@ -38,7 +36,11 @@ class NeedsReauth(Conflict):
 
 
 class NotConfigured(Conflict):
-    title = "Profile not configured"
+    """The profile's mandatory fields are not all filled in yet."""
+
+
+class DiscoveryError(DomainError):
+    """No usable RFC 8414 / OpenID Connect metadata at an issuer (or it is not a URL)."""
 
 
 def from_oauth(exc: OAuthFailure) -> DomainError:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from authprofiles.core.connections import Connection
-from authprofiles.core.errors import FieldError, ValidationFailed
-from authprofiles.core.profiles import Profile, ProfileDefinition
+from authprofiles.core.errors import FieldError, ValidationFailed, unfilled_template
+from authprofiles.core.profiles import Profile, ProfileDefinition, field_values
 from authprofiles.core.templating import TemplateError, render_url
 from authprofiles.core.validation import missing_fields
 from authprofiles.oauth.engine import ClientSettings
@@ -21,14 +21,6 @@ def require_configured(profile: Profile) -> Profile:
     return profile
 
 
-def field_values(profile: ProfileDefinition, fields: dict[str, str]) -> dict[str, str]:
-    """Values ``{{field}}`` placeholders draw on: the profile's additional fields, then the
-    connection's own values (an end user's input wins over the admin's default)."""
-    values = {f.key: f.value for f in profile.additional_fields}
-    values.update(fields)
-    return values
-
-
 def render(
     profile: ProfileDefinition, field: str, tenant: str | None, fields: dict[str, str]
 ) -> str | None:
@@ -38,7 +30,7 @@ def render(
     try:
         return render_url(template, tenant=tenant, fields=field_values(profile, fields))
     except TemplateError as exc:
-        raise ValidationFailed([FieldError(field, str(exc))]) from None
+        raise unfilled_template(field, exc) from None
 
 
 def client_settings(
@@ -65,6 +57,11 @@ def client_settings(
         extra_params={f.key: f.value for f in profile.additional_fields},
         egress_proxy_url=render(profile, "egress_proxy_url", tenant, fields),
         pkce=profile.pkce,
+        private_key=profile.private_key,
+        private_key_id=profile.private_key_id,
+        client_assertion_audience=render(profile, "client_assertion_audience", tenant, fields),
+        issuer=render(profile, "issuer", tenant, fields),
+        device_authorization_url=render(profile, "device_authorization_url", tenant, fields),
     )
 
 

@@ -13,32 +13,30 @@ The hot path (a token that is still valid) only reads.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from authprofiles.core.callers import CredentialRequest, Principal, Purpose
-from authprofiles.core.connections import Connection, ConnectionStatus, TokenSet
+from authprofiles.core.connections import Connection, ConnectionStatus, DerivedOnce, TokenSet
 from authprofiles.core.errors import DomainError, NotFound
 from authprofiles.core.injection import Injection, InjectionError, build_injection
 from authprofiles.core.ports import Clock, CredentialPolicy
-from authprofiles.core.profiles import Profile
+from authprofiles.core.profiles import Profile, field_values
 from authprofiles.core.templating import TemplateError
 from authprofiles.oauth.engine import OAuthEngine
 from authprofiles.oauth.errors import GrantRefused, IdPUnavailable, OAuthFailure
 from authprofiles.oauth.grants import grant_for
 from authprofiles.services.errors import NeedsReauth, from_oauth, refuses_client
-from authprofiles.services.oauth_settings import connection_settings, field_values
+from authprofiles.services.oauth_settings import connection_settings
 from authprofiles.store.models import utcnow
 
 if TYPE_CHECKING:
@@ -49,7 +47,6 @@ if TYPE_CHECKING:
     from authprofiles.store.reads import CredentialReader
 
 log = logging.getLogger("authprofiles.tokens")
-T = TypeVar("T")
 
 #: Names this process in refresh leases (a host's processes share one database).
 _WORKER = f"{socket.gethostname()[:32]}:{os.getpid()}"
@@ -89,9 +86,10 @@ class IssuedToken:
     #: Set when a refresh was due and failed for a passing reason: the token is still
     #: valid (until ``tokens.expires_at``), and the caller is told why it was not renewed.
     refresh_error: str | None = None
-    #: What the edges derived from this token once (e.g. its rendered JSON), so a reused
-    #: token is not rendered again for every caller.
-    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: What the proxy derived from this token once (its target and injected parts), so a
+    #: token reused within the reuse window (``services.token_issuing``) is not worked
+    #: out again for every call.
+    derived: DerivedOnce = field(default_factory=DerivedOnce, compare=False, repr=False)
 
     def injection(self) -> Injection:
         try:
@@ -105,76 +103,6 @@ class IssuedToken:
             raise InjectionError(
                 f"an authorization field cannot be filled in for this connection: {exc}"
             ) from None
-
-
-class _RecentTokens:
-    """Tokens this worker handed out a moment ago, by connection: bounded, thread-safe.
-
-    Many agents asking for one connection's token at once is the common case; within
-    ``token_reuse_seconds`` they get the token just read instead of a database read each.
-    Nothing here is needed by another worker: it only ever saves a read.
-    """
-
-    def __init__(self, size: int = 4096) -> None:
-        self.size = size
-        self._items: OrderedDict[str, tuple[float, IssuedToken]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, connection_id: str, max_age: float | None) -> IssuedToken | None:
-        """The last token handed out, if at most ``max_age`` seconds ago (None: any age)."""
-        with self._lock:
-            item = self._items.get(connection_id)
-        if item is None or (max_age is not None and time.monotonic() - item[0] > max_age):
-            return None
-        return item[1]
-
-    def put(self, issued: IssuedToken) -> None:
-        with self._lock:
-            self._items[issued.connection.id] = (time.monotonic(), issued)
-            self._items.move_to_end(issued.connection.id)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def drop(self, connection_id: str) -> None:
-        with self._lock:
-            self._items.pop(connection_id, None)
-
-
-class _Coalescer:
-    """Async callers of one worker that need the same connection read at once: the first
-    reads, the others wait for it and then look in memory again.
-
-    When the reuse window lapses under load, every caller in flight misses at the same
-    moment; without this each would read the database through the thread pool (measured
-    at 16 concurrent proxied calls: a quarter less throughput, and a p99 of 25 ms
-    instead of 8 ms).
-    """
-
-    def __init__(self) -> None:
-        # Keyed by loop too: a future belongs to the loop it was made on.
-        self._pending: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[None]] = {}
-
-    async def run(
-        self,
-        key: str,
-        from_memory: Callable[[], T | None],
-        load: Callable[[], Awaitable[T]],
-    ) -> T:
-        loop = asyncio.get_running_loop()
-        pending = self._pending.get((loop, key))
-        if pending is not None:
-            await asyncio.shield(pending)  # only ever completes with None
-            found = from_memory()
-            # Nothing in memory: the first caller failed, or was refused what this one
-            # may see. Each then reads for itself, and gets its own answer or error.
-            return found if found is not None else await load()
-        future = loop.create_future()
-        self._pending[(loop, key)] = future
-        try:
-            return await load()
-        finally:
-            del self._pending[(loop, key)]
-            future.set_result(None)
 
 
 @dataclass(frozen=True)
@@ -209,53 +137,6 @@ class TokenService:
         self.policy = policy
         self.clock = clock
         self._locks = _KeyedLocks()
-        self._recent = _RecentTokens()
-        self._coalescer = _Coalescer()
-
-    async def reuse_or_read(
-        self,
-        connection_id: str,
-        from_memory: Callable[[], T | None],
-        read: Callable[[], Awaitable[T]],
-    ) -> T:
-        """``from_memory()`` (built on :meth:`reusable`) when it finds something, else
-        ``read()`` (built on :meth:`get_token`, in the thread pool), which concurrent
-        callers for the same connection in this worker share: one reads, the others
-        then find the token in memory. Each still gets its own policy decision, since
-        both callables ask the policy for their own caller."""
-        found = from_memory()
-        if found is not None:
-            return found
-        if self.settings.token_reuse_seconds <= 0:
-            return await read()  # nothing would be found in memory: no point waiting
-        return await self._coalescer.run(connection_id, from_memory, read)
-
-    def reusable(self, principal: Principal, connection_id: str) -> IssuedToken | None:
-        """A token handed out within ``token_reuse_seconds``, still valid beyond the skew,
-        without any I/O; None when there is none. The caller asks the policy
-        (:meth:`authorize`) about its own use before handing the token on."""
-        max_age = self.settings.token_reuse_seconds
-        issued = self._recent.get(connection_id, max_age) if max_age > 0 else None
-        if issued is None or issued.connection.workspace_id != principal.workspace_id:
-            return None
-        if issued.tokens.expires_within(self.clock.now(), self.skew):
-            return None
-        return issued
-
-    def last_issued(self, connection_id: str) -> IssuedToken | None:
-        """The last token this worker handed out for the connection, however long ago:
-        a hint only (e.g. where a call will go), never a credential to use unchecked."""
-        return self._recent.get(connection_id, None)
-
-    def recent_token(self, principal: Principal, connection_id: str) -> IssuedToken | None:
-        """:meth:`reusable`, with the policy asked about reading the token."""
-        issued = self.reusable(principal, connection_id)
-        if issued is not None:
-            self.authorize(principal, issued.connection, Purpose.READ_TOKEN)
-        return issued
-
-    def forget(self, connection_id: str) -> None:
-        self._recent.drop(connection_id)
 
     def authorize(
         self,
@@ -303,7 +184,6 @@ class TokenService:
             _raise_unless_active(connection)
             refreshed = self.refresh(connection.id, within_seconds=self.skew)
             issued = self._issued(refreshed.connection, refreshed.profile, refreshed.failure)
-        self._recent.put(issued)
         return issued
 
     def force_refresh(
@@ -311,14 +191,11 @@ class TokenService:
     ) -> IssuedToken:
         """After an API refused the token (the profile's auth error status): refresh once,
         unless another caller already replaced the token we saw."""
-        self._recent.drop(connection_id)
         # The API refused the current token: it is no answer to a failed refresh.
         refreshed = self.refresh(connection_id, seen_version=seen_version, serve_current=False)
         if refreshed.connection.workspace_id != principal.workspace_id:
             raise NotFound(f"no connection with id {connection_id}")
-        issued = self._issued(refreshed.connection, refreshed.profile)
-        self._recent.put(issued)
-        return issued
+        return self._issued(refreshed.connection, refreshed.profile)
 
     def _issued(
         self, connection: Connection, profile: Profile, refresh_error: str | None = None
@@ -354,7 +231,7 @@ class TokenService:
             deadline = time.monotonic() + 2 * self.lease_seconds
             while True:
                 connection, profile = self.credentials.read(None, connection_id)
-                if not self._needs_refresh(connection, within_seconds, seen_version):
+                if not needs_refresh(connection, self.clock.now(), within_seconds, seen_version):
                     return Refreshed(connection, profile)
                 owner = f"{_WORKER}:{uuid.uuid4().hex[:12]}"
                 with self.db.session() as session:
@@ -407,13 +284,7 @@ class TokenService:
         try:
             tokens = self._renew(profile, connection)  # the network call: no transaction open
         except (GrantRefused, IdPUnavailable) as exc:
-            # RFC 6749 section 5.2: invalid_client / unauthorized_client refuse the profile's
-            # client, whatever the grant (the seeds' "failing"; the connection's grant is
-            # not at fault and stays as it is). Any other refusal (invalid_grant: the
-            # refresh token is expired or revoked) means a person must authorize again.
-            # Anything else is transient: every token we hold is kept.
-            client_refused = refuses_client(exc)
-            reauth = isinstance(exc, GrantRefused) and not client_refused
+            reauth, client_refused = after_refresh_failure(exc)
             with self.db.session() as session:
                 row = store.abandon_refresh(
                     session,
@@ -467,17 +338,6 @@ class TokenService:
         with self.db.read() as session:
             return self.profile_store.get(session, connection.workspace_id, connection.profile_id)
 
-    def _needs_refresh(
-        self, connection: Connection, within_seconds: float | None, seen_version: int | None
-    ) -> bool:
-        if connection.status is not ConnectionStatus.ACTIVE:
-            return False
-        if seen_version is not None:
-            return connection.version == seen_version
-        if connection.tokens is None:
-            return True
-        return _stale(connection, self.clock.now(), within_seconds or 0.0)
-
     def _renew(self, profile: Profile, connection: Connection) -> TokenSet:
         settings = connection_settings(profile, connection, self.settings.callback_url)
         return grant_for(profile.auth_type).renew(self.oauth, settings, profile, connection)
@@ -497,6 +357,32 @@ class TokenService:
             except Exception:
                 log.exception("background refresh of %s failed", connection_id)
         return len(ids)
+
+
+def needs_refresh(
+    connection: Connection, now: datetime, within_seconds: float | None, seen_version: int | None
+) -> bool:
+    """Whether a refresh is still due: an active connection whose token expires within
+    ``within_seconds`` (or has none), or, forced (``seen_version``), whose token is still
+    the one the caller saw refused."""
+    if connection.status is not ConnectionStatus.ACTIVE:
+        return False
+    if seen_version is not None:
+        return connection.version == seen_version
+    if connection.tokens is None:
+        return True
+    return _stale(connection, now, within_seconds or 0.0)
+
+
+def after_refresh_failure(exc: OAuthFailure) -> tuple[bool, bool]:
+    """``(needs_reauth, client_refused)`` of a failed refresh. RFC 6749 section 5.2:
+    ``invalid_client`` / ``unauthorized_client`` refuse the profile's client, whatever the
+    grant (the seeds' "failing"; the connection's grant is not at fault and stays as it
+    is). Any other refusal (``invalid_grant``: the refresh token is expired or revoked)
+    means a person must authorize again. Anything else is transient: every token we hold
+    is kept."""
+    client_refused = refuses_client(exc)
+    return isinstance(exc, GrantRefused) and not client_refused, client_refused
 
 
 def _usable(connection: Connection) -> bool:

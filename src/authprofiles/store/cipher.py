@@ -51,11 +51,8 @@ class UnknownKey(KeyError_):
 
 class SecretsUnreadable(DomainError):
     """A stored secret this server cannot decrypt: its master key is not loaded, or the
-    stored value is damaged. No request can fix that, an operator can (restore the key),
-    so it answers 503 and names the key it needs; never the value."""
-
-    status_code = 503
-    title = "Secrets unreadable"
+    stored value is damaged. No request can fix that, an operator can (restore the key):
+    the edges say the server cannot serve it, naming the key it needs; never the value."""
 
     def __init__(self, detail: str, key_id: str | None = None) -> None:
         super().__init__(detail)
@@ -82,7 +79,6 @@ class RetiredKeyUsed(Unavailable):
     file; the server has reloaded its keys by then, and the same request succeeds again.
     """
 
-    title = "Master key changed"
     retry_after = 1
 
 

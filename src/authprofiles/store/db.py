@@ -16,10 +16,18 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from authprofiles.core.errors import Unavailable
+
+#: A unit of work, as :meth:`Database.session` and :meth:`Database.read` give it: the
+#: name the layers above use, so they need not name the database library.
+UnitOfWork = Session
+
+
+class ConstraintViolated(Exception):
+    """A write broke a constraint of the schema (a unique name taken meanwhile)."""
 
 
 class DatabaseBusy(Unavailable):
@@ -130,6 +138,10 @@ class Database:
                     "try again in a moment"
                 ) from None
             raise
+        except IntegrityError as exc:
+            # A constraint decided (a unique name two writers raced for): the callers
+            # above the store name no database library, so they see this instead.
+            raise ConstraintViolated(str(exc.orig)) from exc
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -26,7 +26,14 @@ from authprofiles.store.cipher import KeyError_, Keyring, SecretsUnreadable
 from authprofiles.store.models import ProfileRow, utcnow
 
 # Stored in their own columns, or derived; everything else goes to the JSON ``config``.
-_COLUMN_FIELDS = {"name", "auth_type", "identity_provider", "client_secret", "password"}
+_COLUMN_FIELDS = {
+    "name",
+    "auth_type",
+    "identity_provider",
+    "client_secret",
+    "private_key",
+    "password",
+}
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,11 @@ class ProfileStore:
         row.client_secret_enc = (
             enc(definition.client_secret, _context(row.id, "client_secret"))
             if definition.client_secret
+            else None
+        )
+        row.private_key_enc = (
+            enc(definition.private_key, _context(row.id, "private_key"))
+            if definition.private_key
             else None
         )
         row.password_enc = (
@@ -247,6 +259,11 @@ class ProfileStore:
                 "client_secret": (
                     dec(row.client_secret_enc, _context(row.id, "client_secret"))
                     if row.client_secret_enc
+                    else None
+                ),
+                "private_key": (
+                    dec(row.private_key_enc, _context(row.id, "private_key"))
+                    if row.private_key_enc
                     else None
                 ),
                 "password": (

@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from authprofiles.services.container import Services
+from authprofiles.composition import Services
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 router = APIRouter(tags=["oauth"])
@@ -39,12 +39,14 @@ async def oauth_callback(
     code: str | None = None,
     error: str | None = None,
     error_description: str | None = None,
+    iss: str | None = None,
 ) -> HTMLResponse:
     """The redirect target of the authorization-code grant (no API key: the state is the
-    credential, single use and short-lived)."""
+    credential, single use and short-lived). `iss` is the RFC 9207 issuer of the answer,
+    checked against the profile's `issuer` before the code is redeemed."""
     outcome = await run_in_threadpool(
         lambda: services.connections.complete_authorization(
-            state=state, code=code, error=error, error_description=error_description
+            state=state, code=code, error=error, error_description=error_description, iss=iss
         )
     )
     response = templates.TemplateResponse(

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
-from starlette.routing import Route
 
-from authprofiles.api.deps import CurrentPrincipal, ServicesDep, authenticate
+from authprofiles.api.deps import CurrentPrincipal, ServicesDep
+from authprofiles.api.hot import HotRouter
 from authprofiles.api.paging import Page, by_creation, page_responses
 from authprofiles.api.problems import problem_responses
 from authprofiles.api.schemas import (
@@ -19,9 +19,13 @@ from authprofiles.api.schemas import (
 )
 from authprofiles.core.connections import ConnectionStatus
 from authprofiles.services.connections import ConnectionRequest, ReauthorizeRequest
-from authprofiles.services.container import Services
+from authprofiles.services.tokens import IssuedToken
 
 router = APIRouter(tags=["connections"])
+#: Served ahead of the app's routing (``api.hot``): agents ask for tokens far more than for
+#: anything else, and through FastAPI's dependency solving a token cost about twice what
+#: a bare endpoint does (measured at 32 concurrent callers).
+hot = HotRouter(tags=["connections"])
 
 #: What asking for a connection's token can answer besides the token.
 TOKEN_PROBLEMS = {
@@ -41,51 +45,25 @@ _GRANT_PROBLEMS = {
 }
 
 
-async def token_endpoint(request: Request) -> Response:
-    """``GET /connections/{connection_id}/token``, the hottest route, as a plain Starlette
-    route ahead of the API's (see :func:`token_route`)."""
-    services: Services = request.app.state.services
-    principal = await authenticate(services, request)
-    connection_id: str = request.path_params["connection_id"]
-    issued = await services.tokens.reuse_or_read(
-        connection_id,
-        lambda: services.tokens.recent_token(principal, connection_id),
-        lambda: run_in_threadpool(services.tokens.get_token, principal, connection_id),
-    )
-    # Rendered once per token and reused while the worker reuses the token itself.
-    body = issued.memo.get("token_json")
-    if body is None:
-        body = issued.memo["token_json"] = TokenPublic.of(issued).model_dump_json().encode()
-    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+_NO_STORE = {"Cache-Control": "no-store"}
 
 
-def token_route(prefix: str) -> Route:
-    """The token route, for the app to match before its other routes, without FastAPI's
-    route matching and dependency solving: with them, a token cost about twice what a
-    bare endpoint does (measured at 32 concurrent callers), and agents ask for tokens far
-    more than for anything else. It authenticates as every route does, and its errors
-    reach the same problem+json handlers. ``DESCRIBED`` puts it in the OpenAPI schema."""
-    return Route(
-        f"{prefix}/connections/{{connection_id}}/token",
-        token_endpoint,
-        methods=["GET"],
-        name="get_token",
-    )
-
-
-# -- OpenAPI: what token_endpoint serves, described (never routed to) ----------------------
-DESCRIBED = APIRouter(tags=["connections"])
-
-
-@DESCRIBED.get(
+@hot.get(
     "/connections/{connection_id}/token",
     response_model=TokenPublic,
     responses=problem_responses(TOKEN_PROBLEMS),
 )
-async def get_token(connection_id: str, principal: CurrentPrincipal) -> TokenPublic:
+async def get_token(
+    connection_id: str, principal: CurrentPrincipal, services: ServicesDep
+) -> Response:
     """A valid access token, refreshed first if it expires within the skew, with where to
     put it and the profile's authorization fields (`inject`)."""
-    raise NotImplementedError("served by token_endpoint")
+    rendered = await services.token_issuing.issue(principal, connection_id, _token_json)
+    return Response(rendered.json, media_type="application/json", headers=_NO_STORE)
+
+
+def _token_json(issued: IssuedToken) -> bytes:
+    return TokenPublic.of(issued).model_dump_json().encode()
 
 
 @router.post(
@@ -103,7 +81,7 @@ def create_connection(
     """Authorization code: returns the `authorization_url` to send the user to (state and
     PKCE included). Client credentials and password: fetches a token now."""
     started = services.connections.create(principal, profile_id, body)
-    return ConnectionStarted.of(started.connection, started.authorization_url)
+    return ConnectionStarted.of(started.connection, started.next_step)
 
 
 @router.get(
@@ -167,7 +145,7 @@ def reauthorize_connection(
         principal, connection_id, body or ReauthorizeRequest()
     )
     if started.authorization_url is not None:
-        return ConnectionStarted.of(started.connection, started.authorization_url)
+        return ConnectionStarted.of(started.connection, started.next_step)
     return ConnectionPublic.of(started.connection)
 
 

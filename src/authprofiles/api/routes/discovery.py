@@ -7,18 +7,12 @@ from fastapi import APIRouter, Query
 from authprofiles.api.deps import CurrentPrincipal, ServicesDep
 from authprofiles.api.problems import problem_responses
 from authprofiles.api.schemas import DiscoveryPublic
-from authprofiles.core.errors import DomainError
 from authprofiles.oauth.discovery import DiscoveryFailed, discover
 from authprofiles.oauth.errors import OAuthFailure
 from authprofiles.services.access import Role, require_role
-from authprofiles.services.errors import from_oauth
+from authprofiles.services.errors import DiscoveryError, from_oauth
 
 router = APIRouter(tags=["discovery"])
-
-
-class DiscoveryError(DomainError):
-    status_code = 422
-    title = "No usable metadata"
 
 
 @router.get(

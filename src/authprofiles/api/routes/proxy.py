@@ -8,23 +8,24 @@ refresh-once-and-retry.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.routing import Mount
 from starlette.types import Message, Receive, Scope, Send
 
-from authprofiles.api.deps import CurrentPrincipal, ServicesDep, authenticate
+from authprofiles.api.deps import CurrentPrincipal, ServicesDep
+from authprofiles.api.hot import Endpoint, HotRoute, HotRouter
 from authprofiles.api.problems import PROBLEM_JSON, problem, problem_responses
 from authprofiles.api.routes.connections import TOKEN_PROBLEMS
 from authprofiles.api.schemas import TokenPublic
+from authprofiles.composition import Services
+from authprofiles.core.callers import Principal
 from authprofiles.core.errors import NotFound
 from authprofiles.core.injection import PathEscape
-from authprofiles.services.access import Principal
-from authprofiles.services.container import Services
 from authprofiles.services.proxy import (
     IncomingRequest,
     UpstreamBodyBrokeOff,
@@ -33,6 +34,10 @@ from authprofiles.services.proxy import (
 
 log = logging.getLogger("authprofiles.proxy")
 router = APIRouter(tags=["proxy"])
+#: Served ahead of the app's routing (``api.hot``): a proxied call is the service's hottest
+#: path, and FastAPI's route matching and dependency solving cost more than the call
+#: itself (measured: they took a third of the proxy's CPU).
+hot = HotRouter(tags=["proxy"])
 
 #: Upstream bodies of known length up to this are relayed in one piece.
 SMALL_BODY = 64 * 1024
@@ -112,39 +117,53 @@ def _target(scope: Scope, mount: str) -> tuple[str, str]:
     return connection_id, tail
 
 
-class ProxyApp:
-    """``ANY /api/v1/proxy/{connection_id}/{path}`` as a bare ASGI app.
+class ProxyRoute(HotRoute):
+    """A proxy operation, ``{mount}/{connection_id}/{path}``, which also answers at the
+    connection's root, ``{mount}/{connection_id}`` (the ``api_base_url`` itself)."""
 
-    It is mounted ahead of the API's routes: a proxied call is the service's hottest path,
-    and FastAPI's route matching and dependency solving cost more than the call itself
-    (measured: they took a third of the proxy's CPU). It authenticates exactly as every
-    route does (``deps.authenticate``); errors it raises reach the app's problem+json
-    handlers like any route's. The operations are described in OpenAPI by ``DESCRIBED``.
-    """
+    def __init__(self, path: str, endpoint: Endpoint, **options: Any) -> None:
+        super().__init__(path, endpoint, **options)
+        self.mount = path.partition("/{connection_id}")[0]
+        # As compiled from the path, but for the slash before an empty `path`: optional.
+        self.path_regex = re.compile(
+            f"^{re.escape(self.mount)}/(?P<connection_id>[^/]+)/?(?P<path>.*)$"
+        )
 
-    def __init__(self, mount: str) -> None:
-        self.mount = mount
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            raise ValueError("the proxy speaks HTTP only")
-        if scope["method"] not in PROXY_METHODS:
-            response: Response = problem(
-                405,
-                "Method not allowed",
-                f"the proxy forwards {', '.join(PROXY_METHODS)}",
-                headers={"Allow": ", ".join(PROXY_METHODS)},
-            )
-            await response(scope, receive, send)
-            return
-        request = Request(scope, receive)
-        services: Services = scope["app"].state.services
-        principal = await authenticate(services, request)
-        connection_id, tail = _target(scope, self.mount)
-        if not connection_id:
-            raise NotFound("name a connection: /api/v1/proxy/{connection_id}/{path}")
-        response = await _proxy(connection_id, tail, request, services, principal)
-        await response(scope, receive, send)
+async def proxy_call(
+    connection_id: str,
+    path: str,
+    principal: CurrentPrincipal,
+    request: Request,
+    services: ServicesDep,
+) -> Response:
+    """Forward to the profile's `api_base_url` + `path` with the token and the
+    authorization fields applied. Method, query, headers (but hop-by-hop ones, the
+    caller's `Authorization` and `Host`) and body pass through and both bodies stream.
+    On the profile's `auth_error_status_code` (default 401) the token is refreshed once
+    and the call retried when its body could be kept (bodies up to 1 MiB)."""
+    # The router matched the decoded path, in which `%2F` is a slash: `connection_id` and
+    # `path` name the call in the schema, and it goes where the path as sent says.
+    route = request.scope["route"]
+    assert isinstance(route, ProxyRoute)
+    target_id, tail = _target(request.scope, route.mount)
+    if not target_id:
+        raise NotFound("name a connection: /api/v1/proxy/{connection_id}/{path}")
+    return await _proxy(target_id, tail, request, services, principal)
+
+
+for _method in PROXY_METHODS:
+    # One operation per method, so each has its own OpenAPI operation id.
+    hot.add_api_route(
+        "/proxy/{connection_id}/{path:path}",
+        proxy_call,
+        route_class=ProxyRoute,
+        methods=[_method],
+        name=f"proxy_{_method.lower()}",
+        response_class=Response,
+        responses=_RESPONSES,
+        include_in_schema=_method != "HEAD",
+    )
 
 
 async def _proxy(
@@ -187,38 +206,6 @@ async def _proxy(
 
 def mount_path(prefix: str) -> str:
     return f"{prefix}/proxy"
-
-
-def proxy_route(prefix: str) -> Mount:
-    """The proxy at ``prefix``/proxy, for the app to match before its other routes."""
-    path = mount_path(prefix)
-    return Mount(path, app=ProxyApp(path), name="proxy")
-
-
-# -- OpenAPI: what ProxyApp serves, described (these endpoints are never routed to) ------
-DESCRIBED = APIRouter(tags=["proxy"])
-
-
-async def proxy_call(connection_id: str, path: str, principal: CurrentPrincipal) -> Response:
-    """Forward to the profile's `api_base_url` + `path` with the token and the
-    authorization fields applied. Method, query, headers (but hop-by-hop ones, the
-    caller's `Authorization` and `Host`) and body pass through and both bodies stream.
-    On the profile's `auth_error_status_code` (default 401) the token is refreshed once
-    and the call retried when its body could be kept (bodies up to 1 MiB)."""
-    raise NotImplementedError("served by ProxyApp")
-
-
-for _method in PROXY_METHODS:
-    # One operation per method, so each has its own OpenAPI operation id.
-    DESCRIBED.add_api_route(
-        "/proxy/{connection_id}/{path:path}",
-        proxy_call,
-        methods=[_method],
-        name=f"proxy_{_method.lower()}",
-        response_class=Response,
-        responses=_RESPONSES,
-        include_in_schema=_method != "HEAD",
-    )
 
 
 class TokenRefreshRequest(BaseModel):

@@ -8,14 +8,15 @@ from fastapi import APIRouter
 
 from authprofiles.api.deps import CurrentPrincipal, ServicesDep
 from authprofiles.api.problems import problem_responses
-from authprofiles.services.testing import ProfileTestRequest, ProfileTestResult
+from authprofiles.services.profile_test import ProfileTestRequest, ProfileTestResult
 
 router = APIRouter(tags=["profiles"])
 
 _RESPONSES = problem_responses(
     {
         403: "A viewer's API key, or a profile the caller may not use",
-        409: "The profile is not configured (mandatory fields empty)",
+        409: "The profile is not configured (mandatory fields empty), or its auth type "
+        "has no test (a person takes part in obtaining its tokens)",
         422: "Missing or invalid input, e.g. `tenant` for tenancy",
     }
 )

@@ -25,6 +25,11 @@ from authprofiles.oauth.grants.base import (
     StillPending,
     no_credentials,
 )
+from authprofiles.oauth.rfc9207 import (
+    IssParameterLookup,
+    IssuerMetadataCache,
+    require_response_issuer,
+)
 
 #: The kind of pending authorization it starts.
 KIND = AuthType.AUTHORIZATION_CODE.value
@@ -71,6 +76,11 @@ def exchange_code(
 
 
 class AuthorizationCodeGrant:
+    def __init__(self, issuer_metadata: IssParameterLookup | None = None) -> None:
+        #: Whether an issuer sends ``iss`` (its metadata, fetched and cached), for the
+        #: RFC 9207 check of an answer that lacks it. Made on first use when not given.
+        self._issuer_metadata = issuer_metadata
+
     @property
     def spec(self) -> AuthTypeSpec:
         return spec_for(AuthType.AUTHORIZATION_CODE)
@@ -111,6 +121,17 @@ class AuthorizationCodeGrant:
         answer: Mapping[str, str],
         now: datetime,
     ) -> TokenSet | StillPending:
+        # RFC 9207 section 2.4, before the code is redeemed: "clients MUST compare the
+        # value of the iss parameter to the issuer identifier of the authorization server
+        # where the authorization request was sent to" (a mix-up attack sends the code of
+        # another server).
+        if settings.issuer:
+            require_response_issuer(
+                settings.issuer,
+                answer.get("iss"),
+                metadata=self._metadata(engine),
+                egress_proxy_url=settings.egress_proxy_url,
+            )
         code = answer.get("code")
         if not code:
             raise GrantRefused("invalid_request", "the answer carries no code", None)
@@ -121,6 +142,11 @@ class AuthorizationCodeGrant:
             code_verifier=pending.secrets.get("code_verifier"),
             redirect_uri=pending.redirect_uri,
         )
+
+    def _metadata(self, engine: OAuthEngine) -> IssParameterLookup:
+        if self._issuer_metadata is None:
+            self._issuer_metadata = IssuerMetadataCache(engine.transports)
+        return self._issuer_metadata
 
     def renew(
         self,

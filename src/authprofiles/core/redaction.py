@@ -1,0 +1,148 @@
+"""Hiding secrets in what people are shown: exchanges, error texts, whole documents.
+
+A secret travels in more forms than the one it was typed in: percent-encoded in a URL,
+form-encoded in a body, escaped in JSON or XML, base64 inside HTTP Basic credentials.
+The :class:`Redactor` knows the values to hide and replaces each of those forms
+wherever it appears; it also hides, by name, what is secret whatever its value
+(``Authorization`` and cookie headers, ``access_token`` and its kin in a JSON or form
+body), so a token the identity provider just issued is hidden before it is known.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode
+from xml.sax.saxutils import escape
+
+from authprofiles.core.client_secret_basic import basic_authorization
+
+REDACTED = "[redacted]"
+#: A value shorter than this is redacted where its key says it is secret, not wherever
+#: its characters happen to appear (a 2-letter value would shred every word).
+MIN_REDACTED_LENGTH = 4
+#: Headers whose value is a credential, whoever sent them.
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+#: Keys of a JSON or form body whose (string) value is a credential.
+SECRET_KEYS = frozenset(
+    {
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "client_secret",
+        "password",
+        "code_verifier",
+        "client_assertion",
+        "assertion",
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+    }
+)
+_FORM = "application/x-www-form-urlencoded"
+
+
+class Redactor:
+    """Replaces secret values, in every form they travel in, wherever they appear.
+
+    ``Redactor(token, url)`` knows those values at once; :meth:`add` adds more. Values
+    shorter than ``min_length`` are skipped (see :data:`MIN_REDACTED_LENGTH`).
+    """
+
+    def __init__(self, *values: str | None, min_length: int = MIN_REDACTED_LENGTH) -> None:
+        self._values: set[str] = set()
+        self._min_length = max(min_length, 1)
+        self.add(*values)
+
+    def add(self, *values: str | None) -> None:
+        for value in values:
+            if not value or len(value) < self._min_length:
+                continue
+            self._values.update(
+                {
+                    value,
+                    quote(value, safe=""),
+                    quote_plus(value),
+                    json.dumps(value)[1:-1],
+                    escape(value, {'"': "&quot;"}),
+                }
+            )
+
+    def add_basic_credentials(self, client_id: str, secret: str | None) -> None:
+        """The base64 credentials of client_secret_basic, as they are sent."""
+        if not secret:
+            return
+        self.add(basic_authorization(client_id, secret).removeprefix("Basic "))
+
+    def text(self, text: str) -> str:
+        # Longest first: a value that contains another is replaced whole.
+        for value in sorted(self._values, key=len, reverse=True):
+            text = text.replace(value, REDACTED)
+        return text
+
+    def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        out = {}
+        for name, value in headers.items():
+            lowered = name.lower()
+            if lowered in SECRET_HEADERS:
+                # Keep the scheme ("Basic", "Bearer"): it says which credential was sent.
+                scheme, space, _ = value.partition(" ")
+                keep = lowered.endswith("authorization") and space
+                value = f"{scheme} {REDACTED}" if keep else REDACTED
+            out[name] = self.text(value)
+        return out
+
+    def body(self, body: str | None, headers: Mapping[str, str]) -> str | None:
+        """A body as text, its secret keys hidden when it is JSON or a form, then every
+        known value hidden wherever it is."""
+        if not body:
+            return body
+        media = {k.lower(): v for k, v in headers.items()}.get("content-type", "")
+        media = media.split(";")[0].strip().lower()
+        try:
+            document = json.loads(body)
+        except ValueError:
+            document = None
+        if isinstance(document, dict | list):
+            body = json.dumps(redact_keys(document))
+        elif media == _FORM and "=" in body:
+            pairs = parse_qsl(body.strip(), keep_blank_values=True)
+            body = urlencode([(k, REDACTED if k.lower() in SECRET_KEYS else v) for k, v in pairs])
+        return self.text(body)
+
+    def document(self, value: Any) -> Any:
+        """Every string in a JSON-like document (dicts, lists, strings) with the known
+        values hidden; keys and other values as they are."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {k: self.document(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.document(v) for v in value]
+        return value
+
+
+def redact_keys(document: Any) -> Any:
+    """A JSON-like document with the string value of every secret key hidden."""
+    if isinstance(document, dict):
+        return {
+            k: REDACTED
+            if isinstance(k, str) and k.lower() in SECRET_KEYS and isinstance(v, str)
+            else redact_keys(v)
+            for k, v in document.items()
+        }
+    if isinstance(document, list):
+        return [redact_keys(v) for v in document]
+    return document
+
+
+__all__ = [
+    "MIN_REDACTED_LENGTH",
+    "REDACTED",
+    "SECRET_HEADERS",
+    "SECRET_KEYS",
+    "Redactor",
+    "redact_keys",
+]
