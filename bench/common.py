@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 
+from authprofiles.composition import Services
 from authprofiles.core.connections import TokenSet
-from authprofiles.services.container import Services
 from authprofiles.settings import Settings
 from tests.support.seed import seed_connection
 
