@@ -157,7 +157,7 @@ def test_client_credentials_without_a_refresh_token_asks_again() -> None:
     assert b"grant_type=client_credentials" in seen[0].content
 
 
-@pytest.mark.parametrize("auth_type", [AuthType.AUTHORIZATION_CODE])
+@pytest.mark.parametrize("auth_type", [AuthType.AUTHORIZATION_CODE, AuthType.DEVICE_CODE])
 def test_a_grant_a_person_finished_cannot_renew_without_a_refresh_token(
     auth_type: AuthType,
 ) -> None:

@@ -76,6 +76,15 @@ VALID: dict[str, dict[str, Any]] = {
         "token_test_method": "GET",
         "token_test_content_type": "json",
     },
+    "oauth2_device_code": {
+        "name": "cli-tool",
+        "auth_type": "oauth2_device_code",
+        "identity_provider": "GitHub",
+        "client_id": "client-4",
+        "client_secret": "secret-4",
+        "device_authorization_url": "https://github.com/login/device/code",
+        "token_url": "https://github.com/login/oauth/access_token",
+    },
 }
 
 

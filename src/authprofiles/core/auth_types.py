@@ -19,6 +19,7 @@ class AuthType(StrEnum):
     AUTHORIZATION_CODE = "oauth2_authorization_code"
     CLIENT_CREDENTIALS = "oauth2_client_credentials"
     PASSWORD = "oauth2_password"  # noqa: S105 - a grant name, not a password
+    DEVICE_CODE = "oauth2_device_code"
 
 
 class TestStage(StrEnum):
@@ -209,6 +210,30 @@ AUTH_TYPES.register(
         mandatory_in_mode={"preauthorized": ("username", "password")},
         mandatory_with_token_test_url=("token_test_method", "token_test_content_type"),
         labels={"token_url": "Token URL"},
+    )
+)
+
+# RFC 8628: the device authorization grant, for agents and command-line tools on machines
+# with no browser. A person approves on another device; the client may be public.
+AUTH_TYPES.register(
+    AuthTypeSpec(
+        AuthType.DEVICE_CODE,
+        label="OAuth 2.0 Device Code",
+        specification="RFC 8628",
+        # The client's credential follows its authentication method (none for a public
+        # client: RFC 8628 section 3.1 expects many device clients to be public).
+        mandatory=(
+            "identity_provider",
+            "client_id",
+            "client_secret",
+            "device_authorization_url",
+            "token_url",
+        ),
+        own_fields=("device_authorization_url",),
+        # The test starts a device authorization (the client and the endpoint answer);
+        # only a person can finish it.
+        test_stages=(TestStage.TOKEN,),
+        interactive=True,
     )
 )
 

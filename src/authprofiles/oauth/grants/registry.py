@@ -12,6 +12,7 @@ from authprofiles.oauth.grants.base import Grant
 from authprofiles.oauth.grants.rfc6749_authorization_code import AuthorizationCodeGrant
 from authprofiles.oauth.grants.rfc6749_client_credentials import ClientCredentialsGrant
 from authprofiles.oauth.grants.rfc6749_password import PasswordGrant
+from authprofiles.oauth.grants.rfc8628_device_code import DeviceCodeGrant
 
 _GRANTS: dict[AuthType, Grant] = {}
 
@@ -30,6 +31,7 @@ def grant_for(auth_type: AuthType) -> Grant:
 register_grant(AuthorizationCodeGrant())
 register_grant(ClientCredentialsGrant())
 register_grant(PasswordGrant())
+register_grant(DeviceCodeGrant())
 
 # Every declared auth type has its grant.
 assert {spec.auth_type for spec in AUTH_TYPES} == set(_GRANTS), "an auth type has no grant"
