@@ -72,34 +72,6 @@ FIELD_LABELS: Mapping[str, str] = {
     "auth_error_status_code": "Auth Error Status Code",
 }
 
-#: Fields every auth type uses, in the order the seeds present them.
-COMMON_FIELDS: tuple[str, ...] = (
-    "name",
-    "auth_type",
-    "identity_provider",
-    "description",
-    "client_id",
-    "client_secret",
-    "client_auth_method",
-    "private_key",
-    "private_key_id",
-    "client_assertion_audience",
-    "token_url",
-    "refresh_token_url",
-    "revocation_url",
-    "scopes",
-    "api_base_url",
-    "egress_proxy_url",
-    "allow_insecure_http",
-    "additional_fields",
-    "authorization_fields",
-    "form_fields",
-    "token_test_url",
-    "token_test_method",
-    "token_test_content_type",
-    "auth_error_status_code",
-)
-
 
 @dataclass(frozen=True)
 class AuthTypeSpec:
@@ -114,7 +86,8 @@ class AuthTypeSpec:
     #: Description, Refresh Token URL, Additional fields, Authorization fields, and Auth
     #: Error Status Code, all the fields are mandatory").
     mandatory: tuple[str, ...]
-    #: Fields of this type beyond ``COMMON_FIELDS``, in the order a form shows them.
+    #: Fields only this type (or only types that name them too) uses; a profile of another
+    #: type does not show them (``core.profiles.fields_of``).
     own_fields: tuple[str, ...] = ()
     #: Fields an authorization mode adds (``{"preauthorized": ("username", "password")}``).
     mandatory_in_mode: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -127,11 +100,6 @@ class AuthTypeSpec:
     #: A person takes part in obtaining the first token (a redirect, a device code): the
     #: connection waits as ``pending`` until they have.
     interactive: bool = False
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        """Every field a profile of this type may set, in form order."""
-        return (*COMMON_FIELDS[:6], *self.own_fields, *COMMON_FIELDS[6:])
 
     def label_of(self, field_name: str) -> str:
         return self.labels.get(field_name) or FIELD_LABELS.get(field_name, field_name)
@@ -244,7 +212,6 @@ def spec_for(auth_type: AuthType) -> AuthTypeSpec:
 
 __all__ = [
     "AUTH_TYPES",
-    "COMMON_FIELDS",
     "FIELD_LABELS",
     "AuthType",
     "AuthTypeRegistry",

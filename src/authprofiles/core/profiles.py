@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from authprofiles.core.auth_types import AuthType
+from authprofiles.core.auth_types import AUTH_TYPES, AuthType
 
 
 class ClientAuthMethod(StrEnum):
@@ -151,41 +151,6 @@ class FormField(BaseModel):
 
 DEFAULT_AUTH_ERROR_STATUS_CODE = 401
 
-#: Every field an admin may set, in the order the seeds present them.
-PROFILE_FIELDS: tuple[str, ...] = (
-    "name",
-    "auth_type",
-    "identity_provider",
-    "description",
-    "client_id",
-    "client_secret",
-    "issuer",
-    "authorization_url",
-    "device_authorization_url",
-    "token_url",
-    "refresh_token_url",
-    "revocation_url",
-    "api_base_url",
-    "egress_proxy_url",
-    "allow_insecure_http",
-    "scopes",
-    "pkce",
-    "client_auth_method",
-    "private_key",
-    "private_key_id",
-    "client_assertion_audience",
-    "tenancy",
-    "authorization_mode",
-    "username",
-    "password",
-    "additional_fields",
-    "authorization_fields",
-    "form_fields",
-    "token_test_url",
-    "token_test_method",
-    "token_test_content_type",
-    "auth_error_status_code",
-)
 
 #: Fields never returned by any read; reads only say whether they are set.
 SECRET_FIELDS: frozenset[str] = frozenset({"client_secret", "private_key", "password"})
@@ -274,6 +239,18 @@ class ProfileDefinition(BaseModel):
         return keys
 
 
+#: Every field an admin may set, in the order the seeds present them (the definition's).
+PROFILE_FIELDS: tuple[str, ...] = tuple(ProfileDefinition.model_fields)
+
+
+def fields_of(auth_type: AuthType) -> tuple[str, ...]:
+    """The fields a profile of ``auth_type`` shows, in form order: every field but those
+    that belong to other auth types only (``AuthTypeSpec.own_fields``)."""
+    own = set(AUTH_TYPES[auth_type].own_fields)
+    others = {f for spec in AUTH_TYPES for f in spec.own_fields} - own
+    return tuple(f for f in PROFILE_FIELDS if f not in others)
+
+
 class Profile(ProfileDefinition):
     """A stored profile: its definition plus identity and lifecycle state."""
 
@@ -328,4 +305,5 @@ __all__ = [
     "ProfileStatus",
     "TestContentType",
     "field_values",
+    "fields_of",
 ]

@@ -20,6 +20,8 @@ from authprofiles.core.connections import Connection, NextStep, TokenSet
 from authprofiles.core.errors import FieldError
 from authprofiles.core.profiles import ProfileDefinition
 from authprofiles.oauth.engine import ClientSettings, OAuthEngine
+from authprofiles.oauth.errors import GrantRefused
+from authprofiles.oauth.grants import rfc6749_refresh
 
 
 @dataclass(frozen=True)
@@ -140,11 +142,52 @@ class Grant(Protocol):
         ...
 
 
+class ObtainedAtOnce:
+    """What every grant that needs no person shares: nothing is ever pending."""
+
+    def keeps_credentials(self, profile: ProfileDefinition) -> bool:
+        return False
+
+    def complete(
+        self,
+        engine: OAuthEngine,
+        settings: ClientSettings,
+        pending: PendingAuthorization,
+        answer: Mapping[str, str],
+        now: datetime,
+    ) -> TokenSet | StillPending:
+        raise GrantRefused("invalid_request", "this grant has no pending authorization", None)
+
+
+class FinishedByPerson:
+    """What every grant a person finishes shares: it takes no username and password, keeps
+    none, and renews with its refresh token (it cannot run again without that person)."""
+
+    def check_input(
+        self, profile: ProfileDefinition, given: GrantInput, kept: Connection | None = None
+    ) -> tuple[GrantInput, list[FieldError]]:
+        return given, no_credentials(given)
+
+    def keeps_credentials(self, profile: ProfileDefinition) -> bool:
+        return False
+
+    def renew(
+        self,
+        engine: OAuthEngine,
+        settings: ClientSettings,
+        profile: ProfileDefinition,
+        connection: Connection,
+    ) -> TokenSet:
+        return rfc6749_refresh.renew(engine, settings, connection)
+
+
 __all__ = [
+    "FinishedByPerson",
     "Grant",
     "GrantInput",
     "NextStep",
     "Obtained",
+    "ObtainedAtOnce",
     "Pending",
     "PendingAuthorization",
     "StillPending",

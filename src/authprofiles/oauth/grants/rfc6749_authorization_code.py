@@ -11,19 +11,16 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from authprofiles.core.auth_types import AuthType, AuthTypeSpec, spec_for
-from authprofiles.core.connections import Connection, TokenSet
-from authprofiles.core.errors import FieldError
-from authprofiles.core.profiles import ProfileDefinition
+from authprofiles.core.connections import TokenSet
 from authprofiles.oauth.engine import ClientSettings, OAuthEngine, new_code_verifier, new_state
 from authprofiles.oauth.errors import GrantRefused
-from authprofiles.oauth.grants import rfc6749_refresh
 from authprofiles.oauth.grants.base import (
+    FinishedByPerson,
     GrantInput,
     NextStep,
     Pending,
     PendingAuthorization,
     StillPending,
-    no_credentials,
 )
 from authprofiles.oauth.rfc9207 import (
     IssParameterLookup,
@@ -75,7 +72,7 @@ def exchange_code(
     )
 
 
-class AuthorizationCodeGrant:
+class AuthorizationCodeGrant(FinishedByPerson):
     def __init__(self, issuer_metadata: IssParameterLookup | None = None) -> None:
         #: Whether an issuer sends ``iss`` (its metadata, fetched and cached), for the
         #: RFC 9207 check of an answer that lacks it. Made on first use when not given.
@@ -84,14 +81,6 @@ class AuthorizationCodeGrant:
     @property
     def spec(self) -> AuthTypeSpec:
         return spec_for(AuthType.AUTHORIZATION_CODE)
-
-    def check_input(
-        self, profile: ProfileDefinition, given: GrantInput, kept: Connection | None = None
-    ) -> tuple[GrantInput, list[FieldError]]:
-        return given, no_credentials(given)
-
-    def keeps_credentials(self, profile: ProfileDefinition) -> bool:
-        return False
 
     def start(
         self,
@@ -147,15 +136,6 @@ class AuthorizationCodeGrant:
         if self._issuer_metadata is None:
             self._issuer_metadata = IssuerMetadataCache(engine.transports)
         return self._issuer_metadata
-
-    def renew(
-        self,
-        engine: OAuthEngine,
-        settings: ClientSettings,
-        profile: ProfileDefinition,
-        connection: Connection,
-    ) -> TokenSet:
-        return rfc6749_refresh.renew(engine, settings, connection)
 
 
 __all__ = ["KIND", "AuthorizationCodeGrant", "authorization_url", "exchange_code"]

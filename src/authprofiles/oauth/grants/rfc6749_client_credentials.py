@@ -4,7 +4,6 @@ included")."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 
 from authprofiles.core.auth_types import AuthType, AuthTypeSpec, spec_for
@@ -12,13 +11,11 @@ from authprofiles.core.connections import Connection, TokenSet
 from authprofiles.core.errors import FieldError
 from authprofiles.core.profiles import ProfileDefinition
 from authprofiles.oauth.engine import ClientSettings, OAuthEngine
-from authprofiles.oauth.errors import GrantRefused
 from authprofiles.oauth.grants import rfc6749_refresh
 from authprofiles.oauth.grants.base import (
     GrantInput,
     Obtained,
-    PendingAuthorization,
-    StillPending,
+    ObtainedAtOnce,
 )
 
 
@@ -33,7 +30,7 @@ def request_token(engine: OAuthEngine, settings: ClientSettings) -> TokenSet:
     )
 
 
-class ClientCredentialsGrant:
+class ClientCredentialsGrant(ObtainedAtOnce):
     @property
     def spec(self) -> AuthTypeSpec:
         return spec_for(AuthType.CLIENT_CREDENTIALS)
@@ -42,9 +39,6 @@ class ClientCredentialsGrant:
         self, profile: ProfileDefinition, given: GrantInput, kept: Connection | None = None
     ) -> tuple[GrantInput, list[FieldError]]:
         return given, []
-
-    def keeps_credentials(self, profile: ProfileDefinition) -> bool:
-        return False
 
     def start(
         self,
@@ -55,16 +49,6 @@ class ClientCredentialsGrant:
         lifetime_seconds: float,
     ) -> Obtained:
         return Obtained(request_token(engine, settings))
-
-    def complete(
-        self,
-        engine: OAuthEngine,
-        settings: ClientSettings,
-        pending: PendingAuthorization,
-        answer: Mapping[str, str],
-        now: datetime,
-    ) -> TokenSet | StillPending:
-        raise GrantRefused("invalid_request", "this grant has no pending authorization", None)
 
     def renew(
         self,

@@ -10,7 +10,6 @@ Password are provided").
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from datetime import datetime
 
 from authprofiles.core.auth_types import AuthType, AuthTypeSpec, spec_for
@@ -23,8 +22,7 @@ from authprofiles.oauth.grants import rfc6749_refresh
 from authprofiles.oauth.grants.base import (
     GrantInput,
     Obtained,
-    PendingAuthorization,
-    StillPending,
+    ObtainedAtOnce,
 )
 
 log = logging.getLogger("authprofiles.oauth")
@@ -39,7 +37,7 @@ def request_token(engine: OAuthEngine, settings: ClientSettings, given: GrantInp
     return engine.fetch_token(settings, "password grant", grant_type="password", params=params)
 
 
-class PasswordGrant:
+class PasswordGrant(ObtainedAtOnce):
     @property
     def spec(self) -> AuthTypeSpec:
         return spec_for(AuthType.PASSWORD)
@@ -73,16 +71,6 @@ class PasswordGrant:
         lifetime_seconds: float,
     ) -> Obtained:
         return Obtained(request_token(engine, settings, given))
-
-    def complete(
-        self,
-        engine: OAuthEngine,
-        settings: ClientSettings,
-        pending: PendingAuthorization,
-        answer: Mapping[str, str],
-        now: datetime,
-    ) -> TokenSet | StillPending:
-        raise GrantRefused("invalid_request", "this grant has no pending authorization", None)
 
     def renew(
         self,

@@ -15,19 +15,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from authprofiles.core.auth_types import AuthType, AuthTypeSpec, spec_for
-from authprofiles.core.connections import Connection, TokenSet
-from authprofiles.core.errors import FieldError
-from authprofiles.core.profiles import ProfileDefinition
+from authprofiles.core.connections import TokenSet
 from authprofiles.oauth.engine import ClientSettings, OAuthEngine
 from authprofiles.oauth.errors import GrantRefused, IdPUnavailable
-from authprofiles.oauth.grants import rfc6749_refresh
 from authprofiles.oauth.grants.base import (
+    FinishedByPerson,
     GrantInput,
     NextStep,
     Pending,
     PendingAuthorization,
     StillPending,
-    no_credentials,
 )
 
 #: The kind of pending authorization it starts.
@@ -74,18 +71,10 @@ def _positive_int(value: Any, default: int) -> int:
     return number if number > 0 else default
 
 
-class DeviceCodeGrant:
+class DeviceCodeGrant(FinishedByPerson):
     @property
     def spec(self) -> AuthTypeSpec:
         return spec_for(AuthType.DEVICE_CODE)
-
-    def check_input(
-        self, profile: ProfileDefinition, given: GrantInput, kept: Connection | None = None
-    ) -> tuple[GrantInput, list[FieldError]]:
-        return given, no_credentials(given)
-
-    def keeps_credentials(self, profile: ProfileDefinition) -> bool:
-        return False
 
     def start(
         self,
@@ -148,15 +137,6 @@ class DeviceCodeGrant:
                     secrets={**pending.secrets, "interval": str(interval)},
                 )
             raise
-
-    def renew(
-        self,
-        engine: OAuthEngine,
-        settings: ClientSettings,
-        profile: ProfileDefinition,
-        connection: Connection,
-    ) -> TokenSet:
-        return rfc6749_refresh.renew(engine, settings, connection)
 
 
 __all__ = ["GRANT_TYPE", "KIND", "DeviceCodeGrant", "request_device_code"]
