@@ -77,6 +77,7 @@ def minimal(auth_type: str, name: str | None = None) -> dict[str, Any]:
         auth_type,
         name,
         authorization_url="https://idp.example.com/authorize",
+        device_authorization_url="https://idp.example.com/device",
         token_test_url="https://api.example.com/me",
     )
     mode = full.get("authorization_mode")

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from authprofiles.oauth.grants import rfc6749_refresh
 from authprofiles.store.models import ConnectionRow
 from tests.support.app import ADMIN, Live, oauth_profile, password_connection
 from tests.support.faults import FaultProxy
@@ -165,8 +166,8 @@ def test_a_refresh_that_finds_a_newer_token_written_keeps_that_one(
         assert not store.claim_refresh(
             session, connection_id, version=connection.version, owner="you", seconds=60
         ), "a live lease is exclusive"
-    newer = live.services.oauth.refresh(
-        _settings(live, connection_id), refresh_token=connection.tokens.refresh_token or ""
+    newer = rfc6749_refresh.refresh(
+        live.services.oauth, _settings(live, connection_id), connection.tokens.refresh_token or ""
     )
     with live.services.db.session() as session:
         row = session.get(ConnectionRow, connection_id)
