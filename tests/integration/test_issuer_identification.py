@@ -102,3 +102,20 @@ def test_without_an_issuer_on_the_profile_the_answer_is_taken_as_before(
     callback = callback_from_oidc_provider(started["authorization_url"])
     page = httpx.get(_with_iss(callback, None), timeout=30)
     assert page.status_code == 200, page.text
+
+
+def test_an_error_answer_with_a_forged_iss_is_not_believed(
+    live: Live, oidc_provider: OidcProvider, callback_from_oidc_provider: Callable[[str], str]
+) -> None:
+    """RFC 9207 puts ``iss`` in error answers too: a refusal claiming to come from another
+    server is refused as a mix-up, not taken as the person's refusal."""
+    profile = _code_profile(live, oidc_provider)
+    started = live.connect(profile["id"])
+    state = dict(parse_qsl(urlsplit(started["authorization_url"]).query))["state"]
+    forged = httpx.get(
+        live.url + "/oauth/callback",
+        params={"state": state, "error": "access_denied", "iss": "https://attacker.example"},
+        timeout=30,
+    )
+    assert forged.status_code == 400
+    assert "iss" in forged.text and "did not authorize" not in forged.text

@@ -333,7 +333,6 @@ class ConnectionService:
     ) -> CallbackOutcome:
         if not state:
             return _refused("The answer from the identity provider carries no state.")
-        answer = {k: v for k, v in (("code", code), ("iss", iss)) if v is not None}
         with self.db.session() as session:
             row, secrets, claimed = self.connection_store.claim_authorization_request(
                 session, hash_state(state)
@@ -361,37 +360,50 @@ class ConnectionService:
                     session, before=self.clock.now(), connection_id=connection_id
                 )
             return _refused("This authorization took longer than allowed. Start again.")
-        if error:
-            # Section 4.1.2.1: the IdP reports the refusal on the redirect.
-            text = f"{error}: {error_description}" if error_description else error
-            self._record_callback_failure(
-                connection_id,
-                f"authorization refused ({text})",
-                client_refused=refuses_client(GrantRefused(error, error_description, None)),
-            )
-            return _refused(f"The identity provider did not authorize: {text}.")
-        if not code:
-            self._record_callback_failure(
-                connection_id, "the identity provider answered without a code", False
-            )
-            return _refused("The answer from the identity provider carries no code.")
         with self.db.read() as session:
             connection = self.connection_store.get(session, None, connection_id)
             profile = self.profile_store.get(
                 session, connection.workspace_id, connection.profile_id
             )
         settings = connection_settings(profile, connection, pending.redirect_uri)
+        answer = {
+            key: value
+            for key, value in (
+                ("code", code),
+                ("iss", iss),
+                ("error", error),
+                ("error_description", error_description),
+            )
+            if value is not None
+        }
         try:
+            # The grant checks the answer (RFC 9207: its issuer first, error answers
+            # included) and redeems its code.
             completed = grant_for(profile.auth_type).complete(
                 self.oauth, settings, pending, answer, self.clock.now()
             )
             assert not isinstance(completed, StillPending)  # a redirect is the answer
             tokens = completed
         except IssuerMismatch as exc:
-            # RFC 9207 section 2.4: the code is not redeemed; it may be an attacker's.
+            # RFC 9207 section 2.4: the answer is not believed, nor its code redeemed: it
+            # may come from another server (a mix-up attack).
             self._record_callback_failure(connection_id, exc.detail, client_refused=False)
             return _refused(f"{exc.detail}.")
         except OAuthFailure as exc:
+            if error:
+                # RFC 6749 section 4.1.2.1: the refusal came on the redirect.
+                text = f"{error}: {error_description}" if error_description else error
+                self._record_callback_failure(
+                    connection_id,
+                    f"authorization refused ({text})",
+                    client_refused=refuses_client(exc),
+                )
+                return _refused(f"The identity provider did not authorize: {text}.")
+            if not code:
+                self._record_callback_failure(
+                    connection_id, "the identity provider answered without a code", False
+                )
+                return _refused("The answer from the identity provider carries no code.")
             self._record_callback_failure(
                 connection_id, exc.detail, client_refused=refuses_client(exc)
             )

@@ -110,10 +110,10 @@ class AuthorizationCodeGrant(FinishedByPerson):
         answer: Mapping[str, str],
         now: datetime,
     ) -> TokenSet | StillPending:
-        # RFC 9207 section 2.4, before the code is redeemed: "clients MUST compare the
-        # value of the iss parameter to the issuer identifier of the authorization server
-        # where the authorization request was sent to" (a mix-up attack sends the code of
-        # another server).
+        # RFC 9207 section 2.4, before the answer is believed or its code redeemed:
+        # "clients MUST compare the value of the iss parameter to the issuer identifier of
+        # the authorization server where the authorization request was sent to" (a
+        # mix-up attack sends the code, or a made-up error, of another server).
         if settings.issuer:
             require_response_issuer(
                 settings.issuer,
@@ -121,6 +121,9 @@ class AuthorizationCodeGrant(FinishedByPerson):
                 metadata=self._metadata(engine),
                 egress_proxy_url=settings.egress_proxy_url,
             )
+        if answer.get("error"):
+            # Section 4.1.2.1: the server refused on the redirect.
+            raise GrantRefused(answer["error"], answer.get("error_description"), None)
         code = answer.get("code")
         if not code:
             raise GrantRefused("invalid_request", "the answer carries no code", None)
