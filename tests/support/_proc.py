@@ -14,6 +14,8 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 import httpx
 
@@ -150,3 +152,62 @@ def _signal_group(group: int, sig: signal.Signals) -> None:
 def http_ok(url: str) -> bool:
     """Readiness probe: the URL answers 200 (no proxy from the environment)."""
     return httpx.get(url, timeout=2.0, trust_env=False).status_code == 200
+
+
+class _LoggedProcess(Protocol):
+    def stop(self) -> None: ...
+
+    @property
+    def log_path(self) -> Path: ...
+
+    def log_tail(self, limit: int = 6000) -> str: ...
+
+
+class ControlledServer:
+    """A running test server with control endpoints (``X-Control-Token``) and a log:
+    stop() (or ``with``) ends it; a refused control request raises ``error``."""
+
+    error: type[RuntimeError] = RuntimeError
+
+    def __init__(self, process: _LoggedProcess, base_url: str, control_token: str) -> None:
+        self._process = process
+        self.base_url = base_url
+        # trust_env=False: an HTTP(S)_PROXY in the environment must not catch loopback.
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers={"X-Control-Token": control_token},
+            timeout=30.0,
+            trust_env=False,
+        )
+
+    def stop(self) -> None:
+        self._http.close()
+        self._process.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def log_path(self) -> Path:
+        """The subprocess's combined stdout and stderr (tracebacks land here)."""
+        return self._process.log_path
+
+    def log_tail(self, limit: int = 6000) -> str:
+        return self._process.log_tail(limit)
+
+    def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = self._http.request(method, path, json=body)
+        if response.status_code >= 400:
+            raise self.error(
+                f"{method} {path} -> {response.status_code}: {response.text[:2000]}\n"
+                f"log tail:\n{self.log_tail(3000)}"
+            )
+        return response.json()

@@ -22,13 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
 
-from ._proc import ServerProcess, http_ok
+from ._proc import ControlledServer, ServerProcess, http_ok
 
 Grant = Literal["authorization-code", "client-credentials", "password", "device-code"]
 
@@ -63,12 +62,13 @@ class IdPError(RuntimeError):
     """The IdP refused a control request or the login flow went somewhere unexpected."""
 
 
-class IdP:
+class IdP(ControlledServer):
     """A running test IdP. Use start_idp() to get one; stop() (or ``with``) ends it."""
 
+    error = IdPError
+
     def __init__(self, process: ServerProcess, control_token: str) -> None:
-        self._process = process
-        self.base_url = f"http://127.0.0.1:{process.port}"
+        super().__init__(process, f"http://127.0.0.1:{process.port}", control_token)
         self.issuer = self.base_url
         self.authorization_url = self.base_url + AUTHORIZE_PATH
         self.token_url = self.base_url + TOKEN_PATH
@@ -80,49 +80,6 @@ class IdP:
         self.device_verification_url = self.base_url + DEVICE_VERIFICATION_PATH
         self.openid_configuration_url = self.base_url + OIDC_DISCOVERY_PATH
         self.metadata_url = self.base_url + RFC8414_PATH
-        # trust_env=False: an HTTP(S)_PROXY in the environment must not catch loopback.
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            headers={"X-Control-Token": control_token},
-            timeout=30.0,
-            trust_env=False,
-        )
-
-    # -- lifecycle ---------------------------------------------------------------
-
-    def stop(self) -> None:
-        self._http.close()
-        self._process.stop()
-
-    def __enter__(self) -> IdP:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def log_path(self) -> Path:
-        """The subprocess's combined stdout/stderr (Django tracebacks land here)."""
-        return self._process.log_path
-
-    def log_tail(self, limit: int = 6000) -> str:
-        return self._process.log_tail(limit)
-
-    # -- control endpoints -------------------------------------------------------
-
-    def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        response = self._http.request(method, path, json=body)
-        if response.status_code >= 400:
-            raise IdPError(
-                f"{method} {path} -> {response.status_code}: {response.text[:2000]}\n"
-                f"IdP log tail:\n{self.log_tail(3000)}"
-            )
-        return response.json()
 
     def register_client(
         self,

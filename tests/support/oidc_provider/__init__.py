@@ -32,7 +32,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, Literal, NamedTuple
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -41,6 +40,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
+
+from tests.support._proc import ControlledServer
 
 from ..idp import _Form, _FormParser
 
@@ -156,7 +157,7 @@ class Authorization(NamedTuple):
     error: str | None = None
 
 
-class OidcProvider:
+class OidcProvider(ControlledServer):
     """A running oidc-provider. Use start_oidc_provider(); stop() (or ``with``) ends it.
 
     Built-in clients (``clients[...]``), all allowed authorization_code,
@@ -168,6 +169,8 @@ class OidcProvider:
     ``password``.
     """
 
+    error = OidcProviderError
+
     def __init__(
         self,
         process: _NodeProcess,
@@ -176,20 +179,12 @@ class OidcProvider:
         clients: dict[str, Client],
         accounts: dict[str, str],
     ) -> None:
-        self._process = process
-        self.base_url = process.url
+        super().__init__(process, process.url, control_token)
         self.issuer = process.url
         self.clients = clients
         self.accounts = accounts
         self.username, self.password = next(iter(accounts.items()))
         self._registration_token = registration_token
-        # trust_env=False: an HTTP(S)_PROXY in the environment must not catch loopback.
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            headers={"X-Control-Token": control_token},
-            timeout=30.0,
-            trust_env=False,
-        )
         self.openid_configuration_url = self.base_url + "/.well-known/openid-configuration"
         self.metadata_url = self.base_url + "/.well-known/oauth-authorization-server"  # RFC 8414
         metadata = self._http.get(self.openid_configuration_url).json()
@@ -205,41 +200,6 @@ class OidcProvider:
         # The user's page of the device flow (not in the metadata: each answer says it).
         self.device_verification_url = self.base_url + "/device"
         self.api_resource = self.base_url + "/api"
-
-    # -- lifecycle ---------------------------------------------------------------
-
-    def stop(self) -> None:
-        self._http.close()
-        self._process.stop()
-
-    def __enter__(self) -> OidcProvider:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def log_path(self) -> Path:
-        return self._process.log_path
-
-    def log_tail(self, limit: int = 6000) -> str:
-        return self._process.log_tail(limit)
-
-    # -- control -----------------------------------------------------------------
-
-    def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        response = self._http.request(method, path, json=body)
-        if response.status_code >= 400:
-            raise OidcProviderError(
-                f"{method} {path} -> {response.status_code}: {response.text[:2000]}\n"
-                f"log tail:\n{self.log_tail(3000)}"
-            )
-        return response.json()
 
     def register_client(
         self,
