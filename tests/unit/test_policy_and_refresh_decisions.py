@@ -3,7 +3,6 @@ their ports (no sockets, no database)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -18,6 +17,7 @@ from authprofiles.oauth.errors import GrantRefused, IdPUnavailable
 from authprofiles.oauth.grants import grant_for
 from authprofiles.services.access import RolePolicy
 from authprofiles.services.tokens import after_refresh_failure, needs_refresh
+from tests.support.values import a_connection
 from tests.unit.test_oauth_engine import SETTINGS, engine_answering
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -54,25 +54,9 @@ def connection(expires_in: float | None = 60, **changes: object) -> Connection:
         refresh_token="rt",
         expires_at=None if expires_in is None else NOW + timedelta(seconds=expires_in),
     )
-    base = Connection(
-        id="c1",
-        workspace_id="w",
-        profile_id="p1",
-        owner="shared",
-        tenant=None,
-        fields={},
-        status=ConnectionStatus.ACTIVE,
-        tokens=tokens,
-        username=None,
-        password=None,
-        last_error=None,
-        last_error_at=None,
-        refreshed_at=None,
-        version=3,
-        created_at=NOW,
-        updated_at=NOW,
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]
+    if "tokens" in changes:
+        tokens = changes.pop("tokens")  # type: ignore[assignment]
+    return a_connection(tokens, **{"version": 3, **changes})
 
 
 def test_a_token_expiring_within_the_window_is_refreshed_and_one_beyond_it_is_not() -> None:

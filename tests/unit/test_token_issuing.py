@@ -13,11 +13,12 @@ from typing import Any, TypeVar
 import pytest
 
 from authprofiles.core.callers import CredentialRequest, Principal, Purpose, Role
-from authprofiles.core.connections import Connection, ConnectionStatus, TokenSet
+from authprofiles.core.connections import Connection, TokenSet
 from authprofiles.core.errors import Forbidden, NotFound
 from authprofiles.services.access import RolePolicy
 from authprofiles.services.token_issuing import TokenIssuing
 from authprofiles.services.tokens import IssuedToken
+from tests.support.values import a_connection
 
 T = TypeVar("T")
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -115,23 +116,8 @@ class FakeTokenSource:
 
 
 def _connection(connection_id: str, tokens: TokenSet) -> Connection:
-    return Connection(
-        id=connection_id,
-        workspace_id=WORKSPACE,
-        profile_id="p-1",
-        owner="shared",
-        tenant=None,
-        fields={},
-        status=ConnectionStatus.ACTIVE,
-        tokens=tokens,
-        username=None,
-        password=None,
-        last_error=None,
-        last_error_at=None,
-        refreshed_at=None,
-        version=1,
-        created_at=START,
-        updated_at=START,
+    return a_connection(
+        tokens, id=connection_id, workspace_id=WORKSPACE, created_at=START, updated_at=START
     )
 
 
