@@ -99,7 +99,11 @@ class Services:
             clock=self.clock,
             # No retries: a test shows the first answer, not the last of several.
             engine_for=lambda hooks: OAuthEngine(
-                self.transports, retries=0, clock=self.clock, event_hooks=hooks
+                self.transports,
+                retries=0,
+                clock=self.clock,
+                event_hooks=hooks,
+                issuer_metadata=self.oauth.issuer_metadata,
             ),
             recording_client=lambda: RecordingHttpClient(self.transports),
             callback_url=settings.callback_url,

@@ -118,3 +118,22 @@ def test_the_profile_test_starts_a_device_authorization_and_shows_the_user_code(
     # The device code is a secret: redacted wherever the test shows the exchange.
     exchange = str(body)
     assert "device_code" not in exchange or "[redacted]" in exchange
+
+
+def test_reauthorizing_a_device_code_connection_answers_a_new_user_code(
+    live: Live, idp: IdP, user: tuple[str, str]
+) -> None:
+    profile = _device_profile(live, idp)
+    started = live.connect(profile["id"])
+    idp.approve_device(started["user_code"], *user)
+    _wait_for_status(live, started["id"], "active")
+
+    again = live.http.post(f"/api/v1/connections/{started['id']}/reauthorize", json={})
+    assert again.status_code == 200, again.text
+    body = again.json()
+    assert body["id"] == started["id"]
+    assert body["user_code"] and body["user_code"] != started["user_code"]
+    assert body["verification_uri"] == idp.device_verification_url
+    # It keeps serving its token until the person answers again.
+    assert live.token(started["id"]).status_code == 200
+    assert body["connection"]["status"] == "active"

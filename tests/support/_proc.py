@@ -118,11 +118,7 @@ class ServerProcess:
         return self._proc is not None and self._proc.poll() is None
 
     def log_tail(self, limit: int = 6000) -> str:
-        try:
-            data = self.log_path.read_bytes()
-        except FileNotFoundError:
-            return "(no log)"
-        return data[-limit:].decode("utf-8", "replace")
+        return log_tail(self.log_path, limit)
 
     def stop(self) -> None:
         """SIGTERM the group (graceful), SIGKILL whatever lingers. Idempotent."""
@@ -132,17 +128,27 @@ class ServerProcess:
             return
         group = proc.pid  # the session leader's pid is its process group id
         if proc.poll() is None:
-            _signal_group(group, signal.SIGTERM)
+            signal_group(group, signal.SIGTERM)
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                _signal_group(group, signal.SIGKILL)
+                signal_group(group, signal.SIGKILL)
                 proc.wait(timeout=5)
         # Forked workers (proxy.py's acceptors) must not outlive their parent.
-        _signal_group(group, signal.SIGKILL)
+        signal_group(group, signal.SIGKILL)
 
 
-def _signal_group(group: int, sig: signal.Signals) -> None:
+def log_tail(path: Path, limit: int = 6000) -> str:
+    """The end of a server's log file, to put in an error that its start or a request
+    failed."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return "(no log)"
+    return data[-limit:].decode("utf-8", "replace")
+
+
+def signal_group(group: int, sig: signal.Signals) -> None:
     try:
         os.killpg(group, sig)
     except ProcessLookupError:

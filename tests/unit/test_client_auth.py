@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from authprofiles.oauth.client_auth import basic_authorization, form_urlencode
+from authprofiles.core.client_secret_basic import basic_authorization, form_urlencode
 
 #: RFC 6749 Appendix B's example value and its encoding.
 APPENDIX_B_VALUE = "\u0020\u0025\u0026\u002b\u00a3\u20ac"

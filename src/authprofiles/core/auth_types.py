@@ -97,9 +97,6 @@ class AuthTypeSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     #: The stages the profile test runs, in order.
     test_stages: tuple[TestStage, ...] = (TestStage.TOKEN, TestStage.TOKEN_TEST)
-    #: A person takes part in obtaining the first token (a redirect, a device code): the
-    #: connection waits as ``pending`` until they have.
-    interactive: bool = False
 
     def label_of(self, field_name: str) -> str:
         return self.labels.get(field_name) or FIELD_LABELS.get(field_name, field_name)
@@ -140,7 +137,6 @@ AUTH_TYPES.register(
         ),
         own_fields=("authorization_url", "tenancy", "pkce", "issuer"),
         test_stages=(TestStage.AUTHORIZE,),
-        interactive=True,
     )
 )
 
@@ -201,7 +197,6 @@ AUTH_TYPES.register(
         # The test starts a device authorization (the client and the endpoint answer);
         # only a person can finish it.
         test_stages=(TestStage.TOKEN,),
-        interactive=True,
     )
 )
 

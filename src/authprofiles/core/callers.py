@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
+from authprofiles.core.connections import Connection
 from authprofiles.core.errors import Forbidden
 
 
@@ -59,6 +60,19 @@ class CredentialRequest:
     method: str | None = None
     host: str | None = None
     path: str | None = None
+
+    @classmethod
+    def to_use(
+        cls,
+        connection: Connection,
+        purpose: Purpose,
+        *,
+        method: str | None = None,
+        host: str | None = None,
+        path: str | None = None,
+    ) -> CredentialRequest:
+        """Using ``connection``'s credential for ``purpose`` (a proxied call names where)."""
+        return cls(connection.id, connection.owner, purpose, method, host, path)
 
 
 def has_role(principal: Principal, role: Role) -> bool:

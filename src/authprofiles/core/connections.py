@@ -67,6 +67,10 @@ class Connection:
     def is_shared(self) -> bool:
         return self.owner == SHARED_OWNER
 
+    @property
+    def refresh_token(self) -> str | None:
+        return self.tokens.refresh_token if self.tokens else None
+
 
 @dataclass(frozen=True)
 class NextStep:

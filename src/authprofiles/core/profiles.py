@@ -7,6 +7,7 @@ their UI words (for example "Identity Provider Name" is ``identity_provider``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 
@@ -243,6 +244,13 @@ class ProfileDefinition(BaseModel):
 PROFILE_FIELDS: tuple[str, ...] = tuple(ProfileDefinition.model_fields)
 
 
+def form_values_of(profile: ProfileDefinition, fields: Mapping[str, str]) -> dict[str, str]:
+    """Of a connection's values, those of the profile's form fields (what a person filled
+    in: the password grant sends them with its token request)."""
+    keys = {f.key for f in profile.form_fields}
+    return {k: v for k, v in fields.items() if k in keys}
+
+
 def fields_of(auth_type: AuthType) -> tuple[str, ...]:
     """The fields a profile of ``auth_type`` shows, in form order: every field but those
     that belong to other auth types only (``AuthTypeSpec.own_fields``)."""
@@ -306,4 +314,5 @@ __all__ = [
     "TestContentType",
     "field_values",
     "fields_of",
+    "form_values_of",
 ]

@@ -114,16 +114,6 @@ HTTPS_ONLY_URL_FIELDS: frozenset[str] = frozenset(
 #: an authorization mode adds. Seed 003's token test URL is optional ("optionally define a
 #: URL to test the authorization settings"), for every type.
 MANDATORY_FIELDS: dict[AuthType, tuple[str, ...]] = {s.auth_type: s.mandatory for s in AUTH_TYPES}
-REQUIRED_WITH_TOKEN_TEST_URL: dict[AuthType, tuple[str, ...]] = {
-    s.auth_type: s.mandatory_with_token_test_url
-    for s in AUTH_TYPES
-    if s.mandatory_with_token_test_url
-}
-REQUIRED_IN_MODE: dict[tuple[AuthType, AuthorizationMode], tuple[str, ...]] = {
-    (s.auth_type, AuthorizationMode(mode)): fields
-    for s in AUTH_TYPES
-    for mode, fields in s.mandatory_in_mode.items()
-}
 
 
 class _Lenient(BaseModel):
@@ -486,9 +476,9 @@ def required_fields(
     their own username and password)."""
     required = with_client_credential(MANDATORY_FIELDS[auth_type], client_auth_method)
     if mode is not None:
-        required += REQUIRED_IN_MODE.get((auth_type, mode), ())
+        required += spec_for(auth_type).mandatory_in_mode.get(mode.value, ())
     if is_set("token_test_url"):
-        required += REQUIRED_WITH_TOKEN_TEST_URL.get(auth_type, ())
+        required += spec_for(auth_type).mandatory_with_token_test_url
     return required
 
 
@@ -602,9 +592,11 @@ def validate_draft(draft: ProfileDraft, *, require_complete: bool = True) -> Pro
                 continue
             if field != "client_secret" and field in client_credential_fields(credential_method):
                 why = f"with client_auth_method {credential_method.value}"
-            elif field in REQUIRED_WITH_TOKEN_TEST_URL.get(auth_type, ()):
+            elif field in spec_for(auth_type).mandatory_with_token_test_url:
                 why = f"when token_test_url is set on {auth_type.value} profiles"
-            elif mode is not None and field in REQUIRED_IN_MODE.get((auth_type, mode), ()):
+            elif mode is not None and field in spec_for(auth_type).mandatory_in_mode.get(
+                mode.value, ()
+            ):
                 why = f"for {auth_type.value} profiles in {mode.value} mode"
             else:
                 why = f"for {auth_type.value} profiles"

@@ -19,6 +19,7 @@ revocation) carries the credentials the RFCs ask for.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol
@@ -26,12 +27,11 @@ from typing import Any, Protocol
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
-from authprofiles.core.client_secret_basic import basic_authorization, form_urlencode
+from authprofiles.core.client_secret_basic import basic_authorization
 from authprofiles.oauth._authlib import PrivateKeyJWT, generate_token, private_key_jwt_sign
 
 HTTP_BASIC_METHOD = "client_secret_basic"
 PRIVATE_KEY_JWT_METHOD = "private_key_jwt"
-PUBLIC_CLIENT_METHOD = "none"
 #: How long a client assertion is good for. RFC 7523 section 3: "The JWT MUST contain an
 #: "exp" (expiration time) claim that limits the time window during which the JWT can be
 #: used"; the request it rides on is sent at once, so a minute is plenty, and a
@@ -63,10 +63,12 @@ def encode_client_secret_basic(
 SigningKey = RSAKey | ECKey
 
 
+@functools.lru_cache(maxsize=64)
 def signing_key(private_key: str) -> tuple[SigningKey, str]:
     """The PEM private key as a JWK, and the JWS algorithm it signs with: RS256 for RSA
     (the algorithm RFC 7518 section 3.1 recommends and every server takes), ES256, ES384
-    or ES512 for EC by its curve."""
+    or ES512 for EC by its curve. Kept per key: parsing an RSA key takes about 30 ms,
+    and a client is built for every request to the authorization server."""
     try:
         return RSAKey.import_key(private_key), "RS256"
     except (JoseError, ValueError, TypeError):
@@ -103,7 +105,6 @@ class PrivateKeyJWTAuth(PrivateKeyJWT):  # type: ignore[misc]  # authlib is unty
         *,
         audience: str,
         key_id: str | None = None,
-        lifetime_seconds: int = ASSERTION_LIFETIME_SECONDS,
         now: Callable[[], float] = time.time,
     ) -> None:
         key, algorithm = signing_key(private_key)
@@ -113,7 +114,6 @@ class PrivateKeyJWTAuth(PrivateKeyJWT):  # type: ignore[misc]  # authlib is unty
             token_endpoint=audience, headers={"kid": key_id} if key_id else None, alg=algorithm
         )
         self._key = key
-        self._lifetime_seconds = lifetime_seconds
         self._now = now
 
     def sign(self, auth: Any, token_endpoint: str) -> str:
@@ -129,7 +129,7 @@ class PrivateKeyJWTAuth(PrivateKeyJWT):  # type: ignore[misc]  # authlib is unty
                 claims={"jti": generate_token(36)},
                 header=dict(self.headers or {}),
                 issued_at=issued_at,
-                expires_at=issued_at + self._lifetime_seconds,
+                expires_at=issued_at + ASSERTION_LIFETIME_SECONDS,
             )
         )
 
@@ -167,11 +167,8 @@ __all__ = [
     "ASSERTION_LIFETIME_SECONDS",
     "HTTP_BASIC_METHOD",
     "PRIVATE_KEY_JWT_METHOD",
-    "PUBLIC_CLIENT_METHOD",
     "PrivateKeyJWTAuth",
-    "basic_authorization",
     "encode_client_secret_basic",
-    "form_urlencode",
     "register_client_auth_methods",
     "signing_key",
 ]

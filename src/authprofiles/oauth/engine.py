@@ -26,6 +26,7 @@ from authprofiles.oauth._authlib import OAuth2Client, OAuthError, generate_token
 from authprofiles.oauth.client_auth import register_client_auth_methods
 from authprofiles.oauth.errors import GrantRefused, IdPUnavailable
 from authprofiles.oauth.responses import normalise_response, to_token_set
+from authprofiles.oauth.rfc9207 import IssParameterLookup, IssuerMetadataCache
 from authprofiles.oauth.transport import Transports
 
 log = logging.getLogger("authprofiles.oauth")
@@ -80,6 +81,7 @@ class OAuthEngine:
         clock: Clock | None = None,
         sleep: Callable[[float], None] = time.sleep,
         event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
+        issuer_metadata: IssParameterLookup | None = None,
     ) -> None:
         self.transports = transports
         self.retries = retries
@@ -91,6 +93,10 @@ class OAuthEngine:
         self._sleep = sleep
         #: httpx event hooks on every client (the profile test records exchanges with them).
         self.event_hooks = {k: list(v) for k, v in (event_hooks or {}).items()}
+        #: Whether an issuer sends RFC 9207 ``iss`` (its metadata, fetched and cached), for
+        #: the authorization code grant's check of an answer that lacks it. Engines on the
+        #: same transports share one (the composition root passes it).
+        self.issuer_metadata = issuer_metadata or IssuerMetadataCache(transports)
         # The timeouts of the attempt running in this thread (see _with_retries).
         self._attempt = threading.local()
 
@@ -163,6 +169,9 @@ class OAuthEngine:
             response: httpx.Response = client.post(
                 url, data=body, auth=client.client_auth(settings.auth_method)
             )
+            if response.status_code >= 500 or response.status_code == 429:
+                # Passing: raised here so that it is retried and named like any other.
+                response.raise_for_status()
             return response
 
         response = self._with_retries(call, what, url)
@@ -170,18 +179,16 @@ class OAuthEngine:
             document = response.json()
         except ValueError:
             document = None
-        if response.status_code >= 500 or response.status_code == 429:
+        if not isinstance(document, dict):
+            if response.status_code >= 400:
+                raise GrantRefused(f"http_{response.status_code}", None, response.status_code)
             raise IdPUnavailable(
-                f"{what} at {_host(url)}: the identity provider answered HTTP "
-                f"{response.status_code}",
+                f"{what} at {_host(url)}: unreadable answer from the identity provider",
                 host=_host(url),
             )
-        if response.status_code >= 400 or not isinstance(document, dict):
-            error = _error_code(response) or f"http_{response.status_code}"
-            description = document.get("error_description") if isinstance(document, dict) else None
-            raise GrantRefused(error, description, response.status_code)
-        if "error" in document:
-            raise GrantRefused(str(document["error"]), document.get("error_description"), None)
+        if response.status_code >= 400 or "error" in document:
+            error = str(document.get("error") or f"http_{response.status_code}")
+            raise GrantRefused(error, document.get("error_description"), response.status_code)
         return document
 
     # -- RFC 7009: revocation --------------------------------------------------------------

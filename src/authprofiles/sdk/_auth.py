@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from authprofiles.sdk._client import ServerRequest, Token, _decode, _id
+from authprofiles.sdk._client import ServerRequest, Token, _decode, _id, auth_error_status_of
 from authprofiles.wire.injection import place
 from authprofiles.wire.refresh_once import RefreshOnce
 
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from authprofiles.sdk._client import AuthProfilesClient
 
 #: What a profile's API answers a refused token with when the profile does not say.
-DEFAULT_AUTH_ERROR_STATUS = 401
 
 
 class TokenSource:
@@ -198,9 +197,7 @@ class ConnectionAuth(ConnectionCredentials, httpx.Auth):
         connection = yield client.build_request("GET", f"/connections/{_id(connection_id)}")
         profile_id = str(_json(connection)["profile_id"])
         profile = yield client.build_request("GET", f"/profiles/{_id(profile_id)}")
-        status = _json(profile).get("auth_error_status_code")
-        known = int(status) if isinstance(status, int) else DEFAULT_AUTH_ERROR_STATUS
-        return self.source.learn_auth_error_status(known)
+        return self.source.learn_auth_error_status(auth_error_status_of(_json(profile)))
 
     def sync_auth_flow(
         self, request: httpx.Request

@@ -20,6 +20,16 @@ if TYPE_CHECKING:
 USER_AGENT = "authprofiles-sdk/0.1"
 
 
+#: What an API answers a refused token with when the profile does not say (RFC 6750 3.1).
+DEFAULT_AUTH_ERROR_STATUS = 401
+
+
+def auth_error_status_of(profile: Mapping[str, object]) -> int:
+    """The profile's ``auth_error_status_code`` (its JSON as the API answers it), else 401."""
+    status = profile.get("auth_error_status_code")
+    return int(status) if isinstance(status, int) else DEFAULT_AUTH_ERROR_STATUS
+
+
 class AuthProfilesError(Exception):
     """The API answered with an error (an RFC 9457 problem): ``status_code``, ``title``,
     ``detail`` and the whole ``problem`` document (``errors`` names each bad field)."""
@@ -329,14 +339,13 @@ class AuthProfilesClient:
     def auth_error_status_code(self, connection_id: str) -> int:
         """The status by which the connection's API says "token refused" (default 401)."""
         connection = self.get_connection(connection_id)
-        status = self.get_profile(str(connection["profile_id"])).get("auth_error_status_code")
-        return int(status) if isinstance(status, int) else 401
+        return auth_error_status_of(self.get_profile(str(connection["profile_id"])))
 
     async def aauth_error_status_code(self, connection_id: str) -> int:
         connection = await self.arequest("GET", f"/connections/{_id(connection_id)}")
-        profile = await self.arequest("GET", f"/profiles/{_id(str(connection['profile_id']))}")
-        status = profile.get("auth_error_status_code")
-        return int(status) if isinstance(status, int) else 401
+        return auth_error_status_of(
+            await self.arequest("GET", f"/profiles/{_id(str(connection['profile_id']))}")
+        )
 
     # -- using a connection ----------------------------------------------------------------
     def proxy_url(self, connection_id: str, path: str = "") -> str:

@@ -81,9 +81,9 @@ def _name_problem(name: str) -> str | None:
 
 
 class ApiKeys:
-    def __init__(self, db: Database, store: ApiKeyStore | None = None) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
-        self.store = store or ApiKeyStore()
+        self.store = ApiKeyStore()
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
 

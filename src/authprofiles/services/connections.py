@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from authprofiles.core.connections import SHARED_OWNER, Connection, ConnectionStatus
 from authprofiles.core.errors import Forbidden, NotFound, ValidationFailed
 from authprofiles.core.ports import Clock, TokenCache
-from authprofiles.core.profiles import FieldLocation, Profile, ProfileDefinition
+from authprofiles.core.profiles import FieldLocation, Profile, form_values_of
 from authprofiles.core.validation import check_use_input
 from authprofiles.oauth.engine import ClientSettings, OAuthEngine
 from authprofiles.oauth.errors import GrantRefused, IssuerMismatch, OAuthFailure
@@ -110,10 +110,6 @@ class StartedConnection:
     #: For a grant a person finishes: what they do next (a link to follow, a code to type).
     next_step: NextStep | None = None
 
-    @property
-    def authorization_url(self) -> str | None:
-        return self.next_step.authorization_url if self.next_step else None
-
 
 @dataclass(frozen=True)
 class CallbackOutcome:
@@ -162,7 +158,7 @@ class ConnectionService:
             GrantInput(
                 username=request.username,
                 password=request.password,
-                form_values=_form_values(profile, request.fields),
+                form_values=form_values_of(profile, request.fields),
             ),
         )
         # Named with the rest: one answer lists everything the request lacks.
@@ -284,7 +280,7 @@ class ConnectionService:
             GrantInput(
                 username=request.username,
                 password=request.password,
-                form_values=_form_values(profile, connection.fields),
+                form_values=form_values_of(profile, connection.fields),
             ),
             kept=connection,
         )
@@ -497,13 +493,6 @@ class ConnectionService:
                 connection.id, f"authorization ended ({exc.detail})", refuses_client(exc)
             )
             return 1
-        except OAuthFailure as exc:
-            # Passing: ask again after the grant's interval.
-            log.info("polling %s: %s", request_id, exc.detail)
-            interval = float(pending.secrets.get("interval") or 5)
-            with self.db.session() as session:
-                store.schedule_poll(session, request_id, at=now + timedelta(seconds=interval))
-            return 1
         if isinstance(outcome, StillPending):
             with self.db.session() as session:
                 store.schedule_poll(
@@ -583,11 +572,6 @@ class ConnectionService:
 
     def revoke(self, profile: Profile, connection: Connection) -> RevocationReport:
         return revoke_connection(self.oauth, profile, connection, self.settings.callback_url)
-
-
-def _form_values(profile: ProfileDefinition, fields: dict[str, str]) -> dict[str, str]:
-    keys = {f.key for f in profile.form_fields}
-    return {k: v for k, v in fields.items() if k in keys}
 
 
 def _refused(message: str, status: int = 400) -> CallbackOutcome:

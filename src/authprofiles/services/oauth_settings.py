@@ -22,13 +22,15 @@ def require_configured(profile: Profile) -> Profile:
 
 
 def render(
-    profile: ProfileDefinition, field: str, tenant: str | None, fields: dict[str, str]
+    profile: ProfileDefinition, field: str, tenant: str | None, values: dict[str, str]
 ) -> str | None:
+    """The profile's URL ``field`` filled in with the tenant and ``values`` (the
+    connection's :func:`field_values`)."""
     template = getattr(profile, field)
     if not template:
         return None
     try:
-        return render_url(template, tenant=tenant, fields=field_values(profile, fields))
+        return render_url(template, tenant=tenant, fields=values)
     except TemplateError as exc:
         raise unfilled_template(field, exc) from None
 
@@ -40,10 +42,11 @@ def client_settings(
     fields: dict[str, str],
     redirect_uri: str,
 ) -> ClientSettings:
-    token_url = render(profile, "token_url", tenant, fields)
+    values = field_values(profile, fields)  # once, for every URL below
+    token_url = render(profile, "token_url", tenant, values)
     if token_url is None or profile.client_id is None:
         raise ValidationFailed([FieldError("token_url", "the profile has no token URL")])
-    refresh = render(profile, "refresh_token_url", tenant, fields) or token_url
+    refresh = render(profile, "refresh_token_url", tenant, values) or token_url
     return ClientSettings(
         client_id=profile.client_id,
         client_secret=profile.client_secret,
@@ -51,17 +54,17 @@ def client_settings(
         token_url=token_url,
         refresh_url=refresh,
         redirect_uri=redirect_uri,
-        authorization_url=render(profile, "authorization_url", tenant, fields),
-        revocation_url=render(profile, "revocation_url", tenant, fields),
+        authorization_url=render(profile, "authorization_url", tenant, values),
+        revocation_url=render(profile, "revocation_url", tenant, values),
         scopes=profile.scopes,
         extra_params={f.key: f.value for f in profile.additional_fields},
-        egress_proxy_url=render(profile, "egress_proxy_url", tenant, fields),
+        egress_proxy_url=render(profile, "egress_proxy_url", tenant, values),
         pkce=profile.pkce,
         private_key=profile.private_key,
         private_key_id=profile.private_key_id,
-        client_assertion_audience=render(profile, "client_assertion_audience", tenant, fields),
-        issuer=render(profile, "issuer", tenant, fields),
-        device_authorization_url=render(profile, "device_authorization_url", tenant, fields),
+        client_assertion_audience=render(profile, "client_assertion_audience", tenant, values),
+        issuer=render(profile, "issuer", tenant, values),
+        device_authorization_url=render(profile, "device_authorization_url", tenant, values),
     )
 
 

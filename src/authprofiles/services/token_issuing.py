@@ -182,7 +182,7 @@ class TokenIssuing(Generic[IssuedT]):
         asked, reused token or not), with ``render``'s JSON of it, made once per token."""
         handed = self._reusable_to_read(principal, connection_id)
         if handed is None:
-            handed = await self.reuse_or_read(
+            handed = await self._shared_read(
                 connection_id,
                 partial(self._reusable_to_read, principal, connection_id),
                 partial(self._run_blocking, partial(self._read, principal, connection_id)),
@@ -197,14 +197,8 @@ class TokenIssuing(Generic[IssuedT]):
     ) -> HandedOut[IssuedT] | None:
         handed = self._reusable(principal, connection_id)
         if handed is not None:
-            connection = handed.issued.connection
             self._policy.authorize(
-                principal,
-                CredentialRequest(
-                    connection_id=connection.id,
-                    connection_owner=connection.owner,
-                    purpose=Purpose.READ_TOKEN,
-                ),
+                principal, CredentialRequest.to_use(handed.issued.connection, Purpose.READ_TOKEN)
             )
         return handed
 
@@ -227,6 +221,16 @@ class TokenIssuing(Generic[IssuedT]):
         found = from_memory()
         if found is not None:
             return found
+        return await self._shared_read(connection_id, from_memory, read)
+
+    async def _shared_read(
+        self,
+        connection_id: str,
+        from_memory: Callable[[], T | None],
+        read: Callable[[], Awaitable[T]],
+    ) -> T:
+        """``read()``, shared by this worker's concurrent callers for the connection (memory
+        was just looked in and held nothing)."""
         if self._settings.token_reuse_seconds <= 0:
             return await read()  # nothing would be found in memory: no point waiting
         return await self._coalescer.run(connection_id, from_memory, read)
@@ -294,5 +298,4 @@ __all__ = [
     "RenderedToken",
     "ReuseSettings",
     "TokenIssuing",
-    "in_thread_pool",
 ]

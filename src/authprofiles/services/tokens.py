@@ -138,27 +138,6 @@ class TokenService:
         self.clock = clock
         self._locks = _KeyedLocks()
 
-    def authorize(
-        self,
-        principal: Principal,
-        connection: Connection,
-        purpose: Purpose,
-        method: str | None = None,
-        host: str | None = None,
-        path: str | None = None,
-    ) -> None:
-        self.policy.authorize(
-            principal,
-            CredentialRequest(
-                connection_id=connection.id,
-                connection_owner=connection.owner,
-                purpose=purpose,
-                method=method,
-                host=host,
-                path=path,
-            ),
-        )
-
     @property
     def skew(self) -> float:
         return float(self.settings.refresh_skew_seconds)
@@ -175,7 +154,10 @@ class TokenService:
     ) -> IssuedToken:
         """A token valid for at least the skew, refreshed first if need be."""
         connection, profile = self.credentials.read(principal.workspace_id, connection_id)
-        self.authorize(principal, connection, purpose, method, host, path)
+        self.policy.authorize(
+            principal,
+            CredentialRequest.to_use(connection, purpose, method=method, host=host, path=path),
+        )
         now = self.clock.now()
         if _usable(connection) and not _stale(connection, now, self.skew):
             assert connection.tokens is not None
@@ -333,10 +315,6 @@ class TokenService:
                 connection.id,
             )
         return Refreshed(*self.credentials.read(None, connection.id))
-
-    def _profile(self, connection: Connection) -> Profile:
-        with self.db.read() as session:
-            return self.profile_store.get(session, connection.workspace_id, connection.profile_id)
 
     def _renew(self, profile: Profile, connection: Connection) -> TokenSet:
         settings = connection_settings(profile, connection, self.settings.callback_url)

@@ -423,9 +423,14 @@ class ConnectionStore:
     def claim_authorization_request(
         self, session: Session, state_hash: str
     ) -> tuple[AuthorizationRequestRow | None, dict[str, str], bool]:
-        """Mark the request used, atomically. Returns (row, its secrets, claimed_now)."""
+        """Mark the request used, atomically. Returns (row, its secrets, claimed_now). A
+        polled authorization (a device code) is answered by its polls, never by a
+        redirect: it is not found here."""
         row = session.scalars(
-            select(AuthorizationRequestRow).where(AuthorizationRequestRow.state_hash == state_hash)
+            select(AuthorizationRequestRow).where(
+                AuthorizationRequestRow.state_hash == state_hash,
+                AuthorizationRequestRow.next_poll_at.is_(None),
+            )
         ).one_or_none()
         if row is None:
             return None, {}, False

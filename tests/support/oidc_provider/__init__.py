@@ -20,7 +20,6 @@ from __future__ import annotations
 import atexit
 import fcntl
 import json
-import os
 import re
 import secrets
 import shutil
@@ -41,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
-from tests.support._proc import ControlledServer
+from tests.support._proc import ControlledServer, log_tail, signal_group
 
 from ..idp import _Form, _FormParser
 
@@ -507,11 +506,7 @@ class _NodeProcess:
         self._ready.set()  # end of output: the process is gone (start() tells why)
 
     def log_tail(self, limit: int = 6000) -> str:
-        try:
-            data = self.log_path.read_bytes()
-        except FileNotFoundError:
-            return "(no log)"
-        return data[-limit:].decode("utf-8", "replace")
+        return log_tail(self.log_path, limit)
 
     def stop(self) -> None:
         """Close stdin (the server exits), SIGTERM then SIGKILL if it lingers. Idempotent."""
@@ -524,23 +519,16 @@ class _NodeProcess:
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            _signal_group(proc.pid, signal.SIGTERM)
+            signal_group(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                _signal_group(proc.pid, signal.SIGKILL)
+                signal_group(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
         if self._reader is not None:
             self._reader.join(timeout=5)
         if proc.stdout is not None:
             proc.stdout.close()
-
-
-def _signal_group(group: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(group, sig)
-    except ProcessLookupError:
-        pass
 
 
 def start_oidc_provider(

@@ -137,14 +137,15 @@ def reauthorize_connection(
     body: ReauthorizeRequest | None = None,
 ) -> ConnectionStarted | ConnectionPublic:
     """The same connection, authorized again (after `needs_reauth`, or to replace its
-    grant). Authorization code: `{id, authorization_url}` to send the user to; the
-    connection keeps its status and tokens until the callback stores the new ones on it.
+    grant). Authorization code: `{id, authorization_url}` to send the user to; device
+    code: `{id, user_code, verification_uri, ...}`; the connection keeps its status and
+    tokens until the person's answer stores the new ones on it.
     Client credentials and password: a new grant now, and the connection as it is then
     (the password grant in user mode needs `username` and `password` again)."""
     started = services.connections.reauthorize(
         principal, connection_id, body or ReauthorizeRequest()
     )
-    if started.authorization_url is not None:
+    if started.next_step is not None:
         return ConnectionStarted.of(started.connection, started.next_step)
     return ConnectionPublic.of(started.connection)
 

@@ -22,11 +22,7 @@ from authprofiles.oauth.grants.base import (
     PendingAuthorization,
     StillPending,
 )
-from authprofiles.oauth.rfc9207 import (
-    IssParameterLookup,
-    IssuerMetadataCache,
-    require_response_issuer,
-)
+from authprofiles.oauth.rfc9207 import require_response_issuer
 
 #: The kind of pending authorization it starts.
 KIND = AuthType.AUTHORIZATION_CODE.value
@@ -73,11 +69,6 @@ def exchange_code(
 
 
 class AuthorizationCodeGrant(FinishedByPerson):
-    def __init__(self, issuer_metadata: IssParameterLookup | None = None) -> None:
-        #: Whether an issuer sends ``iss`` (its metadata, fetched and cached), for the
-        #: RFC 9207 check of an answer that lacks it. Made on first use when not given.
-        self._issuer_metadata = issuer_metadata
-
     @property
     def spec(self) -> AuthTypeSpec:
         return spec_for(AuthType.AUTHORIZATION_CODE)
@@ -118,7 +109,7 @@ class AuthorizationCodeGrant(FinishedByPerson):
             require_response_issuer(
                 settings.issuer,
                 answer.get("iss"),
-                metadata=self._metadata(engine),
+                metadata=engine.issuer_metadata,
                 egress_proxy_url=settings.egress_proxy_url,
             )
         if answer.get("error"):
@@ -134,11 +125,6 @@ class AuthorizationCodeGrant(FinishedByPerson):
             code_verifier=pending.secrets.get("code_verifier"),
             redirect_uri=pending.redirect_uri,
         )
-
-    def _metadata(self, engine: OAuthEngine) -> IssParameterLookup:
-        if self._issuer_metadata is None:
-            self._issuer_metadata = IssuerMetadataCache(engine.transports)
-        return self._issuer_metadata
 
 
 __all__ = ["KIND", "AuthorizationCodeGrant", "authorization_url", "exchange_code"]

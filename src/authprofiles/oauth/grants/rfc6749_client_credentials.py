@@ -57,7 +57,7 @@ class ClientCredentialsGrant(ObtainedAtOnce):
         profile: ProfileDefinition,
         connection: Connection,
     ) -> TokenSet:
-        refresh_token = connection.tokens.refresh_token if connection.tokens else None
+        refresh_token = connection.refresh_token
         if refresh_token:
             # Some servers issue one all the same: it is what they expect to be used.
             return rfc6749_refresh.refresh(engine, settings, refresh_token)

@@ -15,7 +15,7 @@ from datetime import datetime
 from authprofiles.core.auth_types import AuthType, AuthTypeSpec, spec_for
 from authprofiles.core.connections import Connection, TokenSet
 from authprofiles.core.errors import FieldError
-from authprofiles.core.profiles import AuthorizationMode, ProfileDefinition
+from authprofiles.core.profiles import AuthorizationMode, ProfileDefinition, form_values_of
 from authprofiles.oauth.engine import ClientSettings, OAuthEngine
 from authprofiles.oauth.errors import GrantRefused
 from authprofiles.oauth.grants import rfc6749_refresh
@@ -79,7 +79,7 @@ class PasswordGrant(ObtainedAtOnce):
         profile: ProfileDefinition,
         connection: Connection,
     ) -> TokenSet:
-        refresh_token = connection.tokens.refresh_token if connection.tokens else None
+        refresh_token = connection.refresh_token
         regenerate = self._regeneration_input(profile, connection)
         if refresh_token:
             try:
@@ -97,15 +97,12 @@ class PasswordGrant(ObtainedAtOnce):
     def _regeneration_input(
         self, profile: ProfileDefinition, connection: Connection
     ) -> GrantInput | None:
+        """The stored credentials to log in again with (preauthorized mode), or None."""
         if not self.keeps_credentials(profile):
             return None
-        username = connection.username or profile.username
-        password = connection.password or profile.password
-        if not (username and password):
-            return None
-        form_keys = {f.key for f in profile.form_fields}
-        form_values = {k: v for k, v in connection.fields.items() if k in form_keys}
-        return GrantInput(username=username, password=password, form_values=form_values)
+        given = GrantInput(form_values=form_values_of(profile, connection.fields))
+        resolved, missing = self.check_input(profile, given, kept=connection)
+        return None if missing else resolved
 
 
 __all__ = ["PasswordGrant", "request_token"]

@@ -7,6 +7,7 @@ from typing import Any
 
 from authprofiles.core.connections import Connection, TokenSet
 from authprofiles.oauth.engine import ClientSettings, OAuthEngine
+from authprofiles.oauth.errors import GrantRefused
 
 
 def refresh(engine: OAuthEngine, settings: ClientSettings, refresh_token: str) -> TokenSet:
@@ -25,15 +26,13 @@ def refresh(engine: OAuthEngine, settings: ClientSettings, refresh_token: str) -
 def renew(engine: OAuthEngine, settings: ClientSettings, connection: Connection) -> TokenSet:
     """Renew with the connection's refresh token: a grant a person finished cannot be run
     again without them."""
-    refresh_token = connection.tokens.refresh_token if connection.tokens else None
+    refresh_token = connection.refresh_token
     if not refresh_token:
         raise no_refresh_token()
     return refresh(engine, settings, refresh_token)
 
 
-def no_refresh_token() -> Exception:
-    from authprofiles.oauth.errors import GrantRefused
-
+def no_refresh_token() -> GrantRefused:
     return GrantRefused(
         "no_refresh_token",
         "the identity provider issued no refresh token; authorize again",

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from authprofiles.core.auth_types import AuthType, AuthTypeSpec, spec_for
 from authprofiles.core.connections import TokenSet
+from authprofiles.core.profiles import ClientAuthMethod
 from authprofiles.oauth.engine import ClientSettings, OAuthEngine
 from authprofiles.oauth.errors import GrantRefused, IdPUnavailable
 from authprofiles.oauth.grants.base import (
@@ -37,6 +38,8 @@ DEFAULT_INTERVAL = 5
 #: Section 3.5: on ``slow_down`` "the interval MUST be increased by 5 seconds for this
 #: and all subsequent requests".
 SLOW_DOWN_STEP = 5
+#: Client authentication methods whose encoder puts ``client_id`` in the body itself.
+_PUTS_CLIENT_ID_IN_BODY = frozenset({ClientAuthMethod.NONE, ClientAuthMethod.CLIENT_SECRET_POST})
 
 
 def request_device_code(engine: OAuthEngine, settings: ClientSettings) -> dict[str, Any]:
@@ -47,9 +50,11 @@ def request_device_code(engine: OAuthEngine, settings: ClientSettings) -> dict[s
     if not url:
         raise ValueError("the profile has no device authorization URL")
     data: dict[str, str] = dict(settings.extra_params)
-    if settings.auth_method != "none":
+    if settings.auth_method not in _PUTS_CLIENT_ID_IN_BODY:
         # "client_id REQUIRED if the client is not authenticating with the authorization
-        # server": a public client's method puts it in the body already.
+        # server". Sent with the other methods too (some servers read it from the body
+        # alone); never twice (RFC 6749 section 3.2: parameters "MUST NOT be included
+        # more than once").
         data["client_id"] = settings.client_id
     answer = engine.post_form(settings, url, "device authorization request", data)
     missing = [
@@ -115,9 +120,10 @@ class DeviceCodeGrant(FinishedByPerson):
         answer: Mapping[str, str],
         now: datetime,
     ) -> TokenSet | StillPending:
-        """Section 3.4: one poll of the token endpoint. ``authorization_pending``: ask
-        again after the interval; ``slow_down``: after a longer one; ``access_denied`` and
-        ``expired_token`` end it (raised as :class:`GrantRefused`)."""
+        """Section 3.4: one poll of the token endpoint. ``authorization_pending`` (or the
+        server unavailable for now): ask again after the interval; ``slow_down``: after a
+        longer one; ``access_denied`` and ``expired_token`` end it (raised as
+        :class:`GrantRefused`)."""
         interval = _positive_int(pending.secrets.get("interval"), DEFAULT_INTERVAL)
         try:
             return engine.fetch_token(
@@ -127,6 +133,9 @@ class DeviceCodeGrant(FinishedByPerson):
                 params={"device_code": pending.secrets["device_code"]},
                 with_scope=False,
             )
+        except IdPUnavailable:
+            # Passing (a timeout, a 5xx): ask again after the interval.
+            return StillPending(now + timedelta(seconds=interval))
         except GrantRefused as exc:
             if exc.error == "authorization_pending":
                 return StillPending(now + timedelta(seconds=interval))

@@ -59,7 +59,13 @@ from authprofiles.core.ports import (
     CredentialPolicy,
     RecordingHttpClient,
 )
-from authprofiles.core.profiles import FormFieldType, HttpMethod, Profile, field_values
+from authprofiles.core.profiles import (
+    FormFieldType,
+    HttpMethod,
+    Profile,
+    field_values,
+    form_values_of,
+)
 from authprofiles.core.redaction import Redactor
 from authprofiles.core.templating import TemplateError, render_url
 from authprofiles.core.validation import check_use_input
@@ -425,11 +431,10 @@ def _grant_input(
 ) -> GrantInput:
     """What the grant runs with: the password grant tries a user (the request's, else
     the profile's stored one), with the values of the profile's form fields."""
-    form_keys = {f.key for f in profile.form_fields}
     return GrantInput(
         username=request.username or profile.username,
         password=request.password or profile.password,
-        form_values={k: v for k, v in fields.items() if k in form_keys},
+        form_values=form_values_of(profile, fields),
     )
 
 

@@ -155,10 +155,9 @@ class ProxyService(Generic[IssuedT]):
         target = target_of(issued)
         self._policy.authorize(
             principal,
-            CredentialRequest(
-                connection_id=issued.connection.id,
-                connection_owner=issued.connection.owner,
-                purpose=Purpose.PROXY,
+            CredentialRequest.to_use(
+                issued.connection,
+                Purpose.PROXY,
                 method=method,
                 host=target.host,
                 path=target.path_for(path),
