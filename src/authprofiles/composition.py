@@ -4,7 +4,14 @@ The app, the CLI and the tests build their services here."""
 
 from __future__ import annotations
 
-from authprofiles.core.ports import Clock, SystemClock
+from authprofiles.core.ports import (
+    AuditTrail,
+    Clock,
+    DiscardAudit,
+    DiscardNotices,
+    Notifier,
+    SystemClock,
+)
 from authprofiles.forwarding import AiohttpForwarder
 from authprofiles.oauth.grants import OAuthEngine
 from authprofiles.oauth.recording import RecordingHttpClient
@@ -55,6 +62,9 @@ class Services:
             deadline_seconds=settings.idp_deadline_seconds,
             clock=self.clock,
         )
+        # The audit log and the notifier: every use case that changes something tells them.
+        self.audit: AuditTrail = DiscardAudit()  # HELPER B replaces this line
+        self.notifier: Notifier = DiscardNotices()  # HELPER A replaces this line
         self.policy = RolePolicy()
         self.api_keys = ApiKeys(self.db)
         self.tokens = TokenService(

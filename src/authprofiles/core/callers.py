@@ -15,9 +15,9 @@ from authprofiles.core.errors import Forbidden
 
 
 class Role(StrEnum):
-    ADMIN = "admin"  # manage profiles
-    DEVELOPER = "developer"  # use them: connect, fetch tokens, proxy, test
-    VIEWER = "viewer"  # read
+    ADMIN = "admin"  # "Manage connections": profiles, sharing, members, teams, webhooks
+    DEVELOPER = "developer"  # use the profiles shared with them; own connections
+    VIEWER = "viewer"  # read profiles and statuses
 
 
 class _Rank(IntEnum):
@@ -40,7 +40,13 @@ class Purpose(StrEnum):
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller, resolved once per request."""
+    """The caller, resolved once per request.
+
+    ``role`` is what it may do in ``workspace_id``: an API key's own role capped by its
+    user's. ``user_id`` is the person it acts for; None only for a key made before its
+    workspace had an admin (it acts by its role alone until `users create --admin`
+    adopts it). ``address`` is where this request came from (for the audit log).
+    """
 
     workspace_id: str
     role: Role
@@ -48,6 +54,13 @@ class Principal:
     name: str = ""
     user_id: str | None = None
     kind: CallerKind = CallerKind.API_KEY
+    address: str | None = None
+    #: A signed-in person's session (None for API keys).
+    session_id: str | None = None
+
+    @property
+    def is_agent(self) -> bool:
+        return self.kind is CallerKind.AGENT
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,8 @@ class CredentialRequest:
     method: str | None = None
     host: str | None = None
     path: str | None = None
+    #: The profile the connection is of: whether the caller was invited to it.
+    profile_id: str | None = None
 
     @classmethod
     def to_use(
@@ -72,11 +87,18 @@ class CredentialRequest:
         path: str | None = None,
     ) -> CredentialRequest:
         """Using ``connection``'s credential for ``purpose`` (a proxied call names where)."""
-        return cls(connection.id, connection.owner, purpose, method, host, path)
+        return cls(
+            connection.id, connection.owner, purpose, method, host, path, connection.profile_id
+        )
 
 
 def has_role(principal: Principal, role: Role) -> bool:
     return _Rank[principal.role.value] >= _Rank[role.value]
+
+
+def lower_role(first: Role, second: Role) -> Role:
+    """The less powerful of two roles (a key acts with its own role or its user's)."""
+    return first if _Rank[first.value] <= _Rank[second.value] else second
 
 
 def require_role(principal: Principal, role: Role) -> None:
@@ -91,5 +113,6 @@ __all__ = [
     "Purpose",
     "Role",
     "has_role",
+    "lower_role",
     "require_role",
 ]

@@ -58,6 +58,21 @@ class Forbidden(DomainError):
     """The caller is known, and may not do this."""
 
 
+class Unauthenticated(DomainError):
+    """No valid credential came with the request (an API key, a session), or the one
+    that came stopped working (revoked, expired, its user disabled)."""
+
+
+class TooManyAttempts(DomainError):
+    """Too many failed tries (password sign-ins): refused until ``until`` (an aware UTC
+    datetime); ``retry_after`` is the seconds left, for RFC 9110 ``Retry-After``."""
+
+    def __init__(self, detail: str, until: object, retry_after: int) -> None:
+        super().__init__(detail)
+        self.until = until
+        self.retry_after = retry_after
+
+
 class TooLarge(DomainError):
     """What the caller sent is larger than this server reads."""
 

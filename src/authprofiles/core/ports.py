@@ -7,14 +7,16 @@ adapters (``store``, ``oauth``, ``forwarding``), and unit tests wire fakes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+from authprofiles.core.audit import AuditEntry
 from authprofiles.core.callers import CredentialRequest, Principal, Purpose
 from authprofiles.core.connections import Connection, DerivedOnce, TokenSet
 from authprofiles.core.exchanges import Answer, Exchange
 from authprofiles.core.injection import Injection
+from authprofiles.core.notices import Notice
 from authprofiles.core.profiles import Profile
 
 
@@ -49,25 +51,31 @@ class TokenCache(Protocol):
     def forget(self, connection_id: str) -> None: ...
 
 
-@dataclass(frozen=True)
-class Event:
-    """Something that happened, for notifications and the audit log."""
+class AuditTrail(Protocol):
+    """The append-only audit log."""
 
-    action: str
-    workspace_id: str
-    actor: str | None = None
-    target_id: str | None = None
-    detail: Mapping[str, Any] = field(default_factory=dict)
+    def record(self, entry: AuditEntry, unit: Any | None = None) -> None:
+        """Append ``entry``: within the open unit of work ``unit`` when given (so it
+        commits with the change it tells of), else in a short transaction of its own."""
+        ...
 
 
-class EventSink(Protocol):
-    def emit(self, event: Event) -> None: ...
+class Notifier(Protocol):
+    """Turns a notice into outbox messages, inside the unit of work ``unit`` of the
+    change it tells of: a restart loses none, and none is sent twice."""
+
+    def notify(self, unit: Any, notice: Notice) -> None: ...
 
 
-class DiscardEvents:
-    """An event sink that keeps nothing (until notifications and the audit log land)."""
+class DiscardAudit:
+    """An audit trail that keeps nothing (unit tests of services that need none)."""
 
-    def emit(self, event: Event) -> None:
+    def record(self, entry: AuditEntry, unit: Any | None = None) -> None:
+        return None
+
+
+class DiscardNotices:
+    def notify(self, unit: Any, notice: Notice) -> None:
         return None
 
 
@@ -254,16 +262,17 @@ class RecordingHttpClient(Protocol):
 
 
 __all__ = [
+    "AuditTrail",
     "Clock",
     "ConfiguredProfileReader",
     "ConnectionReader",
     "CredentialPolicy",
-    "DiscardEvents",
-    "Event",
-    "EventSink",
+    "DiscardAudit",
+    "DiscardNotices",
     "ForwardedResponse",
     "Forwarder",
     "IssuedCredential",
+    "Notifier",
     "OutboundRequest",
     "RecordingHttpClient",
     "SecretCipher",

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from authprofiles.core.errors import DomainError, FieldError, NotFound, ValidationFailed
+from authprofiles.core.errors import FieldError, NotFound, Unauthenticated, ValidationFailed
 from authprofiles.core.validation import hidden_character
 from authprofiles.services.access import Principal, Role, require_role
 from authprofiles.store.api_keys import ApiKeyStore
@@ -29,10 +29,6 @@ KEY_PREFIX = "ap"
 CACHE_SECONDS = 5.0
 #: The name column's width.
 MAX_KEY_NAME_LENGTH = 200
-
-
-class Unauthenticated(DomainError):
-    """No valid API key came with the request."""
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,186 @@ class ApiKeyRow(Base):
     secret_hash: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: The user the key acts for (with its own role or lower). Null only for keys made
+    #: before the workspace had an admin: `users create --admin` adopts them.
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+
+
+class UserRow(Base):
+    """A person. Their roles are per workspace (:class:`MembershipRow`)."""
+
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    #: Lower-cased; unique across the installation (one person, many workspaces).
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    #: argon2id; null until the person sets a password (invited, or single sign-on only).
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: Events the person turned off for email, space separated (all on by default).
+    muted_events: Mapped[str] = mapped_column(Text, default="")
+    #: Bumped by "sign out everywhere", a password change and disabling: sessions and
+    #: reset links minted under an older value stop working.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MembershipRow(Base):
+    """One user's role in one workspace."""
+
+    __tablename__ = "memberships"
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TeamRow(Base):
+    """A named group of a workspace's users (seed 004's "roles" an admin invites)."""
+
+    __tablename__ = "teams"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_teams_workspace_name"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TeamMemberRow(Base):
+    __tablename__ = "team_members"
+    team_id: Mapped[str] = mapped_column(
+        ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class ProfileAccessRow(Base):
+    """Who an admin invited to use a profile: a user or a team (``grantee_type``)."""
+
+    __tablename__ = "profile_access"
+    profile_id: Mapped[str] = mapped_column(
+        ForeignKey("profiles.id", ondelete="CASCADE"), primary_key=True
+    )
+    grantee_type: Mapped[str] = mapped_column(String(10), primary_key=True)
+    grantee_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UserSessionRow(Base):
+    """A signed-in person's session: the cookie holds a random token, this row its hash."""
+
+    __tablename__ = "user_sessions"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: The workspace the person is working in (the console's switcher changes it).
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    #: The user's ``session_epoch`` when it was made: a newer one ends it.
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The absolute timeout; the idle timeout counts from ``last_seen_at``.
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class SignInRequestRow(Base):
+    """A single sign-on on its way through the OpenID provider: state, nonce, verifier."""
+
+    __tablename__ = "signin_requests"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: ``{nonce, code_verifier, next}``, encrypted.
+    secrets_enc: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SignInThrottleRow(Base):
+    """Failed password sign-ins per account (``email:…``) and per address (``ip:…``)."""
+
+    __tablename__ = "signin_throttle"
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class WebhookRow(Base):
+    __tablename__ = "webhooks"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(Text)
+    #: Event names, space separated.
+    events: Mapped[str] = mapped_column(Text)
+    #: The signing secret, encrypted (shown once, at creation).
+    secret_enc: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OutboxRow(Base):
+    """A message to deliver (an email or a webhook call), written in the transaction of
+    the change it tells of, delivered off the request path by whichever worker claims it
+    (``claimed_until``, a lease); the row then stays as the delivery log."""
+
+    __tablename__ = "outbox"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    channel: Mapped[str] = mapped_column(String(10))  # "email" or "webhook"
+    #: An email address, or a webhook's id.
+    recipient: Mapped[str] = mapped_column(String(320))
+    webhook_id: Mapped[str | None] = mapped_column(
+        ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    event: Mapped[str] = mapped_column(String(60))
+    #: The message: for a webhook its JSON body; for an email ``{subject, text}`` as JSON.
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AuditEventRow(Base):
+    """One line of the append-only audit log (never a secret)."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    actor_type: Mapped[str] = mapped_column(String(10))
+    actor_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    actor_name: Mapped[str] = mapped_column(String(320), default="")
+    target_type: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    target_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    target_name: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    #: The profile the entry concerns, for the per-profile filter.
+    profile_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: Non-secret particulars, JSON.
+    detail: Mapped[str] = mapped_column(Text, default="{}")
 
 
 class ProfileRow(Base):

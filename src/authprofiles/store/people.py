@@ -1,0 +1,292 @@
+"""Users, their memberships of workspaces, teams, and who may use each profile."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import delete, select, tuple_, update
+
+from authprofiles.store.db import UnitOfWork
+from authprofiles.store.models import (
+    ApiKeyRow,
+    MembershipRow,
+    ProfileAccessRow,
+    ProfileRow,
+    TeamMemberRow,
+    TeamRow,
+    UserRow,
+    WorkspaceRow,
+    utcnow,
+)
+
+USER = "user"
+TEAM = "team"
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+class UserStore:
+    def add(
+        self, session: UnitOfWork, *, user_id: str, email: str, name: str, password_hash: str | None
+    ) -> UserRow:
+        row = UserRow(
+            id=user_id,
+            email=normalise_email(email),
+            name=name,
+            password_hash=password_hash,
+            muted_events="",
+            session_epoch=0,
+            created_at=utcnow(),
+        )
+        session.add(row)
+        session.flush()
+        return row
+
+    def get(self, session: UnitOfWork, user_id: str) -> UserRow | None:
+        return session.get(UserRow, user_id)
+
+    def by_email(self, session: UnitOfWork, email: str) -> UserRow | None:
+        return session.scalars(
+            select(UserRow).where(UserRow.email == normalise_email(email))
+        ).one_or_none()
+
+    def many(self, session: UnitOfWork, user_ids: Iterable[str]) -> builtins.list[UserRow]:
+        ids = builtins.list(user_ids)
+        if not ids:
+            return []
+        return builtins.list(session.scalars(select(UserRow).where(UserRow.id.in_(ids))))
+
+    # -- memberships ----------------------------------------------------------------------
+    def membership(
+        self, session: UnitOfWork, workspace_id: str, user_id: str
+    ) -> MembershipRow | None:
+        return session.get(MembershipRow, (workspace_id, user_id))
+
+    def set_membership(
+        self, session: UnitOfWork, workspace_id: str, user_id: str, role: str
+    ) -> MembershipRow:
+        row = self.membership(session, workspace_id, user_id)
+        if row is None:
+            row = MembershipRow(
+                workspace_id=workspace_id, user_id=user_id, role=role, created_at=utcnow()
+            )
+            session.add(row)
+        else:
+            row.role = role
+        session.flush()
+        return row
+
+    def remove_membership(self, session: UnitOfWork, workspace_id: str, user_id: str) -> bool:
+        row = self.membership(session, workspace_id, user_id)
+        if row is None:
+            return False
+        session.delete(row)
+        # Their teams and invitations in this workspace go with the membership.
+        teams = select(TeamRow.id).where(TeamRow.workspace_id == workspace_id)
+        session.execute(
+            delete(TeamMemberRow).where(
+                TeamMemberRow.user_id == user_id, TeamMemberRow.team_id.in_(teams)
+            )
+        )
+        profiles = select(ProfileRow.id).where(ProfileRow.workspace_id == workspace_id)
+        session.execute(
+            delete(ProfileAccessRow).where(
+                ProfileAccessRow.grantee_type == USER,
+                ProfileAccessRow.grantee_id == user_id,
+                ProfileAccessRow.profile_id.in_(profiles),
+            )
+        )
+        session.flush()
+        return True
+
+    def workspaces_of(
+        self, session: UnitOfWork, user_id: str
+    ) -> builtins.list[tuple[WorkspaceRow, str]]:
+        rows = session.execute(
+            select(WorkspaceRow, MembershipRow.role)
+            .join(MembershipRow, MembershipRow.workspace_id == WorkspaceRow.id)
+            .where(MembershipRow.user_id == user_id)
+            .order_by(MembershipRow.created_at, WorkspaceRow.id)
+        )
+        return [(workspace, role) for workspace, role in rows]
+
+    def members(
+        self,
+        session: UnitOfWork,
+        workspace_id: str,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[tuple[UserRow, MembershipRow]]:
+        """Oldest membership first: a keyset page after ``(created_at, user id)``."""
+        statement = (
+            select(UserRow, MembershipRow)
+            .join(MembershipRow, MembershipRow.user_id == UserRow.id)
+            .where(MembershipRow.workspace_id == workspace_id)
+        )
+        if after is not None:
+            statement = statement.where(tuple_(MembershipRow.created_at, UserRow.id) > after)
+        statement = statement.order_by(MembershipRow.created_at, UserRow.id)
+        if limit is not None:
+            statement = statement.limit(limit)
+        return [(user, membership) for user, membership in session.execute(statement)]
+
+    def admins(self, session: UnitOfWork, workspace_id: str) -> builtins.list[UserRow]:
+        """The workspace's admins who are not disabled, oldest membership first."""
+        return builtins.list(
+            session.scalars(
+                select(UserRow)
+                .join(MembershipRow, MembershipRow.user_id == UserRow.id)
+                .where(
+                    MembershipRow.workspace_id == workspace_id,
+                    MembershipRow.role == "admin",
+                    UserRow.disabled_at.is_(None),
+                )
+                .order_by(MembershipRow.created_at, UserRow.id)
+            )
+        )
+
+    def adopt_keys(self, session: UnitOfWork, workspace_id: str, user_id: str) -> int:
+        """Keys made before the workspace had an admin come to belong to ``user_id``."""
+        result = session.execute(
+            update(ApiKeyRow)
+            .where(ApiKeyRow.workspace_id == workspace_id, ApiKeyRow.user_id.is_(None))
+            .values(user_id=user_id)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    # -- workspaces -----------------------------------------------------------------------
+    def workspace(self, session: UnitOfWork, workspace_id: str) -> WorkspaceRow | None:
+        return session.get(WorkspaceRow, workspace_id)
+
+    def workspace_by_name(self, session: UnitOfWork, name: str) -> WorkspaceRow | None:
+        return session.scalars(
+            select(WorkspaceRow).where(WorkspaceRow.name == name).order_by(WorkspaceRow.created_at)
+        ).first()
+
+    def add_workspace(self, session: UnitOfWork, workspace_id: str, name: str) -> WorkspaceRow:
+        row = WorkspaceRow(id=workspace_id, name=name, created_at=utcnow())
+        session.add(row)
+        session.flush()
+        return row
+
+
+class TeamStore:
+    def add(self, session: UnitOfWork, *, team_id: str, workspace_id: str, name: str) -> TeamRow:
+        row = TeamRow(id=team_id, workspace_id=workspace_id, name=name, created_at=utcnow())
+        session.add(row)
+        session.flush()
+        return row
+
+    def get(self, session: UnitOfWork, workspace_id: str, team_id: str) -> TeamRow | None:
+        row = session.get(TeamRow, team_id)
+        return row if row is not None and row.workspace_id == workspace_id else None
+
+    def page(
+        self,
+        session: UnitOfWork,
+        workspace_id: str,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[TeamRow]:
+        statement = select(TeamRow).where(TeamRow.workspace_id == workspace_id)
+        if after is not None:
+            statement = statement.where(tuple_(TeamRow.created_at, TeamRow.id) > after)
+        statement = statement.order_by(TeamRow.created_at, TeamRow.id)
+        if limit is not None:
+            statement = statement.limit(limit)
+        return builtins.list(session.scalars(statement))
+
+    def members(self, session: UnitOfWork, team_ids: Iterable[str]) -> dict[str, list[str]]:
+        ids = builtins.list(team_ids)
+        found: dict[str, list[str]] = {team_id: [] for team_id in ids}
+        if ids:
+            rows = session.execute(
+                select(TeamMemberRow.team_id, TeamMemberRow.user_id)
+                .where(TeamMemberRow.team_id.in_(ids))
+                .order_by(TeamMemberRow.user_id)
+            )
+            for team_id, user_id in rows:
+                found[team_id].append(user_id)
+        return found
+
+    def set_members(self, session: UnitOfWork, team_id: str, user_ids: Iterable[str]) -> None:
+        session.execute(delete(TeamMemberRow).where(TeamMemberRow.team_id == team_id))
+        for user_id in dict.fromkeys(user_ids):
+            session.add(TeamMemberRow(team_id=team_id, user_id=user_id))
+        session.flush()
+
+    def delete(self, session: UnitOfWork, row: TeamRow) -> None:
+        session.execute(
+            delete(ProfileAccessRow).where(
+                ProfileAccessRow.grantee_type == TEAM, ProfileAccessRow.grantee_id == row.id
+            )
+        )
+        session.delete(row)
+        session.flush()
+
+
+class AccessStore:
+    """Who an admin invited to use each profile."""
+
+    def of(self, session: UnitOfWork, profile_id: str) -> tuple[list[str], list[str]]:
+        """(user ids, team ids) invited to ``profile_id``."""
+        users: list[str] = []
+        teams: list[str] = []
+        rows = session.execute(
+            select(ProfileAccessRow.grantee_type, ProfileAccessRow.grantee_id)
+            .where(ProfileAccessRow.profile_id == profile_id)
+            .order_by(ProfileAccessRow.created_at, ProfileAccessRow.grantee_id)
+        )
+        for kind, grantee in rows:
+            (users if kind == USER else teams).append(grantee)
+        return users, teams
+
+    def replace(
+        self, session: UnitOfWork, profile_id: str, users: Iterable[str], teams: Iterable[str]
+    ) -> None:
+        session.execute(delete(ProfileAccessRow).where(ProfileAccessRow.profile_id == profile_id))
+        now = utcnow()
+        for kind, ids in ((USER, users), (TEAM, teams)):
+            for grantee in dict.fromkeys(ids):
+                session.add(
+                    ProfileAccessRow(
+                        profile_id=profile_id, grantee_type=kind, grantee_id=grantee, created_at=now
+                    )
+                )
+        session.flush()
+
+    def usable_by(self, session: UnitOfWork, workspace_id: str, user_id: str) -> set[str]:
+        """Ids of the workspace's profiles ``user_id`` was invited to, alone or by team."""
+        teams = select(TeamMemberRow.team_id).where(TeamMemberRow.user_id == user_id)
+        rows = session.execute(
+            select(ProfileAccessRow.profile_id)
+            .join(ProfileRow, ProfileRow.id == ProfileAccessRow.profile_id)
+            .where(
+                ProfileRow.workspace_id == workspace_id,
+                ((ProfileAccessRow.grantee_type == USER) & (ProfileAccessRow.grantee_id == user_id))
+                | (
+                    (ProfileAccessRow.grantee_type == TEAM) & ProfileAccessRow.grantee_id.in_(teams)
+                ),
+            )
+        )
+        return {profile_id for (profile_id,) in rows}
+
+    def invited_users(self, session: UnitOfWork, profile_id: str) -> set[str]:
+        """Every user invited to ``profile_id``, alone or through a team."""
+        users, teams = self.of(session, profile_id)
+        found = set(users)
+        if teams:
+            rows = session.execute(
+                select(TeamMemberRow.user_id).where(TeamMemberRow.team_id.in_(teams))
+            )
+            found.update(user_id for (user_id,) in rows)
+        return found
+
+
+__all__ = ["TEAM", "USER", "AccessStore", "TeamStore", "UserStore", "normalise_email"]
