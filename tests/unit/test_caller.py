@@ -13,7 +13,7 @@ from starlette.types import Message, Receive, Scope, Send
 from authprofiles.api.access_log import AccessLog
 from authprofiles.api.caller import CALLER, Caller, CallerMiddleware, bearer_key, principal_of
 from authprofiles.core.callers import Principal, Role
-from authprofiles.services.api_keys import Unauthenticated
+from authprofiles.core.errors import Unauthenticated
 
 ALICE = Principal(workspace_id="ws", role=Role.DEVELOPER, key_id="k1", name="alice")
 

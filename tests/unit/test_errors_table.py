@@ -18,12 +18,12 @@ from authprofiles.core.errors import (
     DomainError,
     FieldError,
     NotFound,
+    Unauthenticated,
     Unavailable,
     UpstreamError,
     ValidationFailed,
 )
 from authprofiles.core.injection import PayloadError, UnsupportedMediaType
-from authprofiles.services.api_keys import Unauthenticated
 from authprofiles.services.errors import NeedsReauth
 from authprofiles.store.cipher import KeyError_, UnknownKey
 from authprofiles.store.db import DatabaseBusy

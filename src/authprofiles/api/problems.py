@@ -25,6 +25,8 @@ from authprofiles.core.errors import (
     Forbidden,
     NotFound,
     TooLarge,
+    TooManyAttempts,
+    Unauthenticated,
     Unavailable,
     UpstreamError,
     UpstreamTimeout,
@@ -37,7 +39,6 @@ from authprofiles.core.injection import (
     UnsupportedMediaType,
 )
 from authprofiles.core.validation import input_errors, json_type_of
-from authprofiles.services.api_keys import Unauthenticated
 from authprofiles.services.errors import DiscoveryError, IdPRefused, NeedsReauth, NotConfigured
 from authprofiles.store.cipher import RetiredKeyUsed, SecretsUnreadable
 
@@ -121,6 +122,7 @@ PROBLEM_KINDS: dict[type[DomainError], ProblemKind] = {
     UpstreamError: ProblemKind(502, "Bad gateway"),
     UpstreamTimeout: ProblemKind(504, "Gateway timeout"),
     Unavailable: ProblemKind(503, "Service unavailable"),
+    TooManyAttempts: ProblemKind(429, "Too many attempts"),
     RetiredKeyUsed: ProblemKind(503, "Master key changed"),
     SecretsUnreadable: ProblemKind(503, "Secrets unreadable"),
 }
@@ -176,6 +178,9 @@ def domain_problem(exc: DomainError) -> JSONResponse:
         headers = {"WWW-Authenticate": 'Bearer realm="authprofiles"'}
     if isinstance(exc, Unavailable) and exc.retry_after is not None:
         headers = {"Retry-After": str(exc.retry_after)}
+    if isinstance(exc, TooManyAttempts):
+        headers = {"Retry-After": str(exc.retry_after)}
+        extra["locked_until"] = exc.until.isoformat().replace("+00:00", "Z")
     return problem(kind.status, kind.title, exc.detail, headers, problem_type=kind.type, **extra)
 
 

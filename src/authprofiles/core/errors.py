@@ -9,6 +9,7 @@ class's MRO, so a subclass answers as its base unless the table says otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class TooManyAttempts(DomainError):
     """Too many failed tries (password sign-ins): refused until ``until`` (an aware UTC
     datetime); ``retry_after`` is the seconds left, for RFC 9110 ``Retry-After``."""
 
-    def __init__(self, detail: str, until: object, retry_after: int) -> None:
+    def __init__(self, detail: str, until: datetime, retry_after: int) -> None:
         super().__init__(detail)
         self.until = until
         self.retry_after = retry_after
