@@ -19,8 +19,10 @@ from typing import Any
 import httpx
 
 from authprofiles.composition import Services
+from authprofiles.core.callers import Principal, Role
 from authprofiles.core.connections import TokenSet
 from authprofiles.settings import Settings
+from authprofiles.store.models import DEFAULT_WORKSPACE_ID
 from tests.support.seed import seed_connection
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,14 +105,19 @@ def server_env(workdir: Path, key: str, **settings: str) -> dict[str, str]:
 def prepare_connection(workdir: Path, key: str, profile: dict[str, Any]) -> tuple[str, str]:
     """A database in ``workdir`` with ``profile`` (client credentials against an IdP that
     is never called) and a connection whose token is valid for a day: (developer API key,
-    connection id)."""
+    connection id). The key is a real developer's (a user with the developer role, invited
+    to the profile through a team), so every call passes the whole access policy."""
     services = Services(
         Settings(database_url=server_env(workdir, key)["AUTHPROFILES_DATABASE_URL"], master_key=key)
     )
     try:
         services.db.migrate()
-        api_key = services.api_keys.create(name="bench", role="developer").key
-        _, connection = seed_connection(
+        services.people.create_user(email="admin@bench.invalid", role="admin")
+        developer = services.people.create_user(email="dev@bench.invalid", role="developer")
+        api_key = services.api_keys.create(
+            name="bench", role="developer", workspace_id=DEFAULT_WORKSPACE_ID, user_id=developer.id
+        ).key
+        stored, connection = seed_connection(
             services,
             {
                 "auth_type": "oauth2_client_credentials",
@@ -127,6 +134,9 @@ def prepare_connection(workdir: Path, key: str, profile: dict[str, Any]) -> tupl
                 expires_at=datetime.now(UTC) + timedelta(days=1),
             ),
         )
+        admin = Principal(workspace_id=DEFAULT_WORKSPACE_ID, role=Role.ADMIN, name="bench")
+        team = services.people.create_team(admin, name="bench", members=[developer.id])
+        services.people.set_profile_access(admin, stored.id, users=[], teams=[team.id])
     finally:
         services.close()
     return api_key, connection.id

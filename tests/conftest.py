@@ -17,7 +17,7 @@ from authprofiles.store.cipher import encode_key, new_key
 from authprofiles.store.models import DEFAULT_WORKSPACE_ID
 from tests.support.postgres import create_database, drop_database, postgres_server
 
-pytest_plugins = ["tests.support.fixtures", "tests.support.app"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.app", "tests.support.mail"]
 
 ADMIN = Principal(workspace_id=DEFAULT_WORKSPACE_ID, role=Role.ADMIN, name="test-admin")
 

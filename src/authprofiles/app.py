@@ -17,17 +17,20 @@ from authprofiles.api.bodies import RequestBodyGuard
 from authprofiles.api.caller import CallerMiddleware
 from authprofiles.api.routes import (
     api_keys,
+    audit,
     connections,
     discovery,
     health,
+    people,
     profiles,
     proxy,
     testing,
+    webhooks,
 )
 from authprofiles.composition import Services
 from authprofiles.services.tokens import BackgroundRefresher
 from authprofiles.settings import Settings, get_settings
-from authprofiles.web import home
+from authprofiles.web import home, signin
 from authprofiles.web import routes as web_routes
 
 log = logging.getLogger("authprofiles")
@@ -70,6 +73,16 @@ def create_app(
             settings.authorization_poll_tick_seconds, services.connections.poll_pending
         )
         poller.start()
+        # Always on: the outbox's emails and webhook calls go out within seconds of the event.
+        deliveries = BackgroundRefresher(
+            settings.notification_tick_seconds, services.deliveries.deliver_due
+        )
+        deliveries.start()
+        # The audit log's count of tokens handed out: each ended minute written within seconds.
+        audit_flusher = BackgroundRefresher(
+            settings.audit_flush_seconds, services.token_counter.flush
+        )
+        audit_flusher.start()
         if freeze_startup_objects:
             # What importing and starting left behind (modules, schemas, mappers: millions
             # of objects) lives as long as the process. Left in the collector's oldest
@@ -84,6 +97,9 @@ def create_app(
             if refresher:
                 refresher.stop()
             poller.stop()
+            deliveries.stop()
+            audit_flusher.stop()
+            services.token_counter.flush_all()  # the current minute too: nothing is lost
             if keyring_watcher:
                 keyring_watcher.stop()
             await services.transports.aclose()
@@ -106,14 +122,25 @@ def create_app(
         api_prefix=API_PREFIX,
         exempt=proxy.mount_path(API_PREFIX),
     )
-    app.add_middleware(CallerMiddleware, keys=services.api_keys)
+    app.add_middleware(CallerMiddleware, keys=services.api_keys, sessions=services.sessions)
     app.add_middleware(problems.ContainUnexpected)
     app.add_middleware(AccessLog)  # added last: the outermost, so it sees the 500s too
     app.include_router(health.router)
     docs.install(app)
     app.include_router(web_routes.router)
+    app.include_router(signin.router)
     app.include_router(home.router)
-    for module in (profiles, connections, discovery, proxy, testing, api_keys):
+    for module in (
+        profiles,
+        connections,
+        discovery,
+        proxy,
+        testing,
+        api_keys,
+        audit,
+        people,
+        webhooks,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
     # The hot paths, matched before the others (``api.hot`` says why); described in the
     # schema from their declarations like every other route.

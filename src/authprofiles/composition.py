@@ -7,21 +7,33 @@ from __future__ import annotations
 from authprofiles.core.ports import (
     AuditTrail,
     Clock,
-    DiscardAudit,
-    DiscardNotices,
     Notifier,
     SystemClock,
 )
 from authprofiles.forwarding import AiohttpForwarder
+from authprofiles.notify.addresses import resolve
+from authprofiles.notify.smtp import smtp_sender
+from authprofiles.notify.webhooks import HttpxWebhookPoster
 from authprofiles.oauth.grants import OAuthEngine
+from authprofiles.oauth.oidc_signin import OidcSignIn
 from authprofiles.oauth.recording import RecordingHttpClient
 from authprofiles.oauth.transport import Transports
-from authprofiles.services.access import RolePolicy
+from authprofiles.services.access import AccessIndex, RolePolicy
 from authprofiles.services.api_keys import ApiKeys
+from authprofiles.services.audit import AuditLog, TokenIssueCounter
 from authprofiles.services.connections import ConnectionService
+from authprofiles.services.incidents import Incidents
+from authprofiles.services.notifications import (
+    DeliveryWorker,
+    EmailPreferences,
+    OutboxNotifier,
+    WebhookService,
+)
+from authprofiles.services.people import PeopleService
 from authprofiles.services.profile_test import ProfileTestService
 from authprofiles.services.profiles import ProfileService
 from authprofiles.services.proxy import ProxyService
+from authprofiles.services.signin import Sessions, SignInService
 from authprofiles.services.token_issuing import TokenIssuing
 from authprofiles.services.tokens import TokenService
 from authprofiles.settings import Settings
@@ -29,8 +41,12 @@ from authprofiles.store.cipher import Keyring
 from authprofiles.store.connections import ConnectionStore
 from authprofiles.store.db import Database
 from authprofiles.store.keys import KeyringWatcher, LiveKeyring
+from authprofiles.store.outbox import OutboxStore
+from authprofiles.store.people import UserStore
 from authprofiles.store.profiles import ProfileStore
 from authprofiles.store.reads import CredentialReader
+from authprofiles.store.sessions import SignInRequestStore
+from authprofiles.store.webhooks import WebhookStore
 
 
 class Services:
@@ -63,10 +79,33 @@ class Services:
             clock=self.clock,
         )
         # The audit log and the notifier: every use case that changes something tells them.
-        self.audit: AuditTrail = DiscardAudit()  # HELPER B replaces this line
-        self.notifier: Notifier = DiscardNotices()  # HELPER A replaces this line
-        self.policy = RolePolicy()
-        self.api_keys = ApiKeys(self.db)
+        self.audit_log = AuditLog(self.db)
+        self.audit: AuditTrail = self.audit_log
+        # Tokens handed out, counted per connection, caller and minute (not a write each);
+        # the app's lifespan flushes it (see services.audit).
+        self.token_counter = TokenIssueCounter(self.audit_log)
+        self.notifier: Notifier = OutboxNotifier(
+            settings,
+            users=UserStore(),
+            webhooks=WebhookStore(self.keyring),
+            outbox=OutboxStore(),
+            clock=self.clock,
+        )
+        # Who was invited to which profile, as the policy reads it (each worker keeps it
+        # a few seconds per user; the people service tells it of every change).
+        self.access_index = AccessIndex(lambda ws, user: self.people.usable_profiles(ws, user))
+        self.policy = RolePolicy(self.access_index)
+        self.api_keys = ApiKeys(self.db, self.audit)
+        self.people = PeopleService(
+            db=self.db,
+            profile_store=self.profile_store,
+            audit=self.audit,
+            notifier=self.notifier,
+            clock=self.clock,
+            on_access_changed=self.access_index.invalidate,
+            on_user_changed=self.api_keys.forget_user,
+        )
+        self.incidents = Incidents(self.profile_store, self.notifier, self.audit)
         self.tokens = TokenService(
             settings=settings,
             db=self.db,
@@ -76,10 +115,13 @@ class Services:
             oauth=self.oauth,
             policy=self.policy,
             clock=self.clock,
+            incidents=self.incidents,
         )
         # The worker's memory of the tokens it handed out, in front of the token service:
         # the hot paths read through it, and the services that change tokens tell it.
-        self.token_issuing = TokenIssuing(self.tokens, self.policy, self.clock, settings)
+        self.token_issuing = TokenIssuing(
+            self.tokens, self.policy, self.clock, settings, count_issued=self.token_counter.count
+        )
         self.profiles = ProfileService(
             settings=settings,
             db=self.db,
@@ -87,6 +129,7 @@ class Services:
             connection_store=self.connection_store,
             oauth=self.oauth,
             token_cache=self.token_issuing,
+            audit=self.audit,
         )
         self.connections = ConnectionService(
             settings=settings,
@@ -96,6 +139,9 @@ class Services:
             oauth=self.oauth,
             clock=self.clock,
             token_cache=self.token_issuing,
+            policy=self.policy,
+            incidents=self.incidents,
+            audit=self.audit,
         )
         self.proxy = ProxyService(
             tokens=self.token_issuing,
@@ -117,6 +163,38 @@ class Services:
             ),
             recording_client=lambda: RecordingHttpClient(self.transports),
             callback_url=settings.callback_url,
+            audit=self.audit,
+        )
+        # People signing in: sessions, password and single sign-on, reset links (HELPER C).
+        self.sessions = Sessions(settings, self.db, self.clock)
+        self.signin = SignInService(
+            settings=settings,
+            db=self.db,
+            sessions=self.sessions,
+            requests=SignInRequestStore(self.keyring),
+            oidc=OidcSignIn(self.transports),
+            audit=self.audit,
+            clock=self.clock,
+        )
+        # Notifications (HELPER A): webhooks, each person's email choices, and the worker
+        # that sends what the notifier put in the outbox (run by the app's lifespan).
+        self.webhooks = WebhookService(
+            db=self.db,
+            store=WebhookStore(self.keyring),
+            outbox=OutboxStore(),
+            audit=self.audit,
+            resolver=resolve,
+            allow_private=settings.webhook_allow_private,
+        )
+        self.notification_preferences = EmailPreferences(db=self.db, users=UserStore())
+        self.deliveries = DeliveryWorker(
+            db=self.db,
+            outbox=OutboxStore(),
+            webhooks=WebhookStore(self.keyring),
+            poster=HttpxWebhookPoster(allow_private=settings.webhook_allow_private),
+            email=smtp_sender(settings),
+            retry_seconds=settings.notification_retry_seconds,
+            clock=self.clock,
         )
 
     def watch_keyring(self) -> KeyringWatcher | None:

@@ -127,6 +127,128 @@ class Settings(BaseSettings):
         "before it is read whole). The proxy streams bodies and has no such limit.",
     )
 
+    # -- people signing in: sessions, password sign-in, single sign-on (HELPER C) --------
+    session_idle_minutes: int = Field(
+        default=60,
+        gt=0,
+        description="A signed-in session ends after this many minutes without a request.",
+    )
+    session_absolute_hours: int = Field(
+        default=12,
+        gt=0,
+        description="A signed-in session ends this many hours after sign-in, however active.",
+    )
+    session_rotate_minutes: int = Field(
+        default=10,
+        gt=0,
+        description="A session's cookie is replaced by a new one (Set-Cookie) once it is "
+        "this old; the old one keeps working for a minute, for requests already on their way.",
+    )
+    signin_max_failures_per_account: int = Field(
+        default=5,
+        gt=0,
+        description="Failed password sign-ins to one account within "
+        "AUTHPROFILES_SIGNIN_LOCK_MINUTES that lock it for that long.",
+    )
+    signin_max_failures_per_address: int = Field(
+        default=20,
+        gt=0,
+        description="Failed password sign-ins from one client address within "
+        "AUTHPROFILES_SIGNIN_LOCK_MINUTES that lock that address out for that long.",
+    )
+    signin_lock_minutes: int = Field(
+        default=15,
+        gt=0,
+        description="The window failed sign-ins are counted in, and how long a lock lasts.",
+    )
+    password_reset_hours: int = Field(
+        default=24,
+        gt=0,
+        description="How long a password reset link works (once).",
+    )
+    sso_issuer: str | None = Field(
+        default=None,
+        description="Single sign-on: the OpenID Connect provider's issuer URL (its "
+        "metadata is read from `{issuer}/.well-known/openid-configuration`). Unset: "
+        "password sign-in only. Register `{public URL}/signin/sso/callback` as the "
+        "client's redirect URI.",
+    )
+    sso_client_id: str | None = Field(
+        default=None, description="Single sign-on: this server's client id at the provider."
+    )
+    sso_client_secret: SecretStr | None = Field(
+        default=None,
+        description="Single sign-on: the client secret (sent with HTTP Basic); unset for "
+        "a public client (PKCE alone).",
+    )
+    sso_provider_name: str | None = Field(
+        default=None,
+        description='The sign-in page\'s button says "Sign in with <name>". Unset: the '
+        "issuer's host name.",
+    )
+    sso_provision_role: Literal["admin", "developer", "viewer"] | None = Field(
+        default=None,
+        description="Unset: only existing users may sign in by single sign-on (matched by "
+        "verified email). Set: a person the provider vouches for who has no account yet "
+        "gets one, with this role in the first workspace.",
+    )
+    sso_scopes: str = Field(
+        default="openid email profile",
+        description="The scopes asked of the OpenID provider (`openid` and `email` are "
+        "needed to match people by email).",
+    )
+
+    # -- notifications: email over SMTP, signed webhooks, the outbox (HELPER A) -----------
+    smtp_host: str | None = Field(
+        default=None,
+        description="The SMTP server incident emails go through. Unset: no email is sent "
+        "(webhooks still are).",
+    )
+    smtp_port: int = Field(
+        default=587, ge=1, le=65535, description="The SMTP server's port (465 for `tls`)."
+    )
+    smtp_security: Literal["none", "starttls", "tls"] = Field(
+        default="starttls",
+        description="`starttls`: upgrade the connection with STARTTLS (refused if the "
+        "server does not offer it); `tls`: TLS from the first byte; `none`: plain SMTP, "
+        "needing no credentials (a relay on a trusted network).",
+    )
+    smtp_username: str | None = Field(
+        default=None, description="The SMTP login; unset: no AUTH is attempted."
+    )
+    smtp_password: SecretStr | None = Field(
+        default=None, description="The SMTP password (never logged or shown)."
+    )
+    smtp_from: str = Field(
+        default="authprofiles@localhost",
+        description="The sender address of every email this server sends.",
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Allow webhook URLs on loopback and private addresses (checked when a "
+        "webhook is made and again, after resolving its host, at each delivery).",
+    )
+    notification_tick_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often each worker looks for emails and webhook calls due in the outbox.",
+    )
+    notification_retry_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A failed delivery is tried again after about this long, doubled (with "
+        "jitter) for each further failure up to an hour; after 10 attempts it is given up.",
+    )
+
+    # -- the audit log (HELPER B) -----------------------------------------------------------
+    audit_flush_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often each worker writes its count of the tokens it handed out "
+        "(one `token.issued` audit entry per connection, caller and minute, once the "
+        "minute has ended; the rest at shutdown).",
+    )
+
     @property
     def public_base_url(self) -> str:
         """AUTHPROFILES_PUBLIC_URL when set, else the URL ``serve`` listens at, as a browser

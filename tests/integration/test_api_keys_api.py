@@ -21,7 +21,7 @@ def test_an_admin_creates_a_key_shown_once_that_works_with_its_role(live: Live) 
     response = live.http.post(BASE, json={"name": "billing-agent", "role": "developer"})
     assert response.status_code == 201, response.text
     created = response.json()
-    assert set(created) == {"id", "name", "role", "created_at", "revoked_at", "key"}
+    assert set(created) == {"id", "name", "role", "created_at", "revoked_at", "key", "user_id"}
     assert (created["name"], created["role"], created["revoked_at"]) == (
         "billing-agent",
         "developer",
@@ -43,7 +43,10 @@ def test_an_admin_creates_a_key_shown_once_that_works_with_its_role(live: Live) 
     assert created["id"] in [k["id"] for k in listed.json()]
     # Shown once: no later answer holds the key, nor any part of its secret.
     assert key.split("_", 2)[2] not in listed.text
-    assert all(set(k) == {"id", "name", "role", "created_at", "revoked_at"} for k in listed.json())
+    assert all(
+        set(k) == {"id", "name", "role", "created_at", "revoked_at", "user_id"}
+        for k in listed.json()
+    )
 
 
 def test_the_list_is_paged_with_limit_cursor_and_a_link_to_the_next_page(live: Live) -> None:

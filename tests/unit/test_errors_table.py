@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from datetime import UTC, datetime
 
 import pytest
 from rich.console import Console
@@ -18,6 +19,7 @@ from authprofiles.core.errors import (
     DomainError,
     FieldError,
     NotFound,
+    TooManyAttempts,
     Unauthenticated,
     Unavailable,
     UpstreamError,
@@ -50,6 +52,8 @@ EVERY_DOMAIN_ERROR = _every_domain_error()
 def _make(cls: type[DomainError]) -> DomainError:
     if issubclass(cls, ValidationFailed | AlreadyExists):
         return cls([FieldError("name", "is taken")])
+    if issubclass(cls, TooManyAttempts):
+        return cls("what went wrong", datetime.now(UTC), 60)
     return cls("what went wrong")
 
 

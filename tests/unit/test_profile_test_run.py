@@ -191,7 +191,9 @@ def test_a_passing_test_asks_the_policy_once_and_redacts_every_secret() -> None:
     result = service.run(DEVELOPER, "p1", ProfileTestRequest())
 
     assert policy.asked == [
-        CredentialRequest(connection_id="", connection_owner="shared", purpose=Purpose.TEST)
+        CredentialRequest(
+            connection_id="", connection_owner="shared", purpose=Purpose.TEST, profile_id="p1"
+        )
     ]
     assert result.ok is True
     assert result.stage == "token_test"

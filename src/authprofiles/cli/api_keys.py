@@ -32,13 +32,26 @@ def create(
     role: Annotated[
         Role, typer.Option(help="admin: manage profiles; developer: use them; viewer: read")
     ],
+    user: Annotated[
+        str | None,
+        typer.Option(
+            help="Email of the user the key acts for (default: the workspace's first admin)"
+        ),
+    ] = None,
+    workspace: Annotated[
+        str | None,
+        typer.Option(help="The workspace, by name or id (default: the first one, `default`)"),
+    ] = None,
     as_json: JsonOption = False,
     database: DatabaseOption = None,
 ) -> None:
-    """Create an API key and print it once."""
+    """Create an API key and print it once. It acts for a user, with its own role or the
+    user's, whichever is lower."""
     store = open_api_keys(database)
     try:
-        created = store.api_keys.create(name=name, role=role.value)
+        created = store.api_keys.create_for(
+            name=name, role=role.value, workspace=workspace, user_email=user
+        )
     finally:
         store.close()
     if as_json:

@@ -20,6 +20,7 @@ from authprofiles.composition import Services
 from authprofiles.core.errors import DomainError, ValidationFailed
 from authprofiles.services.access import Principal, Role
 from authprofiles.services.api_keys import ApiKeys
+from authprofiles.services.audit import AuditLog
 from authprofiles.settings import Settings
 from authprofiles.store.cipher import KeyError_
 from authprofiles.store.db import Database, normalise_url
@@ -110,7 +111,8 @@ def open_api_keys(database: str | None = None) -> KeyStore:
     require_existing_store(settings, keys=False)
     db = Database(settings.database_url)
     db.migrate()
-    return KeyStore(db=db, api_keys=ApiKeys(db))
+    # Keys made here are in the audit log like those made over the API.
+    return KeyStore(db=db, api_keys=ApiKeys(db, AuditLog(db)))
 
 
 # -- errors ---------------------------------------------------------------------------------

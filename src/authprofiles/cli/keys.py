@@ -16,6 +16,7 @@ from rich.progress import (
 )
 
 from authprofiles.cli.common import console, errors, require_existing_store, settings_from
+from authprofiles.services.audit import AuditLog
 from authprofiles.services.keys import DEFAULT_WAIT_SECONDS, RotationResult, rotate_master_key
 from authprofiles.store.db import Database
 
@@ -70,6 +71,7 @@ def rotate(
             on_start=lambda total: progress.update(rows, total=total, visible=True),
             on_row=lambda: progress.advance(rows),
             on_wait=waiting,
+            audit=AuditLog(db),
             on_environment_key=lambda key, saved: console.print(
                 Panel(
                     f"{key}\n\nThe keys come from AUTHPROFILES_MASTER_KEY, which this command "

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from authprofiles import __version__
-from authprofiles.cli import api_keys, connections, keys, profiles
+from authprofiles.cli import api_keys, audit, connections, keys, notifications, profiles, users
 from authprofiles.cli.common import REPORTED, console, report_failure, sqlite_path
 from authprofiles.logs import configure_logging
 from authprofiles.settings import Settings, listens_everywhere, settings_reference
@@ -24,9 +24,13 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals may hold secrets
 )
 app.add_typer(api_keys.app, name="api-keys")
+app.add_typer(users.app, name="users")
+app.add_typer(users.workspaces_app, name="workspaces")
 app.add_typer(profiles.app, name="profiles")
 app.add_typer(connections.app, name="connections")
 app.add_typer(keys.app, name="keys")
+app.add_typer(notifications.app, name="notifications")
+app.add_typer(audit.app, name="audit")
 
 
 def _print_version(value: bool) -> None:

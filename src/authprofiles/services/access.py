@@ -1,32 +1,155 @@
 """The credential policy: every credential use passes :meth:`RolePolicy.authorize`.
 
 This is the one place a policy can say no to handing out or applying a token; the
-token issuing, the proxy, the profile test and the SDK-facing endpoints all receive it
-(``ports.CredentialPolicy``) through their constructors and ask it once. Grants limited
-by host, method and path plug in here.
+token issuing, the proxy, the profile test, the connection service and the SDK-facing
+endpoints all receive it (``ports.CredentialPolicy``) through their constructors and ask
+it once. The rules (the people issue, seed 004):
+
+- viewers use no credential;
+- a user-specific connection is usable by its owner alone (not even an admin);
+- admins use every profile of their workspace and its shared connection;
+- developers use only the profiles an admin invited them to (alone or through a team),
+  and only they may create a user-specific connection on one;
+- a key made before its workspace had an admin (no user) acts by its role alone.
+
+Who was invited to what is read through :class:`AccessIndex`, which each worker keeps for a
+few seconds per user so that the token hot path asks no database (a change made in this
+worker applies at once; in other workers within :data:`ACCESS_CACHE_SECONDS`).
 """
 
 from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
 
 from authprofiles.core.callers import (
     CredentialRequest,
     Principal,
     Purpose,
     Role,
+    has_role,
     require_role,
 )
+from authprofiles.core.connections import SHARED_OWNER
 from authprofiles.core.errors import Forbidden
+
+#: How long a worker trusts what it read of one user's invitations.
+ACCESS_CACHE_SECONDS = 5.0
+
+
+class AccessIndex:
+    """The profiles each user may use, read through ``load(workspace_id, user_id)`` and
+    remembered for a few seconds; :meth:`invalidate` forgets everything at once."""
+
+    def __init__(
+        self, load: Callable[[str, str], set[str]], seconds: float = ACCESS_CACHE_SECONDS
+    ) -> None:
+        self._load = load
+        self._seconds = seconds
+        self._known: dict[tuple[str, str], tuple[float, frozenset[str]]] = {}
+        self._lock = threading.Lock()
+        self._generation = 0
+
+    def usable(self, workspace_id: str, user_id: str) -> frozenset[str]:
+        key = (workspace_id, user_id)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._known.get(key)
+            generation = self._generation
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        found = frozenset(self._load(workspace_id, user_id))
+        with self._lock:
+            # A change made while this was read leaves it unremembered (it may be stale).
+            if generation == self._generation:
+                if len(self._known) > 50_000:
+                    self._known.clear()
+                self._known[key] = (now + self._seconds, found)
+        return found
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._known.clear()
+            self._generation += 1
 
 
 class RolePolicy:
-    """Roles within a workspace, and a user-specific connection for its owner alone."""
+    """Roles within a workspace, invitations to profiles, and owners of connections."""
+
+    def __init__(self, access: AccessIndex | None = None) -> None:
+        self.access = access
 
     def authorize(self, principal: Principal, request: CredentialRequest) -> None:
         """Say no, with a reason, or return. Never logs the credential."""
         require_role(principal, Role.DEVELOPER)
         owner = request.connection_owner
-        if principal.user_id is not None and owner not in ("shared", principal.user_id):
-            raise Forbidden("this connection belongs to another user")
+        if principal.user_id is None:
+            return  # a key from before the workspace had people: its role alone
+        if owner != SHARED_OWNER and owner != principal.user_id:
+            raise Forbidden("this connection belongs to another user; only its owner may use it")
+        self.require_invited(principal, request.profile_id)
+
+    def require_invited(self, principal: Principal, profile_id: str | None) -> None:
+        """Developers use only the profiles an admin invited them to."""
+        if principal.user_id is None or has_role(principal, Role.ADMIN) or profile_id is None:
+            return
+        if self.access is None or profile_id not in self.access.usable(
+            principal.workspace_id, principal.user_id
+        ):
+            raise Forbidden(
+                "this profile is not shared with you; ask an admin of the workspace to "
+                "invite you (or a team you are in) to it"
+            )
+
+    def may_create_connection(self, principal: Principal, profile_id: str, owner: str) -> None:
+        """Shared connections are an admin's ("Save login credentials", seed 004); a
+        user-specific one is its owner's own, on a profile they were invited to."""
+        require_role(principal, Role.DEVELOPER)
+        if principal.user_id is None:
+            return
+        if owner == SHARED_OWNER:
+            require_role(principal, Role.ADMIN)
+            return
+        if owner != principal.user_id:
+            raise Forbidden(
+                "a user-specific connection is made by its owner: `owner` must be "
+                f'"shared" (admins) or your own user id ({principal.user_id})'
+            )
+        self.require_invited(principal, profile_id)
+
+    def may_manage_connection(self, principal: Principal, owner: str, profile_id: str) -> None:
+        """Disconnect, reauthorize or edit a connection: its owner, or an admin for a shared
+        one (an admin may also disconnect anyone's, but not use it)."""
+        require_role(principal, Role.DEVELOPER)
+        if principal.user_id is None:
+            return
+        if owner == principal.user_id:
+            self.require_invited(principal, profile_id)
+            return
+        if owner == SHARED_OWNER:
+            require_role(principal, Role.ADMIN)
+            return
+        raise Forbidden("this connection belongs to another user; only its owner may change it")
+
+    def may_see_connection(self, principal: Principal, owner: str, profile_id: str) -> bool:
+        """Whether a list shows the connection: admins see all of the workspace's;
+        developers their own and the shared ones of profiles they were invited to."""
+        if principal.user_id is None or has_role(principal, Role.ADMIN):
+            return True
+        if owner == principal.user_id:
+            return True
+        if owner != SHARED_OWNER or self.access is None:
+            return False
+        return profile_id in self.access.usable(principal.workspace_id, principal.user_id)
 
 
-__all__ = ["CredentialRequest", "Principal", "Purpose", "Role", "RolePolicy", "require_role"]
+__all__ = [
+    "AccessIndex",
+    "CredentialRequest",
+    "Principal",
+    "Purpose",
+    "Role",
+    "RolePolicy",
+    "require_role",
+]

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from authprofiles.core.audit import SYSTEM, Action, Actor, AuditEntry, Target
+from authprofiles.core.callers import has_role
 from authprofiles.core.connections import SHARED_OWNER, Connection, ConnectionStatus
-from authprofiles.core.errors import Forbidden, NotFound, ValidationFailed
-from authprofiles.core.ports import Clock, TokenCache
+from authprofiles.core.errors import FieldError, Forbidden, NotFound, ValidationFailed
+from authprofiles.core.ports import AuditTrail, Clock, TokenCache
 from authprofiles.core.profiles import FieldLocation, Profile, form_values_of
 from authprofiles.core.validation import check_use_input
 from authprofiles.oauth.engine import ClientSettings, OAuthEngine
@@ -28,8 +30,9 @@ from authprofiles.oauth.grants import (
     StillPending,
     grant_for,
 )
-from authprofiles.services.access import Principal, Role, require_role
+from authprofiles.services.access import Principal, Role, RolePolicy, require_role
 from authprofiles.services.errors import from_oauth, refuses_client
+from authprofiles.services.incidents import Incidents
 from authprofiles.services.oauth_settings import (
     client_settings,
     connection_settings,
@@ -104,6 +107,34 @@ class ReauthorizeRequest(BaseModel):
     )
 
 
+class ConnectionPatch(BaseModel):
+    """Body of ``PATCH /connections/{id}``: new stored credentials of a preauthorized
+    password connection, or new values of the connection's fields. All write-only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Preauthorized password grant: the username it logs in with",
+        examples=["svc-reports"],
+    )
+    password: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="Preauthorized password grant: its password; write-only",
+        examples=["correct horse battery staple"],
+    )
+    fields: dict[str, str] | None = Field(
+        default=None,
+        description="Values of the profile's form fields (and of its authorization fields "
+        "left without a value) for this connection; those named replace the ones kept",
+        examples=[{"account_id": "acme-42"}],
+    )
+
+
 @dataclass(frozen=True)
 class StartedConnection:
     connection: Connection
@@ -135,8 +166,14 @@ class ConnectionService:
         oauth: OAuthEngine,
         clock: Clock,
         token_cache: TokenCache,
+        policy: RolePolicy,
+        incidents: Incidents,
+        audit: AuditTrail,
     ) -> None:
         self.settings = settings
+        self.policy = policy
+        self.incidents = incidents
+        self.audit = audit
         self.db = db
         self.connection_store = connection_store
         self.profile_store = profile_store
@@ -149,8 +186,8 @@ class ConnectionService:
     def create(
         self, principal: Principal, profile_id: str, request: ConnectionRequest
     ) -> StartedConnection:
-        require_role(principal, Role.DEVELOPER)
         profile = self._configured(principal.workspace_id, profile_id)
+        self.policy.may_create_connection(principal, profile.id, request.owner)
         grant = grant_for(profile.auth_type)
         tenant, errors = check_use_input(profile, request.tenant, request.fields)
         given, more = grant.check_input(
@@ -200,11 +237,21 @@ class ConnectionService:
                 tokens=outcome.tokens if isinstance(outcome, Obtained) else None,
                 requested_scopes=profile.scopes,
             )
+            self.audit.record(
+                AuditEntry.by(
+                    principal,
+                    Action.CONNECTION_CREATED,
+                    _target(connection),
+                    profile_id=profile.id,
+                    detail={"owner": connection.owner, "status": connection.status.value},
+                ),
+                session,
+            )
             if isinstance(outcome, Pending):
                 self._add_pending(session, principal.workspace_id, connection.id, outcome)
                 return StartedConnection(connection=connection, next_step=outcome.next_step)
             if connection.is_shared:
-                self.profile_store.set_failing(session, profile.id, None)
+                self._working(session, profile, connection.id)
         return StartedConnection(connection=connection)
 
     def _configured(self, workspace_id: str, profile_id: str) -> Profile:
@@ -233,7 +280,7 @@ class ConnectionService:
             )
         except OAuthFailure as exc:
             if refused_shared is not None and refuses_client(exc):
-                self._mark_failing(profile.id, f"{refused_shared}: {exc.detail}")
+                self._mark_failing(profile, f"{refused_shared}: {exc.detail}")
             raise from_oauth(exc) from None
 
     def _add_pending(
@@ -251,10 +298,21 @@ class ConnectionService:
             next_poll_at=pending.next_poll_at,
         )
 
-    def _mark_failing(self, profile_id: str, reason: str) -> None:
+    def _mark_failing(self, profile: Profile, reason: str) -> None:
         """The seeds' "failing": the identity provider refused the profile's client."""
         with self.db.session() as session:
-            self.profile_store.set_failing(session, profile_id, reason)
+            self.incidents.failing(
+                session, workspace_id=profile.workspace_id, profile_id=profile.id, reason=reason
+            )
+
+    def _working(self, session: UnitOfWork, profile: Profile, connection_id: str) -> None:
+        """The shared connection got tokens: the profile works (its incident closes)."""
+        self.incidents.working(
+            session,
+            workspace_id=profile.workspace_id,
+            profile_id=profile.id,
+            connection_id=connection_id,
+        )
 
     # -- authorize the same connection again -------------------------------------------
     def reauthorize(
@@ -265,14 +323,9 @@ class ConnectionService:
         stores the new tokens on this connection, which keeps its status and tokens until
         then (a connection that works keeps working if the user never comes back); for
         the other grants a new grant, stored at once."""
-        require_role(principal, Role.DEVELOPER)
         with self.db.read() as session:
             connection = self.connection_store.get(session, principal.workspace_id, connection_id)
-        if principal.user_id is not None and connection.owner not in (
-            SHARED_OWNER,
-            principal.user_id,
-        ):
-            raise Forbidden("this connection belongs to another user")
+        self.policy.may_manage_connection(principal, connection.owner, connection.profile_id)
         profile = self._configured(principal.workspace_id, connection.profile_id)
         grant = grant_for(profile.auth_type)
         given, errors = grant.check_input(
@@ -301,6 +354,16 @@ class ConnectionService:
             row = store.locked_row(session, connection_id)
             if row is None:
                 raise NotFound(f"no connection with id {connection_id}")
+            self.audit.record(
+                AuditEntry.by(
+                    principal,
+                    Action.CONNECTION_REAUTHORIZED,
+                    _target(connection),
+                    profile_id=profile.id,
+                    detail={"pending": isinstance(outcome, Pending)},
+                ),
+                session,
+            )
             if isinstance(outcome, Pending):
                 # Only the newest link completes it: an older one left open is forgotten.
                 store.supersede_authorization_requests(session, connection_id)
@@ -312,10 +375,68 @@ class ConnectionService:
             if grant.keeps_credentials(profile):
                 store.set_credentials(row, username=request.username, password=request.password)
             if row.owner == SHARED_OWNER:
-                self.profile_store.set_failing(session, profile.id, None)
+                self._working(session, profile, connection_id)
             renewed = store.to_domain(row)
         self.token_cache.forget(connection_id)
         return StartedConnection(connection=renewed)
+
+    # -- change what a connection keeps ------------------------------------------------
+    def update(
+        self, principal: Principal, connection_id: str, patch: ConnectionPatch
+    ) -> Connection:
+        """New stored credentials (a preauthorized password connection's) or field values;
+        used from the next token on. Its owner, or an admin for a shared one."""
+        with self.db.read() as session:
+            connection = self.connection_store.get(session, principal.workspace_id, connection_id)
+            profile = self.profile_store.get(session, principal.workspace_id, connection.profile_id)
+        self.policy.may_manage_connection(principal, connection.owner, connection.profile_id)
+        errors: list[FieldError] = []
+        keeps = grant_for(profile.auth_type).keeps_credentials(profile)
+        if not keeps:
+            errors.extend(
+                FieldError(name, "only a preauthorized password connection keeps credentials")
+                for name, value in (("username", patch.username), ("password", patch.password))
+                if value is not None
+            )
+        fields = dict(connection.fields)
+        if patch.fields is not None:
+            fields.update(patch.fields)
+            _tenant, problems = check_use_input(profile, connection.tenant, fields)
+            errors.extend(problems)
+        if errors:
+            raise ValidationFailed(errors)
+        changed = [
+            name
+            for name, value in (
+                ("username", patch.username),
+                ("password", patch.password),
+                ("fields", patch.fields),
+            )
+            if value is not None
+        ]
+        with self.db.session() as session:
+            row = self.connection_store.locked_row(session, connection_id)
+            if row is None:
+                raise NotFound(f"no connection with id {connection_id}")
+            if keeps:
+                self.connection_store.set_credentials(
+                    row, username=patch.username, password=patch.password
+                )
+            if patch.fields is not None:
+                self.connection_store.set_fields(row, fields)
+            self.audit.record(
+                AuditEntry.by(
+                    principal,
+                    Action.CONNECTION_UPDATED,
+                    _target(connection),
+                    profile_id=profile.id,
+                    detail={"changed": ",".join(changed)},
+                ),
+                session,
+            )
+            updated = self.connection_store.to_domain(row)
+        self.token_cache.forget(connection_id)
+        return updated
 
     # -- RFC 6749 section 4.1.2: the redirect back -----------------------------------------
     def complete_authorization(
@@ -409,8 +530,9 @@ class ConnectionService:
             if locked is not None:
                 # The new grant replaces the old one whole, on the same connection.
                 self.connection_store.store_new_grant(locked, tokens, requested=profile.scopes)
+                self._record_authorized(session, connection)
                 if connection.is_shared:
-                    self.profile_store.set_failing(session, profile.id, None)
+                    self._working(session, profile, connection.id)
         if locked is None:
             return _refused("This connection was deleted while it was being authorized.")
         self.token_cache.forget(connection_id)
@@ -420,6 +542,21 @@ class ConnectionService:
             message=f"{profile.identity_provider or profile.name} is connected. "
             "You can close this window.",
             connection_id=connection_id,
+        )
+
+    def _record_authorized(self, session: UnitOfWork, connection: Connection) -> None:
+        """A person finished an authorization (the redirect came back, or the device code
+        was approved): the owner acted, at the identity provider."""
+        actor = SYSTEM if connection.is_shared else Actor("user", connection.owner, "")
+        self.audit.record(
+            AuditEntry(
+                workspace_id=connection.workspace_id,
+                action=Action.CONNECTION_AUTHORIZED,
+                actor=actor,
+                target=_target(connection),
+                profile_id=connection.profile_id,
+            ),
+            session,
         )
 
     def _record_callback_failure(
@@ -437,8 +574,12 @@ class ConnectionService:
             never_connected = row.status == ConnectionStatus.PENDING.value
             self.connection_store.mark_error(row, message, needs_reauth=never_connected)
             if client_refused and row.owner == SHARED_OWNER:
-                self.profile_store.set_failing(
-                    session, row.profile_id, f"shared connection {row.id}: {message}"
+                self.incidents.failing(
+                    session,
+                    workspace_id=row.workspace_id,
+                    profile_id=row.profile_id,
+                    reason=f"shared connection {row.id}: {message}",
+                    connection_id=row.id,
                 )
 
     # -- polled grants (a device code): ask whether the person has answered ---------------
@@ -503,8 +644,9 @@ class ConnectionService:
             locked = store.locked_row(session, connection.id)
             if store.finish_poll(session, request_id) and locked is not None:
                 store.store_new_grant(locked, outcome, requested=profile.scopes)
+                self._record_authorized(session, connection)
                 if connection.is_shared:
-                    self.profile_store.set_failing(session, profile.id, None)
+                    self._working(session, profile, connection.id)
         self.token_cache.forget(connection.id)
         return 1
 
@@ -525,9 +667,15 @@ class ConnectionService:
 
     # -- read ------------------------------------------------------------------------------
     def get(self, principal: Principal, connection_id: str) -> Connection:
-        require_role(principal, Role.VIEWER)
+        """A connection the caller may see (viewers see none: they read profiles)."""
+        require_role(principal, Role.DEVELOPER)
         with self.db.read() as session:
-            return self.connection_store.get(session, principal.workspace_id, connection_id)
+            connection = self.connection_store.get(session, principal.workspace_id, connection_id)
+        if not self.policy.may_see_connection(principal, connection.owner, connection.profile_id):
+            raise Forbidden(
+                "this connection is another user's, or of a profile not shared with you"
+            )
+        return connection
 
     def list(
         self,
@@ -541,8 +689,17 @@ class ConnectionService:
     ) -> list[Connection]:
         """The connections of the caller's workspace (what ``get`` shows it), those of
         ``profile_id``, ``owner`` and ``status`` when given, oldest first; a page of
-        ``limit`` after the ``(created_at, id)`` key ``after``."""
-        require_role(principal, Role.VIEWER)
+        ``limit`` after the ``(created_at, id)`` key ``after``. Admins see every one;
+        developers their own and the shared ones of the profiles shared with them."""
+        require_role(principal, Role.DEVELOPER)
+        visible_to = None
+        if principal.user_id is not None and not has_role(principal, Role.ADMIN):
+            usable = (
+                self.policy.access.usable(principal.workspace_id, principal.user_id)
+                if self.policy.access is not None
+                else frozenset()
+            )
+            visible_to = (principal.user_id, usable)
         with self.db.read() as session:
             return self.connection_store.list(
                 session,
@@ -552,20 +709,35 @@ class ConnectionService:
                 status=status,
                 after=after,
                 limit=limit,
+                visible_to=visible_to,
             )
 
     # -- disconnect ------------------------------------------------------------------------
     def delete(self, principal: Principal, connection_id: str) -> RevocationReport:
+        """Disconnect: its owner, or an admin (who may disconnect anyone's, to clean up
+        after people who left, without ever using it)."""
         require_role(principal, Role.DEVELOPER)
         with self.db.read() as session:
             connection = self.connection_store.get(session, principal.workspace_id, connection_id)
             profile = self.profile_store.get(
                 session, connection.workspace_id, connection.profile_id
             )
+        if not has_role(principal, Role.ADMIN):
+            self.policy.may_manage_connection(principal, connection.owner, connection.profile_id)
         report = self.revoke(profile, connection)
         with self.db.session() as session:
             session.delete(
                 self.connection_store.row(session, principal.workspace_id, connection_id)
+            )
+            self.audit.record(
+                AuditEntry.by(
+                    principal,
+                    Action.CONNECTION_DELETED,
+                    _target(connection),
+                    profile_id=profile.id,
+                    detail={"revoked_at_idp": len(report.revoked)},
+                ),
+                session,
             )
         self.token_cache.forget(connection_id)
         return report
@@ -574,11 +746,16 @@ class ConnectionService:
         return revoke_connection(self.oauth, profile, connection, self.settings.callback_url)
 
 
+def _target(connection: Connection) -> Target:
+    return Target("connection", connection.id, connection.owner)
+
+
 def _refused(message: str, status: int = 400) -> CallbackOutcome:
     return CallbackOutcome(ok=False, title="Not connected", message=message, status_code=status)
 
 
 __all__ = [
+    "ConnectionPatch",
     "ConnectionRequest",
     "ConnectionService",
     "FieldLocation",

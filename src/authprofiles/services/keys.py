@@ -51,6 +51,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from authprofiles.core.audit import SYSTEM, Action, AuditEntry
+from authprofiles.core.ports import AuditTrail, DiscardAudit
+from authprofiles.services.audit import EVERY_WORKSPACE
 from authprofiles.settings import Settings
 from authprofiles.store.cipher import Keyring, encode_key, key_id, new_key
 from authprofiles.store.db import Database
@@ -105,15 +108,18 @@ def rotate_master_key(
     on_row: Callable[[], None] | None = None,
     on_environment_key: Callable[[str, Path], None] | None = None,
     on_wait: WaitCallback | None = None,
+    audit: AuditTrail | None = None,
 ) -> RotationResult:
     """Rotate to a new master key (see the module's description). ``on_start(total)`` is
     called with the number of rows to look at (again when a second pass adds some),
-    ``on_row()`` after each."""
+    ``on_row()`` after each. ``audit`` is told what came of it (``keys.rotated``), in
+    every workspace: each workspace's secrets were re-encrypted, and each workspace's
+    admins read their own audit log only."""
     source = load_keys(settings, create=False)
     database = db or Database(settings.database_url)
     try:
         with _only_rotation(settings):
-            return _Rotation(
+            result = _Rotation(
                 settings,
                 database,
                 source,
@@ -123,9 +129,29 @@ def rotate_master_key(
                 on_environment_key=on_environment_key,
                 on_wait=on_wait,
             ).run()
+        (audit or DiscardAudit()).record(_rotated(result))
+        return result
     finally:
         if db is None:
             database.dispose()
+
+
+def _rotated(result: RotationResult) -> AuditEntry:
+    """The audit entry of a rotation, for every workspace: key ids and counts only (a key
+    id is a hash prefix naming the key, not the key)."""
+    return AuditEntry(
+        workspace_id=EVERY_WORKSPACE,
+        action=Action.KEYS_ROTATED,
+        actor=SYSTEM,
+        detail={
+            "activated": result.activated,
+            "new_key_id": result.new_key_id,
+            "rows": result.rows,
+            "retired_key_ids": " ".join(result.retired_key_ids),
+            "kept_key_ids": " ".join(result.kept_key_ids),
+            "unreadable_rows": len(result.unreadable),
+        },
+    )
 
 
 @contextmanager

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from authprofiles.core.audit import Action, AuditEntry, DetailValue, Target
 from authprofiles.core.errors import AlreadyExists, FieldError, ValidationFailed
-from authprofiles.core.ports import TokenCache
+from authprofiles.core.ports import AuditTrail, DiscardAudit, TokenCache
 from authprofiles.core.profiles import IMMUTABLE_FIELDS, SECRET_FIELDS, Profile, ProfileDefinition
 from authprofiles.core.validation import check_profile_input, missing_fields
 from authprofiles.services.access import Principal, Role, require_role
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from authprofiles.oauth.engine import OAuthEngine
     from authprofiles.settings import Settings
     from authprofiles.store.connections import ConnectionStore
-    from authprofiles.store.db import Database
+    from authprofiles.store.db import Database, UnitOfWork
     from authprofiles.store.profiles import ProfileStore
 
 EXPORT_VERSION = 1
@@ -78,8 +79,10 @@ class ProfileService:
         connection_store: ConnectionStore,
         oauth: OAuthEngine,
         token_cache: TokenCache,
+        audit: AuditTrail | None = None,
     ) -> None:
         self.settings = settings
+        self.audit: AuditTrail = audit or DiscardAudit()
         self.db = db
         self.profile_store = profile_store
         self.connection_store = connection_store
@@ -123,9 +126,10 @@ class ProfileService:
     ) -> Profile:
         require_role(principal, Role.ADMIN)
         definition = check_profile_input(data, require_complete=not allow_incomplete)
-        return self._insert(principal.workspace_id, definition)
+        return self._insert(principal, definition)
 
-    def _insert(self, workspace_id: str, definition: ProfileDefinition) -> Profile:
+    def _insert(self, principal: Principal, definition: ProfileDefinition) -> Profile:
+        workspace_id = principal.workspace_id
         name_taken = AlreadyExists(
             [
                 FieldError(
@@ -139,7 +143,9 @@ class ProfileService:
             with self.db.session() as session:
                 if store.name_taken(session, workspace_id, definition.name):
                     raise name_taken
-                return store.add(session, workspace_id, definition)
+                created = store.add(session, workspace_id, definition)
+                self._record(session, principal, Action.PROFILE_CREATED, created)
+                return created
         except ConstraintViolated:
             # Two creators raced past the check and the unique constraint decided; any other
             # constraint that failed is not the caller's doing.
@@ -160,7 +166,30 @@ class ProfileService:
         with self.db.session() as session:
             current = self.profile_store.get(session, principal.workspace_id, profile_id, lock=True)
             definition = self._merged(current, patch, allow_incomplete=allow_incomplete)
-            return self.profile_store.replace(session, current, definition)
+            updated = self.profile_store.replace(session, current, definition)
+            self._record(
+                session,
+                principal,
+                Action.PROFILE_UPDATED,
+                updated,
+                # Which fields, never their values.
+                {"fields": ",".join(sorted(patch))[:500]},
+            )
+            return updated
+
+    def _record(
+        self,
+        session: UnitOfWork,
+        principal: Principal,
+        action: Action,
+        profile: Profile,
+        detail: dict[str, DetailValue] | None = None,
+    ) -> None:
+        target = Target("profile", profile.id, profile.name)
+        self.audit.record(
+            AuditEntry.by(principal, action, target, profile_id=profile.id, detail=detail),
+            session,
+        )
 
     def _merged(
         self, current: Profile, patch: dict[str, Any], *, allow_incomplete: bool
@@ -224,6 +253,13 @@ class ProfileService:
         with self.db.session() as session:
             # Connections and pending authorizations go with it (ON DELETE CASCADE).
             self.profile_store.delete(session, profile)
+            self._record(
+                session,
+                principal,
+                Action.PROFILE_DELETED,
+                profile,
+                {"connections": len(connections)},
+            )
         for connection in connections:
             self.token_cache.forget(connection.id)
         return report
@@ -300,6 +336,13 @@ class ProfileService:
                 else:
                     saved = store.replace(session, existing, definition)
                     action = "updated"
+                self._record(
+                    session,
+                    principal,
+                    Action.PROFILE_CREATED if existing is None else Action.PROFILE_UPDATED,
+                    saved,
+                    {"imported": True},
+                )
                 results.append(ImportResult(saved.name, action, saved.status.value))
                 if on_progress:
                     on_progress(saved.name)

@@ -165,7 +165,11 @@ class TokenIssuing(Generic[IssuedT]):
         *,
         monotonic: Callable[[], float] = time.monotonic,
         run_blocking: BlockingRunner = in_thread_pool,
+        count_issued: Callable[[Principal, str, str | None], None] | None = None,
     ) -> None:
+        #: Told of each token the token endpoint hands out (the audit log counts them per
+        #: connection, caller and minute: ``services.audit.TokenIssueCounter.count``).
+        self._count_issued = count_issued
         self._source = source
         self._policy = policy
         self._clock = clock
@@ -190,6 +194,8 @@ class TokenIssuing(Generic[IssuedT]):
         rendered = handed.rendered
         if rendered is None:
             rendered = handed.rendered = RenderedToken(handed.issued, render(handed.issued))
+        if self._count_issued is not None:
+            self._count_issued(principal, connection_id, handed.issued.connection.profile_id)
         return rendered
 
     def _reusable_to_read(

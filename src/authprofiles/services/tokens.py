@@ -36,6 +36,7 @@ from authprofiles.oauth.engine import OAuthEngine
 from authprofiles.oauth.errors import GrantRefused, IdPUnavailable, OAuthFailure
 from authprofiles.oauth.grants import grant_for
 from authprofiles.services.errors import NeedsReauth, from_oauth, refuses_client
+from authprofiles.services.incidents import Incidents
 from authprofiles.services.oauth_settings import connection_settings
 from authprofiles.store.models import utcnow
 
@@ -127,8 +128,11 @@ class TokenService:
         oauth: OAuthEngine,
         policy: CredentialPolicy,
         clock: Clock,
+        incidents: Incidents,
     ) -> None:
         self.settings = settings
+        #: Refusals of a refresh open (and successes close) the profile's incident.
+        self.incidents = incidents
         self.db = db
         self.connection_store = connection_store
         self.profile_store = profile_store
@@ -166,7 +170,19 @@ class TokenService:
             _raise_unless_active(connection)
             refreshed = self.refresh(connection.id, within_seconds=self.skew)
             issued = self._issued(refreshed.connection, refreshed.profile, refreshed.failure)
+        if issued.profile.failing_reason and connection.is_shared:
+            # A token request for the shared connection succeeded: the incident closes.
+            self._working(issued.profile, connection.id)
         return issued
+
+    def _working(self, profile: Profile, connection_id: str) -> None:
+        with self.db.session() as session:
+            self.incidents.working(
+                session,
+                workspace_id=profile.workspace_id,
+                profile_id=profile.id,
+                connection_id=connection_id,
+            )
 
     def force_refresh(
         self, principal: Principal, connection_id: str, seen_version: int
@@ -276,9 +292,16 @@ class TokenService:
                     error=exc.detail,
                     needs_reauth=reauth,
                 )
-                if row is not None and connection.is_shared and (reauth or client_refused):
-                    self.profile_store.set_failing(
-                        session, profile.id, f"shared connection {connection.id}: {exc.detail}"
+                if row is not None:
+                    self.incidents.refresh_failed(
+                        session,
+                        workspace_id=connection.workspace_id,
+                        profile_id=profile.id,
+                        connection_id=connection.id,
+                        owner=connection.owner,
+                        reason=exc.detail,
+                        needs_reauth=reauth,
+                        client_refused=client_refused,
                     )
             if row is None:
                 # A newer token was written while this refresh failed: that one stands.
@@ -308,7 +331,12 @@ class TokenService:
                 requested=profile.scopes,
             )
             if row is not None and connection.is_shared and profile.failing_reason:
-                self.profile_store.set_failing(session, profile.id, None)
+                self.incidents.working(
+                    session,
+                    workspace_id=connection.workspace_id,
+                    profile_id=profile.id,
+                    connection_id=connection.id,
+                )
         if row is None:
             log.warning(
                 "refresh of %s finished after another worker stored a newer token; keeping that",

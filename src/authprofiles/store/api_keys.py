@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select, tuple_
 
 from authprofiles.store.db import UnitOfWork
-from authprofiles.store.models import ApiKeyRow, utcnow
+from authprofiles.store.models import ApiKeyRow, MembershipRow, UserRow, utcnow
 
 
 class ApiKeyStore:
@@ -22,6 +22,7 @@ class ApiKeyStore:
         role: str,
         prefix: str,
         secret_hash: str,
+        user_id: str | None = None,
     ) -> ApiKeyRow:
         row = ApiKeyRow(
             id=key_id,
@@ -31,12 +32,32 @@ class ApiKeyStore:
             prefix=prefix,
             secret_hash=secret_hash,
             created_at=utcnow(),
+            user_id=user_id,
         )
         session.add(row)
         return row
 
     def by_prefix(self, session: UnitOfWork, prefix: str) -> ApiKeyRow | None:
         return session.scalars(select(ApiKeyRow).where(ApiKeyRow.prefix == prefix)).one_or_none()
+
+    def by_prefix_with_user(
+        self, session: UnitOfWork, prefix: str
+    ) -> tuple[ApiKeyRow, UserRow | None, MembershipRow | None] | None:
+        """The key, its user and the user's membership of the key's workspace: one read."""
+        found = session.execute(
+            select(ApiKeyRow, UserRow, MembershipRow)
+            .outerjoin(UserRow, UserRow.id == ApiKeyRow.user_id)
+            .outerjoin(
+                MembershipRow,
+                (MembershipRow.user_id == ApiKeyRow.user_id)
+                & (MembershipRow.workspace_id == ApiKeyRow.workspace_id),
+            )
+            .where(ApiKeyRow.prefix == prefix)
+        ).one_or_none()
+        if found is None:
+            return None
+        key, user, membership = found
+        return key, user, membership
 
     def page(
         self,
@@ -45,9 +66,12 @@ class ApiKeyStore:
         *,
         after: tuple[datetime, str] | None,
         limit: int | None,
+        user_id: str | None = None,
     ) -> builtins.list[ApiKeyRow]:
         """Oldest first (then by id): a keyset page after ``(created_at, id)``."""
         statement = select(ApiKeyRow).where(ApiKeyRow.workspace_id == workspace_id)
+        if user_id is not None:
+            statement = statement.where(ApiKeyRow.user_id == user_id)
         if after is not None:
             statement = statement.where(tuple_(ApiKeyRow.created_at, ApiKeyRow.id) > after)
         statement = statement.order_by(ApiKeyRow.created_at, ApiKeyRow.id)
@@ -55,10 +79,15 @@ class ApiKeyStore:
             statement = statement.limit(limit)
         return builtins.list(session.scalars(statement))
 
-    def revoke(self, session: UnitOfWork, key_id: str, workspace_id: str) -> ApiKeyRow | None:
-        """Revoke an active key of the workspace; None when there is none."""
+    def revoke(
+        self, session: UnitOfWork, key_id: str, workspace_id: str, *, user_id: str | None = None
+    ) -> ApiKeyRow | None:
+        """Revoke an active key of the workspace (of ``user_id`` when given); None when
+        there is none."""
         row = session.get(ApiKeyRow, key_id)
         if row is None or row.workspace_id != workspace_id or row.revoked_at is not None:
+            return None
+        if user_id is not None and row.user_id != user_id:
             return None
         row.revoked_at = utcnow()
         return row

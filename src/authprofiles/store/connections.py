@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta
@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, exists, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from authprofiles.core.connections import Connection, ConnectionStatus, TokenSet
+from authprofiles.core.connections import SHARED_OWNER, Connection, ConnectionStatus, TokenSet
 from authprofiles.core.errors import NotFound
 from authprofiles.core.ports import Clock, SystemClock
 from authprofiles.store.cipher import KeyError_, Keyring, SecretsUnreadable
@@ -132,6 +132,11 @@ class ConnectionStore:
             row.username = username
         if password is not None:
             row.password_enc = self._enc(row.id, "password", password)
+        row.updated_at = self.clock.now()
+
+    def set_fields(self, row: ConnectionRow, fields: Mapping[str, str]) -> None:
+        """Replace the connection's field values (encrypted)."""
+        row.fields_enc = self._enc(row.id, "fields", json.dumps(dict(fields))) if fields else None
         row.updated_at = self.clock.now()
 
     def mark_error(self, row: ConnectionRow, message: str, *, needs_reauth: bool) -> None:
@@ -260,11 +265,22 @@ class ConnectionStore:
         status: ConnectionStatus | None = None,
         after: tuple[datetime, str] | None = None,
         limit: int | None = None,
+        visible_to: tuple[str, Collection[str]] | None = None,
     ) -> builtins.list[Connection]:
         """Connections oldest first (then by id), those of ``profile_id``, ``owner`` and
         ``status`` when given, at most ``limit``, starting after the ``(created_at, id)``
-        key ``after``: a keyset page, not an OFFSET."""
+        key ``after``: a keyset page, not an OFFSET. ``visible_to`` = ``(user id, profile
+        ids)``: only that user's own and the shared ones of those profiles."""
         statement = select(ConnectionRow).where(ConnectionRow.workspace_id == workspace_id)
+        if visible_to is not None:
+            user_id, profile_ids = visible_to
+            statement = statement.where(
+                (ConnectionRow.owner == user_id)
+                | (
+                    (ConnectionRow.owner == SHARED_OWNER)
+                    & ConnectionRow.profile_id.in_(builtins.list(profile_ids))
+                )
+            )
         if profile_id is not None:
             statement = statement.where(ConnectionRow.profile_id == profile_id)
         if owner is not None:

@@ -277,6 +277,15 @@ class AccessStore:
         )
         return {profile_id for (profile_id,) in rows}
 
+    def profiles_of_team(self, session: UnitOfWork, team_id: str) -> builtins.list[str]:
+        return builtins.list(
+            session.scalars(
+                select(ProfileAccessRow.profile_id).where(
+                    ProfileAccessRow.grantee_type == TEAM, ProfileAccessRow.grantee_id == team_id
+                )
+            )
+        )
+
     def invited_users(self, session: UnitOfWork, profile_id: str) -> set[str]:
         """Every user invited to ``profile_id``, alone or through a team."""
         users, teams = self.of(session, profile_id)

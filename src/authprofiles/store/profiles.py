@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from authprofiles.core.errors import NotFound
@@ -81,10 +81,33 @@ class ProfileStore:
         session.flush()
         return self.to_domain(row)
 
-    def set_failing(self, session: Session, profile_id: str, reason: str | None) -> None:
-        row = session.get(ProfileRow, profile_id)
-        if row is not None and row.failing_reason != reason:
-            row.failing_reason = reason
+    def set_failing(self, session: Session, profile_id: str, reason: str | None) -> bool:
+        """Mark the profile failing (``reason``) or working again (None). True when this
+        changed whether it fails: an incident opened or closed. Decided by one conditional
+        UPDATE, so of several writers racing only one sees the change (one notice)."""
+        row = ProfileRow.failing_reason
+        this = update(ProfileRow).where(ProfileRow.id == profile_id)
+        this = this.execution_options(synchronize_session=False)
+        if reason is None:
+            closed = session.execute(this.where(row.is_not(None)).values(failing_reason=None))
+            return bool(getattr(closed, "rowcount", 0))
+        opened = session.execute(this.where(row.is_(None)).values(failing_reason=reason))
+        if getattr(opened, "rowcount", 0):
+            return True
+        # Failing already: the reason may have changed, the incident has not.
+        session.execute(this.values(failing_reason=reason))
+        return False
+
+    def name_of(self, session: Session, workspace_id: str, profile_id: str) -> str:
+        """The profile's name; :class:`NotFound` outside ``workspace_id``."""
+        name = session.scalar(
+            select(ProfileRow.name).where(
+                ProfileRow.id == profile_id, ProfileRow.workspace_id == workspace_id
+            )
+        )
+        if name is None:
+            raise NotFound(f"no profile with id {profile_id}")
+        return name
 
     def delete(self, session: Session, profile: Profile) -> None:
         session.delete(self._row(session, profile.workspace_id, profile.id))

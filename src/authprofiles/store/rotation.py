@@ -33,9 +33,11 @@ from authprofiles.store.models import (
     KeyRingRow,
     KeyRingWorkerRow,
     ProfileRow,
+    WebhookRow,
     utcnow,
 )
 from authprofiles.store.profiles import ProfileStore
+from authprofiles.store.webhooks import WebhookStore
 
 #: Rows per re-encryption transaction.
 BATCH_ROWS = 100
@@ -104,6 +106,7 @@ class RotationStore:
             "authorization_requests": _Kind(
                 AuthorizationRequestRow, connections.reencrypt_authorization_request
             ),
+            "webhooks": _Kind(WebhookRow, WebhookStore(keyring).reencrypt),
         }
 
     # -- the announcement ------------------------------------------------------------------

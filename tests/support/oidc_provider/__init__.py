@@ -163,9 +163,9 @@ class OidcProvider(ControlledServer):
     client_credentials (except "none"), refresh_token and the device code grant, with
     ``LOOPBACK_REDIRECT_URIS`` on any port: "private_key_jwt" (``key`` holds its RSA
     key), "client_secret_basic", "client_secret_post", "none" (public: PKCE required).
-    Scopes: openid, offline_access, and read / write (access tokens for read / write
-    are for the resource server ``api_resource``). One account: ``username`` /
-    ``password``.
+    Scopes: openid, offline_access, email, profile, and read / write (access tokens for
+    read / write are for the resource server ``api_resource``). One account:
+    ``username`` / ``password``; ``add_account`` adds more (with email claims).
     """
 
     error = OidcProviderError
@@ -266,6 +266,18 @@ class OidcProvider(ControlledServer):
     def set_access_token_lifetime(self, seconds: int) -> None:
         """Lifetime (expires_in) of access tokens issued from now on (start: 3600)."""
         self._control("POST", "/_test/settings", {"access_token_lifetime": seconds})
+
+    def add_account(
+        self, username: str, password: str, claims: dict[str, Any] | None = None
+    ) -> None:
+        """A person who can sign in from now on; ``claims`` (``email``,
+        ``email_verified``, ``name``) are given out for the ``email`` / ``profile`` scopes."""
+        self._control(
+            "POST",
+            "/_test/accounts",
+            {"username": username, "password": password, "claims": claims or {}},
+        )
+        self.accounts[username] = password
 
     def set_device_interval(self, seconds: int) -> None:
         """The ``interval`` of device authorization answers from now on (start: 1 s)."""

@@ -4,7 +4,8 @@
 //   node server.mjs CONFIG.json
 //
 // CONFIG (written by the Python side): clients (oidc-provider client metadata),
-// accounts ({username: password}), control_token (guards /_test/), registration_token
+// accounts ({username: password}), claims ({username: {email, email_verified, name}},
+// optional; given out for the `email` and `profile` scopes), control_token (guards /_test/), registration_token
 // (the initial access token of RFC 7591 registration), device_interval and
 // access_token_lifetime (seconds).
 //
@@ -15,7 +16,7 @@
 // What it adds to oidc-provider: sign-in and consent pages of its own (plain HTML forms,
 // so a test drives them over HTTP), the device authorization answer's `interval`, one
 // resource server for the `read` and `write` scopes, and /_test/ controls (counters,
-// access token lifetime).
+// access token lifetime, accounts added while it runs).
 
 import { generateKeyPairSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -29,6 +30,8 @@ const runtime = {
   accessTokenLifetime: config.access_token_lifetime ?? 3600,
   tokenRequests: {},
   requests: {},
+  accounts: { ...config.accounts },
+  claims: { ...(config.claims ?? {}) },
 };
 const RESOURCE_SCOPES = ['read', 'write'];
 
@@ -59,11 +62,14 @@ const provider = new Provider(issuer, {
   jwks: { keys: [{ ...signingKey, kid: 'signing-1', use: 'sig', alg: 'RS256' }] },
   cookies: { keys: [randomBytes(32).toString('base64url')] },
   async findAccount(ctx, id) {
-    if (!Object.hasOwn(config.accounts, id)) return undefined;
-    return { accountId: id, async claims() { return { sub: id }; } };
+    if (!Object.hasOwn(runtime.accounts, id)) return undefined;
+    return { accountId: id, async claims() { return { ...(runtime.claims[id] ?? {}), sub: id }; } };
   },
-  claims: { openid: ['sub'] },
-  scopes: ['openid', 'offline_access', ...RESOURCE_SCOPES],
+  // email and profile: for signing people in by their verified email (OpenID Connect
+  // Core 5.4); the claims go to UserInfo (and into the ID token only without an access
+  // token, oidc-provider's conformIdTokenClaims).
+  claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
+  scopes: ['openid', 'offline_access', 'email', 'profile', ...RESOURCE_SCOPES],
   // Every client allowed the refresh_token grant gets a refresh token, as with DOT
   // (oidc-provider's default asks for the offline_access scope and prompt=consent).
   async issueRefreshToken(ctx, client) {
@@ -192,6 +198,13 @@ async function control(ctx) {
     ctx.body = { token_requests: runtime.tokenRequests, requests: runtime.requests };
     return;
   }
+  if (ctx.path === '/_test/accounts' && ctx.method === 'POST') {
+    const body = JSON.parse((await readBody(ctx.req)) || '{}');
+    runtime.accounts[body.username] = body.password;
+    runtime.claims[body.username] = body.claims ?? {};
+    ctx.body = { username: body.username };
+    return;
+  }
   if (ctx.path === '/_test/settings' && ctx.method === 'POST') {
     const body = JSON.parse((await readBody(ctx.req)) || '{}');
     if ('access_token_lifetime' in body) runtime.accessTokenLifetime = Number(body.access_token_lifetime);
@@ -234,8 +247,8 @@ async function interaction(ctx, uid, action) {
   if (action === 'login') {
     if (prompt.name !== 'login') ctx.throw(400, 'not at sign-in');
     const form = await readForm(ctx.req);
-    const known = Object.hasOwn(config.accounts, form.username);
-    if (!known || config.accounts[form.username] !== form.password) {
+    const known = Object.hasOwn(runtime.accounts, form.username);
+    if (!known || runtime.accounts[form.username] !== form.password) {
       ctx.status = 200;
       ctx.type = 'html';
       ctx.body = html('Sign in', '<p id="error">invalid username or password</p>');

@@ -15,12 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from authprofiles.api.deps import CurrentPrincipal, ServicesDep
 from authprofiles.api.paging import Page, by_creation, page_responses
 from authprofiles.api.problems import problem_responses
-from authprofiles.services.access import Role, require_role
+from authprofiles.services.access import Role
 from authprofiles.services.api_keys import MAX_KEY_NAME_LENGTH, ApiKeyInfo, CreatedApiKey
 
 router = APIRouter(prefix="/api-keys", tags=["api-keys"])
 
-_ADMIN_ONLY = "Only an admin's API key may do this"
+_NOT_AN_AGENT = "An agent (or a key made before the workspace had people, unless admin)"
 _EXAMPLE_ID = "0b5f1c9e-3a7d-4e2b-9c61-58d2f0a4b7e3"
 _ROLE = (
     "`admin` manages profiles and keys, `developer` uses profiles (connections, tokens, "
@@ -59,6 +59,12 @@ class ApiKeyPublic(BaseModel):
     revoked_at: datetime | None = Field(
         description="When it was revoked (it no longer works), or null", examples=[None]
     )
+    user_id: str | None = Field(
+        default=None,
+        description="The user the key acts for (with the lower of its role and theirs); "
+        "null for a key made before the workspace had an admin",
+        examples=[_EXAMPLE_ID],
+    )
 
     @classmethod
     def of(cls, info: ApiKeyInfo) -> ApiKeyPublic:
@@ -68,6 +74,7 @@ class ApiKeyPublic(BaseModel):
             role=info.role,
             created_at=info.created_at,
             revoked_at=info.revoked_at,
+            user_id=info.user_id,
         )
 
 
@@ -89,6 +96,7 @@ class ApiKeyCreated(ApiKeyPublic):
             created_at=created.created_at,
             revoked_at=None,
             key=created.key,
+            user_id=created.user_id,
         )
 
 
@@ -97,7 +105,7 @@ class ApiKeyCreated(ApiKeyPublic):
     response_model=list[ApiKeyPublic],
     responses={
         **page_responses("A page of API keys, oldest first"),
-        **problem_responses({403: _ADMIN_ONLY}),
+        **problem_responses({403: _NOT_AN_AGENT}),
     },
 )
 def list_api_keys(
@@ -107,12 +115,10 @@ def list_api_keys(
     principal: CurrentPrincipal,
     page: Page,
 ) -> list[ApiKeyPublic]:
-    """The workspace's API keys, revoked ones included, oldest first, a page at a time
-    (see `limit` and `cursor`). Never the keys themselves."""
-    require_role(principal, Role.ADMIN)
-    keys = services.api_keys.list(
-        principal.workspace_id, after=page.after_created(), limit=page.fetch
-    )
+    """API keys, revoked ones included, oldest first, a page at a time (see `limit` and
+    `cursor`): an admin sees the workspace's, anyone else their own. Never the keys
+    themselves."""
+    keys = services.api_keys.list_for(principal, after=page.after_created(), limit=page.fetch)
     return [ApiKeyPublic.of(info) for info in page.page(request, response, keys, by_creation)]
 
 
@@ -120,9 +126,7 @@ def list_api_keys(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ApiKeyCreated,
-    responses=problem_responses(
-        {403: f"{_ADMIN_ONLY}, and only for a role no higher than its own"}
-    ),
+    responses=problem_responses({403: "A role higher than the caller's own"}),
 )
 def create_api_key(
     body: ApiKeyCreate, services: ServicesDep, principal: CurrentPrincipal
@@ -138,7 +142,7 @@ def create_api_key(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses=problem_responses(
-        {403: _ADMIN_ONLY, 404: "No active API key of that id in the caller's workspace"}
+        {403: _NOT_AN_AGENT, 404: "No active API key of that id the caller may revoke"}
     ),
 )
 def revoke_api_key(
@@ -146,8 +150,8 @@ def revoke_api_key(
     services: ServicesDep,
     principal: CurrentPrincipal,
 ) -> Response:
-    """Revoke an API key: this server refuses it at once, every other worker within
-    seconds. A revoked key stays listed, with `revoked_at`."""
-    require_role(principal, Role.ADMIN)
-    services.api_keys.revoke(key_id, principal.workspace_id)
+    """Revoke an API key (an admin any of the workspace's, anyone else their own): this
+    server refuses it at once, every other worker within seconds. A revoked key stays
+    listed, with `revoked_at`."""
+    services.api_keys.revoke(key_id, principal.workspace_id, by=principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

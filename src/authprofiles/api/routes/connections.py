@@ -18,7 +18,11 @@ from authprofiles.api.schemas import (
     TokenPublic,
 )
 from authprofiles.core.connections import ConnectionStatus
-from authprofiles.services.connections import ConnectionRequest, ReauthorizeRequest
+from authprofiles.services.connections import (
+    ConnectionPatch,
+    ConnectionRequest,
+    ReauthorizeRequest,
+)
 from authprofiles.services.tokens import IssuedToken
 
 router = APIRouter(tags=["connections"])
@@ -148,6 +152,25 @@ def reauthorize_connection(
     if started.next_step is not None:
         return ConnectionStarted.of(started.connection, started.next_step)
     return ConnectionPublic.of(started.connection)
+
+
+@router.patch(
+    "/connections/{connection_id}",
+    response_model=ConnectionPublic,
+    responses=problem_responses(
+        {
+            403: "A viewer, another user's connection, or a shared one for a developer",
+            422: "Credentials for a connection that keeps none, or unknown or missing fields",
+        }
+    ),
+)
+def update_connection(
+    connection_id: str, body: ConnectionPatch, services: ServicesDep, principal: CurrentPrincipal
+) -> ConnectionPublic:
+    """Change what the connection keeps: a preauthorized password connection's `username`
+    and `password`, or the connection's field values (`fields`). Write-only: the answer
+    is the connection, never these values. Used from the next token on."""
+    return ConnectionPublic.of(services.connections.update(principal, connection_id, body))
 
 
 @router.get(

@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from authprofiles.core.audit import Action, AuditEntry, Target
 from authprofiles.core.auth_types import TestStage, spec_for
 from authprofiles.core.body_encoders import encode_test_body
-from authprofiles.core.callers import CredentialRequest, Principal, Purpose
+from authprofiles.core.callers import CredentialRequest, Principal, Purpose, Role, require_role
 from authprofiles.core.connections import TokenSet
 from authprofiles.core.errors import Conflict, FieldError, ValidationFailed
 from authprofiles.core.exchanges import (
@@ -54,9 +55,11 @@ from authprofiles.core.injection import (
     merge_query,
 )
 from authprofiles.core.ports import (
+    AuditTrail,
     Clock,
     ConfiguredProfileReader,
     CredentialPolicy,
+    DiscardAudit,
     RecordingHttpClient,
 )
 from authprofiles.core.profiles import (
@@ -190,8 +193,11 @@ class ProfileTestService:
         engine_for: EngineFactory,
         recording_client: Callable[[], RecordingHttpClient],
         callback_url: str,
+        audit: AuditTrail | None = None,
     ) -> None:
         self._profiles = profiles
+        #: Told of every test run: its outcome only, never what was sent or received.
+        self._audit = audit or DiscardAudit()
         self._policy = policy
         self._clock = clock
         self._engine_for = engine_for
@@ -208,12 +214,21 @@ class ProfileTestService:
     ) -> ProfileTestResult:
         # A test obtains a token with the profile's client credentials: a credential use
         # like any other, put to the policy once before anything is sent. It belongs to
-        # no connection (none exists yet), so it is asked as the shared one.
+        # no connection (none exists yet), so it is asked as the shared one. A role that
+        # may use no credential is refused before any secret is decrypted; the profile is
+        # read before the invitation is checked, so that another workspace's id answers
+        # as unknown, never as forbidden.
+        require_role(principal, Role.DEVELOPER)
+        profile = self._profiles.get_configured(principal, profile_id)
         self._policy.authorize(
             principal,
-            CredentialRequest(connection_id="", connection_owner="shared", purpose=Purpose.TEST),
+            CredentialRequest(
+                connection_id="",
+                connection_owner="shared",
+                purpose=Purpose.TEST,
+                profile_id=profile_id,
+            ),
         )
-        profile = self._profiles.get_configured(principal, profile_id)
         stages = stages_for(profile)
         if not stages:
             spec = spec_for(profile.auth_type)
@@ -253,7 +268,17 @@ class ProfileTestService:
         for stage in stages:
             if not self._stages[stage](run):
                 break
-        return _result(run, authorize_next=TestStage.AUTHORIZE in stages)
+        result = _result(run, authorize_next=TestStage.AUTHORIZE in stages)
+        self._audit.record(
+            AuditEntry.by(
+                principal,
+                Action.PROFILE_TESTED,
+                Target("profile", profile.id, profile.name),
+                profile_id=profile.id,
+                detail={"ok": result.ok, "stage": result.stage, "status_code": result.status_code},
+            )
+        )
+        return result
 
     # -- TestStage.TOKEN: a token from the token endpoint, no person taking part ----------
     def _token(self, run: _Run) -> bool:

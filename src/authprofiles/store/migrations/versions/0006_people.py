@@ -275,6 +275,9 @@ def upgrade() -> None:
             ondelete="CASCADE",
         )
 
+    # The contract names the first workspace `default` (`--workspace default`).
+    op.execute("UPDATE workspaces SET name = 'default' WHERE id = 'default' AND name = 'Default'")
+
 
 def downgrade() -> None:
     with op.batch_alter_table("api_keys", schema=None) as batch_op:

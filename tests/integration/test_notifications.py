@@ -1,0 +1,701 @@
+"""Notifications end to end, with a real SMTP server (aiosmtpd) and a real webhook
+receiver on loopback: who is emailed and how often, signed webhooks and their retries,
+the delivery log, email preferences, refused addresses, two workers sharing one outbox,
+and no secret in any log, email or body. Each test runs on SQLite and on PostgreSQL.
+
+Most tests run the delivery pass themselves (``services.deliveries.deliver_due()``), so
+that what is sent, and when, is decided by the test rather than by a timer; one runs the
+app with its background worker, as a server does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+from typer.testing import CliRunner
+
+from authprofiles.app import create_app
+from authprofiles.cli.main import app as cli
+from authprofiles.composition import Services
+from authprofiles.core.callers import CallerKind, Principal, Role
+from authprofiles.core.errors import NotFound
+from authprofiles.core.notices import Notice, NoticeEvent
+from authprofiles.notify.webhooks import HttpxWebhookPoster
+from authprofiles.settings import Settings
+from authprofiles.store.models import (
+    DEFAULT_WORKSPACE_ID,
+    AuditEventRow,
+    OutboxRow,
+    utcnow,
+)
+from authprofiles.store.people import UserStore
+from tests.support.mail import SmtpServer, WebhookReceiver
+
+PUBLIC_URL = "https://authprofiles.example.com"
+SMTP_USER = "mailer"
+SMTP_PASSWORD = "smtp-pw-planted-5f1e9c"
+DETAIL = "the identity provider refused the refresh token (invalid_grant)"
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], smtp_server: SmtpServer) -> Settings:
+    smtp_server.require_auth(SMTP_USER, SMTP_PASSWORD)
+    return make_settings(
+        public_url=PUBLIC_URL,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_server.port,
+        smtp_security="none",
+        smtp_username=SMTP_USER,
+        smtp_password=SMTP_PASSWORD,
+        smtp_from="alerts@authprofiles.example.com",
+        # The receiver listens on loopback.
+        webhook_allow_private=True,
+        # The tests run the delivery pass themselves; the app's worker stays idle.
+        notification_tick_seconds=3600,
+        notification_retry_seconds=100,
+        token_reuse_seconds=0,
+    )
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def add_user(
+    services: Services,
+    email: str,
+    role: str = "admin",
+    *,
+    disabled: bool = False,
+    muted: str = "",
+    workspace_id: str = DEFAULT_WORKSPACE_ID,
+) -> str:
+    users = UserStore()
+    with services.db.session() as session:
+        row = users.add(
+            session,
+            user_id=str(uuid.uuid4()),
+            email=email,
+            name=email.split("@")[0],
+            password_hash=None,
+        )
+        users.set_membership(session, workspace_id, row.id, role)
+        row.muted_events = muted
+        if disabled:
+            row.disabled_at = utcnow()
+        return row.id
+
+
+def admin(workspace_id: str = DEFAULT_WORKSPACE_ID, user_id: str | None = None) -> Principal:
+    kind = CallerKind.USER if user_id else CallerKind.API_KEY
+    return Principal(
+        workspace_id=workspace_id, role=Role.ADMIN, name="test", user_id=user_id, kind=kind
+    )
+
+
+def notify(
+    services: Services, event: NoticeEvent = NoticeEvent.PROFILE_FAILING, **fields: Any
+) -> None:
+    """Tell of ``event`` the way the services do: inside a unit of work."""
+    values: dict[str, Any] = {
+        "event": event,
+        "workspace_id": DEFAULT_WORKSPACE_ID,
+        "profile_id": "5d0c8e3a-profile",
+        "profile_name": "billing",
+        "detail": DETAIL,
+        "to_admins": True,
+    }
+    with services.db.session() as session:
+        services.notifier.notify(session, Notice(**{**values, **fields}))
+
+
+def create_webhook(
+    client: TestClient, headers: dict[str, str], url: str, events: list[str]
+) -> dict[str, Any]:
+    response = client.post("/api/v1/webhooks", json={"url": url, "events": events}, headers=headers)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def deliveries(
+    client: TestClient, headers: dict[str, str], webhook_id: str
+) -> list[dict[str, Any]]:
+    response = client.get(f"/api/v1/webhooks/{webhook_id}/deliveries", headers=headers)
+    assert response.status_code == 200, response.text
+    return list(response.json())
+
+
+def make_due(services: Services) -> None:
+    """Bring every pending retry forward to now, as time passing would."""
+    with services.db.session() as session:
+        session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.status == "pending")
+            .values(next_attempt_at=utcnow() - timedelta(seconds=1))
+        )
+
+
+def receiver_verifies(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """What a receiver does, with nothing but ``hmac``."""
+    fields = dict(item.split("=", 1) for item in headers["x-authprofiles-signature"].split(","))
+    signed = fields["t"].encode() + b"." + body
+    expected = hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, fields["v1"])
+
+
+@pytest.fixture
+def workspace_admins(services: Services) -> dict[str, str]:
+    """Two admins who hear of incidents, and people who must not: a developer, a
+    disabled admin, and an admin who turned incident emails off."""
+    return {
+        "ada@example.com": add_user(services, "ada@example.com"),
+        "bo@example.com": add_user(services, "bo@example.com"),
+        "dev@example.com": add_user(services, "dev@example.com", "developer"),
+        "gone@example.com": add_user(services, "gone@example.com", disabled=True),
+        "quiet@example.com": add_user(services, "quiet@example.com", muted="profile.failing"),
+    }
+
+
+# -- who hears, how often --------------------------------------------------------------------
+
+
+def test_an_incident_emails_each_admin_once_and_calls_each_subscribed_webhook_once(
+    services: Services,
+    client: TestClient,
+    admin_headers: dict[str, str],
+    smtp_server: SmtpServer,
+    webhook_receiver: WebhookReceiver,
+    workspace_admins: dict[str, str],
+) -> None:
+    hook = create_webhook(client, admin_headers, webhook_receiver.url, ["profile.failing"])
+    create_webhook(client, admin_headers, webhook_receiver.url + "/other", ["profile.recovered"])
+
+    notify(services)
+    assert services.deliveries.deliver_due() == 3
+    assert services.deliveries.deliver_due() == 0  # nothing is sent twice
+
+    emails = smtp_server.wait_for(2)
+    assert sorted(e["To"] for e in emails) == ["ada@example.com", "bo@example.com"]
+    for email in emails:
+        assert email["Subject"] == "authprofiles: profile billing is failing"
+        assert email["From"] == "alerts@authprofiles.example.com"
+        text = email.get_content()  # type: ignore[attr-defined]
+        assert DETAIL in text
+        assert f"{PUBLIC_URL}/profiles/5d0c8e3a-profile" in text
+        assert email.smtp_login == SMTP_USER  # type: ignore[attr-defined]
+
+    (call,) = webhook_receiver.wait_for(1)
+    assert call.path == "/hooks/authprofiles"
+    assert call.headers["content-type"] == "application/json"
+    assert receiver_verifies(hook["secret"], call.headers, call.body)
+    body = json.loads(call.body)
+    assert set(body) == {"id", "event", "at", "workspace_id", "profile", "connection", "detail"}
+    assert body["event"] == "profile.failing"
+    assert body["workspace_id"] == DEFAULT_WORKSPACE_ID
+    assert body["profile"] == {"id": "5d0c8e3a-profile", "name": "billing"}
+    assert body["connection"] is None
+    assert body["detail"] == DETAIL
+    assert datetime.fromisoformat(body["at"]).utcoffset() == timedelta(0)
+
+    (logged,) = deliveries(client, admin_headers, hook["id"])
+    assert logged["id"] == body["id"]
+    assert logged["status"] == "sent"
+    assert logged["attempts"] == 1
+    assert logged["last_status_code"] == 200
+    assert logged["last_error"] is None
+    assert logged["sent_at"] is not None
+    assert len(smtp_server.messages) == 2 and len(webhook_receiver.requests) == 1
+
+
+def test_a_recovery_and_a_reauthorization_tell_the_right_people(
+    services: Services, smtp_server: SmtpServer, workspace_admins: dict[str, str]
+) -> None:
+    notify(services, NoticeEvent.PROFILE_RECOVERED, detail="a token request succeeded again")
+    notify(
+        services,
+        NoticeEvent.CONNECTION_NEEDS_REAUTH,
+        to_admins=False,
+        user_ids=(workspace_admins["dev@example.com"],),
+        connection_id="c0ffee00-connection",
+    )
+    services.deliveries.deliver_due()
+    emails = smtp_server.wait_for(4)
+    recovered = [e for e in emails if "recovered" in e["Subject"]]
+    # The admin who muted "profile.failing" still hears of the recovery.
+    assert sorted(e["To"] for e in recovered) == [
+        "ada@example.com",
+        "bo@example.com",
+        "quiet@example.com",
+    ]
+    assert all("billing" in e["Subject"] for e in recovered)
+    (reauth,) = [e for e in emails if e["To"] == "dev@example.com"]
+    assert f"{PUBLIC_URL}/connections/c0ffee00-connection" in reauth.get_content()  # type: ignore[attr-defined]
+
+
+def test_without_smtp_no_email_is_queued_but_webhooks_are(
+    services: Services,
+    client: TestClient,
+    admin_headers: dict[str, str],
+    webhook_receiver: WebhookReceiver,
+    workspace_admins: dict[str, str],
+) -> None:
+    create_webhook(client, admin_headers, webhook_receiver.url, ["profile.failing"])
+    services.settings.smtp_host = None
+    notify(services)
+    with services.db.read() as session:
+        channels = sorted(session.scalars(select(OutboxRow.channel)))
+    assert channels == ["webhook"]
+
+
+# -- retries and the delivery log -------------------------------------------------------------
+
+
+def test_a_failed_webhook_is_retried_with_backoff_and_logged(
+    services: Services,
+    client: TestClient,
+    admin_headers: dict[str, str],
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    hook = create_webhook(client, admin_headers, webhook_receiver.url, ["profile.failing"])
+    webhook_receiver.script(500, 503)
+
+    notify(services, to_admins=False)
+    services.deliveries.deliver_due()
+    (first,) = deliveries(client, admin_headers, hook["id"])
+    assert first["status"] == "pending"
+    assert first["attempts"] == 1
+    assert first["last_status_code"] == 500
+    assert "500" in first["last_error"]
+    created = datetime.fromisoformat(first["created_at"])
+    first_wait = datetime.fromisoformat(first["next_attempt_at"]) - created
+    # AUTHPROFILES_NOTIFICATION_RETRY_SECONDS=100, spread by jitter to 75..125 %.
+    assert timedelta(seconds=74) < first_wait < timedelta(seconds=126)
+    assert services.deliveries.deliver_due() == 0  # not due yet
+
+    make_due(services)
+    services.deliveries.deliver_due()
+    (second,) = deliveries(client, admin_headers, hook["id"])
+    assert (second["attempts"], second["last_status_code"]) == (2, 503)
+    second_wait = datetime.fromisoformat(second["next_attempt_at"]) - datetime.now(UTC)
+    assert timedelta(seconds=140) < second_wait < timedelta(seconds=251)  # doubled
+
+    make_due(services)
+    services.deliveries.deliver_due()
+    (done,) = deliveries(client, admin_headers, hook["id"])
+    assert (done["status"], done["attempts"], done["last_status_code"]) == ("sent", 3, 200)
+    assert done["next_attempt_at"] is None and done["last_error"] is None
+
+    calls = webhook_receiver.wait_for(3)
+    assert [c.status for c in calls] == [500, 503, 200]
+    # Every attempt carries the same body (its id lets the receiver drop a repeat),
+    # each signed afresh.
+    assert len({c.body for c in calls}) == 1
+    assert all(receiver_verifies(hook["secret"], c.headers, c.body) for c in calls)
+
+
+def test_a_delivery_is_given_up_after_the_last_attempt(
+    services: Services,
+    client: TestClient,
+    admin_headers: dict[str, str],
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    hook = create_webhook(client, admin_headers, webhook_receiver.url, ["profile.failing"])
+    services.deliveries.max_attempts = 2
+    webhook_receiver.script(500, 500, 500)
+    notify(services, to_admins=False)
+    services.deliveries.deliver_due()
+    make_due(services)
+    services.deliveries.deliver_due()
+    make_due(services)
+    assert services.deliveries.deliver_due() == 0
+    (log,) = deliveries(client, admin_headers, hook["id"])
+    assert (log["status"], log["attempts"], log["next_attempt_at"]) == ("failed", 2, None)
+    assert len(webhook_receiver.requests) == 2
+
+
+def test_the_delivery_log_pages_newest_first(
+    services: Services,
+    client: TestClient,
+    admin_headers: dict[str, str],
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    hook = create_webhook(client, admin_headers, webhook_receiver.url, ["profile.failing"])
+    for n in range(5):
+        notify(services, to_admins=False, detail=f"incident {n}")
+    services.deliveries.deliver_due()
+    seen: list[dict[str, Any]] = []
+    url: str | None = f"/api/v1/webhooks/{hook['id']}/deliveries?limit=2"
+    while url:
+        response = client.get(url, headers=admin_headers)
+        assert response.status_code == 200, response.text
+        seen += response.json()
+        url = response.links.get("next", {}).get("url")
+    assert len(seen) == 5 and len({d["id"] for d in seen}) == 5
+    created = [d["created_at"] for d in seen]
+    assert created == sorted(created, reverse=True)
+
+
+def test_an_email_the_smtp_server_refuses_is_retried_and_logged(
+    services: Services, smtp_server: SmtpServer, workspace_admins: dict[str, str]
+) -> None:
+    smtp_server.require_auth(SMTP_USER, "not the password configured")
+    notify(services)
+    services.deliveries.deliver_due()
+    with services.db.read() as session:
+        rows = list(session.scalars(select(OutboxRow).where(OutboxRow.channel == "email")))
+    assert len(rows) == 2
+    for row in rows:
+        assert (row.status, row.attempts) == ("pending", 1)
+        assert row.last_error is not None and "refused the login" in row.last_error
+    smtp_server.require_auth(SMTP_USER, SMTP_PASSWORD)
+    make_due(services)
+    services.deliveries.deliver_due()
+    assert len(smtp_server.wait_for(2)) == 2
+
+
+# -- email preferences ------------------------------------------------------------------------
+
+
+def test_a_person_who_turned_an_event_off_is_not_emailed_about_it(
+    services: Services, client: TestClient, smtp_server: SmtpServer
+) -> None:
+    ada = add_user(services, "ada@example.com")
+    add_user(services, "bo@example.com")
+    key = services.api_keys.create(name="ada", role="admin", user_id=ada).key
+    ada_headers = {"Authorization": f"Bearer {key}"}
+
+    answer = client.get("/api/v1/me/notifications", headers=ada_headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "email": {
+            "profile.failing": True,
+            "profile.recovered": True,
+            "connection.needs_reauth": True,
+            "profile.access_granted": True,
+        }
+    }
+    answer = client.put(
+        "/api/v1/me/notifications",
+        json={"email": {"profile.failing": False}},
+        headers=ada_headers,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["email"]["profile.failing"] is False
+    assert answer.json()["email"]["profile.recovered"] is True
+    assert client.get("/api/v1/me/notifications", headers=ada_headers).json() == answer.json()
+
+    notify(services)
+    notify(services, NoticeEvent.PROFILE_RECOVERED)
+    services.deliveries.deliver_due()
+    emails = smtp_server.wait_for(3)
+    assert sorted((e["To"], "recovered" in e["Subject"]) for e in emails) == [
+        ("ada@example.com", True),
+        ("bo@example.com", False),
+        ("bo@example.com", True),
+    ]
+
+
+def test_preferences_name_known_events_and_need_a_person(
+    services: Services, client: TestClient, admin_headers: dict[str, str]
+) -> None:
+    ada = add_user(services, "ada@example.com")
+    key = services.api_keys.create(name="ada", role="admin", user_id=ada).key
+    unknown = client.put(
+        "/api/v1/me/notifications",
+        json={"email": {"profile.exploded": False}},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert unknown.status_code == 422, unknown.text
+    assert "profile.exploded" in json.dumps(unknown.json()["errors"])
+    # A key made before the workspace had people acts for nobody.
+    nobody = client.get("/api/v1/me/notifications", headers=admin_headers)
+    assert nobody.status_code == 409, nobody.text
+
+
+# -- webhooks: who may, and where to ------------------------------------------------------------
+
+
+def test_webhooks_are_for_admins_of_their_own_workspace(
+    services: Services,
+    client: TestClient,
+    admin_headers: dict[str, str],
+    developer_headers: dict[str, str],
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    body = {"url": webhook_receiver.url, "events": ["profile.failing"]}
+    assert client.post("/api/v1/webhooks", json=body, headers=developer_headers).status_code == 403
+    assert client.get("/api/v1/webhooks", headers=developer_headers).status_code == 403
+
+    hook = create_webhook(client, admin_headers, webhook_receiver.url, ["profile.failing"])
+    assert set(hook) == {"id", "url", "events", "secret", "created_at"}
+    assert hook["secret"].startswith("whsec_")
+    listed = client.get("/api/v1/webhooks", headers=admin_headers).json()
+    assert [h["id"] for h in listed] == [hook["id"]]
+    assert "secret" not in listed[0]
+
+    with services.db.session() as session:
+        UserStore().add_workspace(session, "elsewhere", "elsewhere")
+    other = admin("elsewhere")
+    assert services.webhooks.list(other) == []
+    with pytest.raises(NotFound):
+        services.webhooks.delete(other, hook["id"])
+    with pytest.raises(NotFound):
+        services.webhooks.deliveries(other, hook["id"])
+
+    assert client.delete(f"/api/v1/webhooks/{hook['id']}", headers=admin_headers).status_code == 204
+    assert client.delete(f"/api/v1/webhooks/{hook['id']}", headers=admin_headers).status_code == 404
+    gone = client.get(f"/api/v1/webhooks/{hook['id']}/deliveries", headers=admin_headers)
+    assert gone.status_code == 404
+
+
+def test_webhook_events_must_be_known_ones(
+    client: TestClient, admin_headers: dict[str, str], webhook_receiver: WebhookReceiver
+) -> None:
+    for events in (["profile.exploded"], []):
+        answer = client.post(
+            "/api/v1/webhooks",
+            json={"url": webhook_receiver.url, "events": events},
+            headers=admin_headers,
+        )
+        assert answer.status_code == 422, answer.text
+        assert all(e["field"].startswith("events") for e in answer.json()["errors"])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/hook",
+        "http://localhost/hook",
+        "http://10.0.0.7/hook",
+        "https://192.168.1.20/hook",
+        "http://[::1]:8080/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::ffff:127.0.0.1]/hook",
+    ],
+)
+def test_private_webhook_urls_are_refused_unless_allowed(
+    services: Services, client: TestClient, admin_headers: dict[str, str], url: str
+) -> None:
+    services.webhooks.allow_private = False
+    answer = client.post(
+        "/api/v1/webhooks", json={"url": url, "events": ["profile.failing"]}, headers=admin_headers
+    )
+    assert answer.status_code == 422, answer.text
+    assert [e["field"] for e in answer.json()["errors"]] == ["url"]
+    assert "AUTHPROFILES_WEBHOOK_ALLOW_PRIVATE" in answer.json()["errors"][0]["message"]
+    services.webhooks.allow_private = True
+    create_webhook(client, admin_headers, url, ["profile.failing"])
+
+
+def test_a_delivery_to_a_private_address_is_refused_unless_allowed(
+    services: Services,
+    client: TestClient,
+    admin_headers: dict[str, str],
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    """Checked again at delivery, after resolving the name: a webhook made while private
+    addresses were allowed, or whose name now resolves elsewhere, is not called there."""
+    hook = create_webhook(client, admin_headers, webhook_receiver.url, ["profile.failing"])
+    services.deliveries.poster = HttpxWebhookPoster(allow_private=False)
+    notify(services, to_admins=False)
+    services.deliveries.deliver_due()
+    (log,) = deliveries(client, admin_headers, hook["id"])
+    assert log["status"] == "pending" and log["last_status_code"] is None
+    assert "private" in log["last_error"]
+    assert webhook_receiver.requests == []
+
+
+# -- several workers --------------------------------------------------------------------------
+
+
+def test_two_workers_deliver_each_message_exactly_once(
+    services: Services,
+    settings: Settings,
+    client: TestClient,
+    admin_headers: dict[str, str],
+    smtp_server: SmtpServer,
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    create_webhook(client, admin_headers, webhook_receiver.url, ["profile.failing"])
+    add_user(services, "ada@example.com")
+    incidents = 15
+    for n in range(incidents):
+        notify(services, detail=f"incident {n}")
+
+    other = Services(settings)  # a second worker process, on the same database
+    try:
+        start = threading.Barrier(2)
+        failures: list[BaseException] = []
+
+        def work(worker: Services) -> None:
+            try:
+                start.wait()
+                while worker.deliveries.deliver_due():
+                    pass
+            except BaseException as exc:  # reported below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=work, args=(s,)) for s in (services, other)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert failures == []
+    finally:
+        other.close()
+
+    calls = webhook_receiver.wait_for(incidents)
+    emails = smtp_server.wait_for(incidents)
+    assert len(calls) == incidents and len({json.loads(c.body)["id"] for c in calls}) == incidents
+    assert len(emails) == incidents
+    details = [e.get_content().split("What failed: ")[1].splitlines()[0] for e in emails]  # type: ignore[attr-defined]
+    assert sorted(details) == sorted(f"incident {n}" for n in range(incidents))
+    with services.db.read() as session:
+        statuses = set(session.scalars(select(OutboxRow.status)))
+        claimers = set(session.scalars(select(OutboxRow.claimed_by)))
+    assert statuses == {"sent"} and claimers == {None}
+
+
+# -- the server's own worker -------------------------------------------------------------------
+
+
+@pytest.fixture
+def running_client(services: Services) -> Iterator[TestClient]:
+    """The app with its background delivery worker ticking, as a server runs it."""
+    services.settings.notification_tick_seconds = 0.2
+    app = create_app(services=services, migrate=False, background_refresh=False)
+    with TestClient(app) as client:
+        yield client
+
+
+def test_the_server_delivers_within_seconds_of_the_event(
+    services: Services,
+    running_client: TestClient,
+    admin_headers: dict[str, str],
+    smtp_server: SmtpServer,
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    hook = create_webhook(running_client, admin_headers, webhook_receiver.url, ["profile.failing"])
+    add_user(services, "ada@example.com")
+    notify(services)
+    (call,) = webhook_receiver.wait_for(1, timeout=10)
+    (email,) = smtp_server.wait_for(1, timeout=10)
+    assert receiver_verifies(hook["secret"], call.headers, call.body)
+    assert email["To"] == "ada@example.com"
+
+
+# -- no secret anywhere ----------------------------------------------------------------------
+
+
+def test_no_secret_reaches_a_log_an_email_a_body_or_the_audit_log(
+    services: Services,
+    client: TestClient,
+    admin_headers: dict[str, str],
+    smtp_server: SmtpServer,
+    webhook_receiver: WebhookReceiver,
+    workspace_admins: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    hook = create_webhook(client, admin_headers, webhook_receiver.url, ["profile.failing"])
+    secret = hook["secret"]
+    # A failing pass first (the SMTP login refused, the receiver answering 500): its
+    # errors are logged and kept.
+    smtp_server.require_auth(SMTP_USER, "something else")
+    webhook_receiver.script(500)
+    notify(services)
+    services.deliveries.deliver_due()
+    smtp_server.require_auth(SMTP_USER, SMTP_PASSWORD)
+    make_due(services)
+    services.deliveries.deliver_due()
+    emails = smtp_server.wait_for(2)
+    calls = webhook_receiver.wait_for(2)
+
+    with services.db.read() as session:
+        outbox = [
+            (r.payload, r.last_error or "", r.recipient) for r in session.scalars(select(OutboxRow))
+        ]
+        audit = [
+            json.dumps([r.actor_name, r.target_name, r.detail])
+            for r in session.scalars(select(AuditEventRow))
+        ]
+    places = {
+        "log": caplog.text,
+        "emails": "\n".join(e.as_string() for e in emails),
+        "webhook bodies": "\n".join(c.body.decode() for c in calls),
+        "webhook headers": json.dumps([c.headers for c in calls]),
+        "outbox": json.dumps(outbox),
+        "audit": "\n".join(audit),
+        "delivery log": json.dumps(deliveries(client, admin_headers, hook["id"])),
+        "webhook list": client.get("/api/v1/webhooks", headers=admin_headers).text,
+    }
+    for where, text in places.items():
+        assert SMTP_PASSWORD not in text, where
+        assert secret not in text, where
+        assert secret.removeprefix("whsec_") not in text, where
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def test_notifications_test_sends_an_email_now(
+    smtp_server: SmtpServer, settings: Settings, master_key: str
+) -> None:
+    env = {
+        "AUTHPROFILES_SMTP_HOST": "127.0.0.1",
+        "AUTHPROFILES_SMTP_PORT": str(smtp_server.port),
+        "AUTHPROFILES_SMTP_SECURITY": "none",
+        "AUTHPROFILES_SMTP_USERNAME": SMTP_USER,
+        "AUTHPROFILES_SMTP_PASSWORD": SMTP_PASSWORD,
+        "AUTHPROFILES_PUBLIC_URL": PUBLIC_URL,
+    }
+    result = CliRunner().invoke(cli, ["notifications", "test", "--to", "ops@example.com"], env=env)
+    assert result.exit_code == 0, result.output
+    (email,) = smtp_server.wait_for(1)
+    assert email["To"] == "ops@example.com"
+    assert "test" in email["Subject"]
+    assert SMTP_PASSWORD not in email.as_string()
+
+    smtp_server.require_auth(SMTP_USER, "another password")
+    refused = CliRunner().invoke(cli, ["notifications", "test", "--to", "ops@example.com"], env=env)
+    assert refused.exit_code != 0
+    assert "refused the login" in refused.output
+    assert SMTP_PASSWORD not in refused.output
+
+
+def test_notifications_test_says_when_smtp_is_not_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AUTHPROFILES_SMTP_HOST", raising=False)
+    result = CliRunner().invoke(cli, ["notifications", "test", "--to", "ops@example.com"])
+    assert result.exit_code == 1
+    assert "AUTHPROFILES_SMTP_HOST" in " ".join(result.output.split())
+
+
+def test_notifications_test_sends_a_signed_webhook_event(
+    services: Services,
+    client: TestClient,
+    admin_headers: dict[str, str],
+    webhook_receiver: WebhookReceiver,
+    settings: Settings,
+    master_key: str,
+) -> None:
+    hook = create_webhook(client, admin_headers, webhook_receiver.url, ["profile.failing"])
+    env = {
+        "AUTHPROFILES_DATABASE_URL": settings.database_url,
+        "AUTHPROFILES_MASTER_KEY": master_key,
+        "AUTHPROFILES_WEBHOOK_ALLOW_PRIVATE": "true",
+    }
+    result = CliRunner().invoke(cli, ["notifications", "test", "--webhook", hook["id"]], env=env)
+    assert result.exit_code == 0, result.output
+    (call,) = webhook_receiver.wait_for(1)
+    assert json.loads(call.body)["event"] == "webhook.test"
+    assert receiver_verifies(hook["secret"], call.headers, call.body)

@@ -1,0 +1,231 @@
+"""pytest plugin: a real SMTP server and a real webhook receiver on loopback, each on a
+port the system chose. Enabled for every test layer by tests/conftest.py.
+
+Fixtures:
+  smtp_server       (function) aiosmtpd on 127.0.0.1: ``.port``, ``.messages`` (each an
+                    ``email.message.Message``, with ``.envelope_to``), ``wait_for(n)``;
+                    ``require_auth(username, password)`` makes it demand AUTH (over
+                    plain SMTP, as AUTHPROFILES_SMTP_SECURITY=none sends it)
+  webhook_receiver  (function) an HTTP server in a thread: ``.url``, ``.requests`` (each
+                    ``Received(path, headers, body)``), ``wait_for(n)``,
+                    ``script(500, 200, ...)`` answers the next requests with those
+                    statuses (then 200)
+
+Use them for the settings of the app under test, e.g.
+
+    @pytest.fixture
+    def settings(make_settings, smtp_server):
+        return make_settings(smtp_host="127.0.0.1", smtp_port=smtp_server.port,
+                             smtp_security="none", webhook_allow_private=True,
+                             notification_tick_seconds=0.2, notification_retry_seconds=0.2)
+
+``wait_for`` waits on a condition variable (no polling sleeps), with a generous timeout,
+and raises ``AssertionError`` saying what arrived when fewer came.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+
+#: Long enough for a loaded CI machine; waits end as soon as the messages arrive.
+WAIT_SECONDS = 30.0
+
+
+class _Arrivals:
+    """A list things arrive in from another thread, and a wait for the n-th."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self.items: list[Any] = []
+
+    def add(self, item: Any) -> None:
+        with self._condition:
+            self.items.append(item)
+            self._condition.notify_all()
+
+    def wait_for(self, count: int, timeout: float, what: str) -> list[Any]:
+        with self._condition:
+            if not self._condition.wait_for(lambda: len(self.items) >= count, timeout):
+                raise AssertionError(
+                    f"expected {count} {what} within {timeout:g} s, got {len(self.items)}"
+                )
+            return list(self.items)
+
+
+# -- SMTP -------------------------------------------------------------------------------------
+
+
+class _Handler:
+    def __init__(self, arrivals: _Arrivals) -> None:
+        self.arrivals = arrivals
+
+    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content or envelope.content or b""
+        raw = content if isinstance(content, bytes) else content.encode()
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        message.envelope_to = list(envelope.rcpt_tos)  # type: ignore[attr-defined]
+        message.smtp_login = session.auth_data if session.authenticated else None  # type: ignore[attr-defined]
+        self.arrivals.add(message)
+        return "250 Message accepted for delivery"
+
+
+class _Authenticator:
+    def __init__(self) -> None:
+        self.credentials: tuple[str, str] | None = None
+
+    def __call__(
+        self,
+        server: SMTPServer,
+        session: Session,
+        envelope: Envelope,
+        mechanism: str,
+        auth_data: Any,
+    ) -> AuthResult:
+        if self.credentials is None:
+            return AuthResult(success=True)
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        given = (auth_data.login.decode(), auth_data.password.decode())
+        if given != self.credentials:
+            # Not handled: aiosmtpd answers 535 itself.
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=auth_data.login.decode())
+
+
+class _LoopbackController(Controller):
+    """aiosmtpd's Controller on a port the system chose: it connects to its own port
+    once started, so the port is read from the listening socket first."""
+
+    def _trigger_server(self) -> None:
+        assert self.server is not None
+        self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
+@dataclass
+class SmtpServer:
+    port: int
+    host: str = "127.0.0.1"
+    _arrivals: _Arrivals = field(default_factory=_Arrivals)
+    _authenticator: _Authenticator = field(default_factory=_Authenticator)
+
+    @property
+    def messages(self) -> list[Message]:
+        return list(self._arrivals.items)
+
+    def wait_for(self, count: int, timeout: float = WAIT_SECONDS) -> list[Message]:
+        """The messages once ``count`` have arrived."""
+        return self._arrivals.wait_for(count, timeout, "email(s)")
+
+    def require_auth(self, username: str, password: str) -> None:
+        """Accept only this login from now on (any login is accepted until then)."""
+        self._authenticator.credentials = (username, password)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    arrivals = _Arrivals()
+    authenticator = _Authenticator()
+    controller = _LoopbackController(
+        _Handler(arrivals),
+        hostname="127.0.0.1",
+        port=0,
+        authenticator=authenticator,
+        # The notifier's SMTP_SECURITY=none logs in over plain SMTP when given a login.
+        auth_require_tls=False,
+    )
+    controller.start()
+    try:
+        yield SmtpServer(port=controller.port, _arrivals=arrivals, _authenticator=authenticator)
+    finally:
+        controller.stop()
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request the receiver got: its path, headers (names lower-cased) and body."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    #: The status it was answered with.
+    status: int
+
+
+class WebhookReceiver:
+    def __init__(self) -> None:
+        self._arrivals = _Arrivals()
+        self._script: list[int] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                status = receiver._next_status()
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                receiver._arrivals.add(Received(self.path, headers, body, status))
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}/hooks/authprofiles"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _next_status(self) -> int:
+        with self._lock:
+            return self._script.pop(0) if self._script else 200
+
+    def script(self, *statuses: int) -> None:
+        """Answer the next requests with ``statuses``, in order; 200 after them."""
+        with self._lock:
+            self._script.extend(statuses)
+
+    @property
+    def requests(self) -> list[Received]:
+        return list(self._arrivals.items)
+
+    def wait_for(self, count: int, timeout: float = WAIT_SECONDS) -> list[Received]:
+        """The requests once ``count`` have arrived."""
+        return self._arrivals.wait_for(count, timeout, "webhook request(s)")
+
+    def start(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver().start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()

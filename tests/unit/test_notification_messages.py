@@ -1,0 +1,158 @@
+"""What notices say (emails, webhook bodies), how failed deliveries back off, and which
+webhook addresses are refused: pure functions, no sockets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from authprofiles.core.notices import Notice, NoticeEvent
+from authprofiles.notify.addresses import first_refused, is_public
+from authprofiles.services.notifications.delivery import MAX_BACKOFF_SECONDS, backoff_seconds
+from authprofiles.services.notifications.messages import email_for, webhook_body
+from authprofiles.services.notifications.urls import url_problem
+
+PUBLIC = "https://authprofiles.example.com"
+
+
+def notice(event: NoticeEvent, **fields: object) -> Notice:
+    values: dict[str, object] = {
+        "event": event,
+        "workspace_id": "default",
+        "profile_id": "p-1",
+        "profile_name": "billing",
+        "detail": "the identity provider refused the refresh token (invalid_grant)",
+    }
+    return Notice(**{**values, **fields})  # type: ignore[arg-type]
+
+
+def test_a_failing_email_names_the_profile_says_what_failed_and_links_to_it() -> None:
+    email = email_for(notice(NoticeEvent.PROFILE_FAILING), PUBLIC)
+    assert email.subject == "authprofiles: profile billing is failing"
+    assert "invalid_grant" in email.text
+    assert f"{PUBLIC}/profiles/p-1" in email.text
+
+
+def test_a_recovery_email_says_recovered() -> None:
+    email = email_for(notice(NoticeEvent.PROFILE_RECOVERED), PUBLIC)
+    assert "recovered" in email.subject
+    assert "billing" in email.subject
+    assert f"{PUBLIC}/profiles/p-1" in email.text
+
+
+def test_a_reauthorization_email_links_to_the_connection() -> None:
+    email = email_for(notice(NoticeEvent.CONNECTION_NEEDS_REAUTH, connection_id="c-9"), PUBLIC)
+    assert "billing" in email.subject
+    assert f"{PUBLIC}/connections/c-9" in email.text
+
+
+def test_an_invitation_email_links_to_the_profile() -> None:
+    email = email_for(notice(NoticeEvent.PROFILE_ACCESS_GRANTED), PUBLIC)
+    assert "billing" in email.subject
+    assert f"{PUBLIC}/profiles/p-1" in email.text
+
+
+def test_a_line_break_in_a_name_cannot_start_a_header() -> None:
+    email = email_for(notice(NoticeEvent.PROFILE_FAILING, profile_name="x\r\nBcc: a@b.c"), PUBLIC)
+    assert "\n" not in email.subject and "\r" not in email.subject
+
+
+def test_the_webhook_body_is_the_contracts() -> None:
+    at = datetime(2025, 1, 31, 9, 30, 0, 123000, tzinfo=UTC)
+    body = json.loads(webhook_body("m-1", notice(NoticeEvent.PROFILE_FAILING), at))
+    assert body == {
+        "id": "m-1",
+        "event": "profile.failing",
+        "at": "2025-01-31T09:30:00.123Z",
+        "workspace_id": "default",
+        "profile": {"id": "p-1", "name": "billing"},
+        "connection": None,
+        "detail": "the identity provider refused the refresh token (invalid_grant)",
+    }
+    with_connection = notice(NoticeEvent.CONNECTION_NEEDS_REAUTH, connection_id="c-9")
+    assert json.loads(webhook_body("m-2", with_connection, at))["connection"] == {"id": "c-9"}
+
+
+def test_backoff_doubles_with_jitter_up_to_a_cap() -> None:
+    low, high = (lambda: 0.0), (lambda: 1.0)
+    assert backoff_seconds(1, 10, jitter=low) == 7.5
+    assert backoff_seconds(1, 10, jitter=high) == 12.5
+    assert backoff_seconds(2, 10, jitter=low) == 15
+    assert backoff_seconds(4, 10, jitter=low) == 60
+    assert backoff_seconds(30, 10, jitter=high) == MAX_BACKOFF_SECONDS * 1.25
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("8.8.8.8", True),
+        ("2001:4860:4860::8888", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),  # cloud metadata
+        ("100.64.0.1", False),  # shared address space
+        ("0.0.0.0", False),
+        ("224.0.0.1", False),
+        ("::1", False),
+        ("fd00::1", False),
+        ("fe80::1%eth0", False),
+        ("::ffff:127.0.0.1", False),  # IPv4-mapped loopback
+        ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
+        ("not an address", False),
+    ],
+)
+def test_only_globally_routable_addresses_are_public(address: str, public: bool) -> None:
+    assert is_public(address) is public
+
+
+def test_one_private_address_among_public_ones_is_refused() -> None:
+    assert first_refused(["8.8.8.8", "10.0.0.1"]) == "10.0.0.1"
+    assert first_refused(["8.8.8.8"]) is None
+
+
+def _resolver(table: dict[str, list[str]]) -> Callable[[str, int], list[str]]:
+    def resolve(host: str, port: int) -> list[str]:
+        if host not in table:
+            raise OSError("no such host")
+        return table[host]
+
+    return resolve
+
+
+RESOLVER = _resolver(
+    {"hooks.example.com": ["93.184.216.34"], "sneaky.example.com": ["93.184.216.34", "127.0.0.1"]}
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("https://hooks.example.com/x", None),
+        ("http://hooks.example.com:8080/x?y=1", None),
+        ("ftp://hooks.example.com/x", "http:// or https://"),
+        ("https:///x", "host"),
+        ("https://sneaky.example.com/x", "127.0.0.1"),
+        ("https://nowhere.example.com/x", "does not resolve"),
+        ("http://127.0.0.1:8080/x", "private"),
+        ("http://[::1]/x", "private"),
+        ("http://169.254.169.254/latest/meta-data", "private"),
+        ("https://hooks.example.com/a b", "spaces"),
+        ("", "required"),
+    ],
+)
+def test_webhook_urls_must_be_http_and_public(url: str, problem: str | None) -> None:
+    found = url_problem(url, allow_private=False, resolver=RESOLVER)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found, found
+
+
+def test_private_webhook_urls_are_allowed_when_the_server_allows_them() -> None:
+    assert url_problem("http://127.0.0.1:8080/x", allow_private=True, resolver=RESOLVER) is None
+    assert url_problem("ftp://127.0.0.1/x", allow_private=True, resolver=RESOLVER) is not None
