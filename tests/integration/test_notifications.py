@@ -14,10 +14,12 @@ import hashlib
 import hmac
 import json
 import logging
+import ssl
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,16 +33,24 @@ from authprofiles.composition import Services
 from authprofiles.core.callers import CallerKind, Principal, Role
 from authprofiles.core.errors import NotFound
 from authprofiles.core.notices import Notice, NoticeEvent
+from authprofiles.notify.errors import DeliveryFailed
+from authprofiles.notify.smtp import SmtpEmailSender
 from authprofiles.notify.webhooks import HttpxWebhookPoster
+from authprofiles.services.keys import rotate_master_key
 from authprofiles.settings import Settings
+from authprofiles.store.cipher import Keyring
+from authprofiles.store.keys import load_keys
 from authprofiles.store.models import (
     DEFAULT_WORKSPACE_ID,
     AuditEventRow,
     OutboxRow,
+    WebhookRow,
     utcnow,
 )
 from authprofiles.store.people import UserStore
-from tests.support.mail import SmtpServer, WebhookReceiver
+from authprofiles.store.webhooks import WebhookStore
+from tests.support.mail import SmtpServer, WebhookReceiver, running_smtp_server
+from tests.support.tls import issue_certificates
 
 PUBLIC_URL = "https://authprofiles.example.com"
 SMTP_USER = "mailer"
@@ -699,3 +709,69 @@ def test_notifications_test_sends_a_signed_webhook_event(
     (call,) = webhook_receiver.wait_for(1)
     assert json.loads(call.body)["event"] == "webhook.test"
     assert receiver_verifies(hook["secret"], call.headers, call.body)
+
+
+# -- SMTP security ----------------------------------------------------------------------------
+
+
+def test_starttls_upgrades_the_connection_before_the_login(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    certificates = issue_certificates(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificates.cert, certificates.key)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificates.ca))  # trust the test authority
+    with running_smtp_server(starttls=context) as server:
+        server.require_auth(SMTP_USER, SMTP_PASSWORD)
+        sender = SmtpEmailSender(
+            host="127.0.0.1",
+            port=server.port,
+            security="starttls",
+            sender="alerts@example.com",
+            username=SMTP_USER,
+            password=SMTP_PASSWORD,
+        )
+        sender.send("ops@example.com", "authprofiles: profile billing is failing", "text")
+        (email,) = server.wait_for(1)
+        assert email.smtp_login == SMTP_USER  # type: ignore[attr-defined]
+
+
+def test_starttls_is_refused_when_the_server_does_not_offer_it(smtp_server: SmtpServer) -> None:
+    sender = SmtpEmailSender(
+        host="127.0.0.1",
+        port=smtp_server.port,
+        security="starttls",
+        sender="alerts@example.com",
+        username=SMTP_USER,
+        password=SMTP_PASSWORD,
+    )
+    with pytest.raises(DeliveryFailed, match="does not offer STARTTLS"):
+        sender.send("ops@example.com", "subject", "text")
+    assert smtp_server.messages == []
+
+
+# -- keys rotate ------------------------------------------------------------------------------
+
+
+def test_keys_rotate_reencrypts_webhook_secrets(database_url: str, tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=database_url,
+        master_key=None,
+        key_file=tmp_path / "authprofiles.key",
+        webhook_allow_private=True,
+    )
+    services = Services(settings)  # creates the key file
+    services.db.migrate()
+    try:
+        created = services.webhooks.create(
+            admin(), url="http://127.0.0.1:9/hook", events=["profile.failing"]
+        )
+        result = rotate_master_key(settings, db=services.db)
+        assert result.rows >= 1
+        with services.db.read() as session:
+            row = session.get(WebhookRow, created.id)
+        assert row is not None
+        assert Keyring.key_id_of(row.secret_enc) == result.new_key_id
+        assert WebhookStore(Keyring(load_keys(settings).keys)).secret(row) == created.secret
+    finally:
+        services.close()

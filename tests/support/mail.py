@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import email
 import email.policy
+import ssl
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -134,23 +136,36 @@ class SmtpServer:
         self._authenticator.credentials = (username, password)
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
+@contextmanager
+def running_smtp_server(starttls: ssl.SSLContext | None = None) -> Iterator[SmtpServer]:
+    """An SMTP server on loopback for the block. With ``starttls`` (a server context) it
+    offers STARTTLS, requires it before mail, and takes a login only after it."""
     arrivals = _Arrivals()
     authenticator = _Authenticator()
+    options: dict[str, Any] = (
+        {"tls_context": starttls, "require_starttls": True}
+        if starttls is not None
+        # Without TLS, a login comes over plain SMTP (AUTHPROFILES_SMTP_SECURITY=none).
+        else {"auth_require_tls": False}
+    )
     controller = _LoopbackController(
         _Handler(arrivals),
         hostname="127.0.0.1",
         port=0,
         authenticator=authenticator,
-        # The notifier's SMTP_SECURITY=none logs in over plain SMTP when given a login.
-        auth_require_tls=False,
+        **options,
     )
     controller.start()
     try:
         yield SmtpServer(port=controller.port, _arrivals=arrivals, _authenticator=authenticator)
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    with running_smtp_server() as server:
+        yield server
 
 
 # -- webhooks ---------------------------------------------------------------------------------

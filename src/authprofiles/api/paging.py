@@ -74,6 +74,10 @@ class PageRequest:
             key = None
         if not (isinstance(key, list) and len(key) == 2 and all(isinstance(k, str) for k in key)):
             raise bad_cursor()
+        # PostgreSQL refuses a NUL in text (a 500 if it got that far); no cursor made
+        # here holds one.
+        if any("\x00" in k for k in key):
+            raise bad_cursor()
         return key[0], key[1]
 
     def after_created(self) -> tuple[datetime, str] | None:

@@ -135,16 +135,29 @@ def disable(
 @app.command()
 def reset(
     email: Annotated[str, typer.Argument(help="The user's email address")],
+    link: Annotated[
+        bool,
+        typer.Option("--link", help="Print a one-time link for them to set it themselves"),
+    ] = False,
     database: DatabaseOption = None,
 ) -> None:
     """Set a new password (prompted for, or one line of stdin); every session of theirs
-    ends."""
-    password = read_password("New password")
+    ends. With --link: print a one-time link where they set it."""
+    password = None if link else read_password("New password")
     services = open_services(database)
     try:
-        services.people.set_password(email, password)
+        if password is None:
+            user_id = services.people.user_id(email)
+            made = services.signin.reset_link(user_id)
+        else:
+            services.people.set_password(email, password)
     finally:
         services.close()
+    if password is None:
+        until = f"{made.expires_at:%Y-%m-%d %H:%M}"
+        console.print(Text(f"Send this link to {email}; it works once, until {until} UTC:"))
+        typer.echo(made.url)
+        return
     console.print(Text(f"Password of {email} set."), soft_wrap=True)
 
 

@@ -105,6 +105,12 @@ class Me:
     workspaces: list[WorkspaceRole]
 
 
+def _could_be_id(value: str) -> bool:
+    """Ids here are UUIDs; anything longer, or with a NUL (which PostgreSQL refuses in
+    text), is no id of anything, and is not looked up."""
+    return 0 < len(value) <= 36 and "\x00" not in value
+
+
 def _role(value: str, field: str = "role") -> Role:
     try:
         return Role(value)
@@ -259,6 +265,10 @@ class PeopleService:
         workspace_id = self.workspace_id_of(workspace)
         with self.db.read() as session:
             return [Member.of(u, m) for u, m in self.users.members(session, workspace_id)]
+
+    def user_id(self, email: str) -> str:
+        with self.db.read() as session:
+            return self._user_by_email(session, email).id
 
     def user_id_by_email(self, email: str, workspace_id: str) -> str:
         with self.db.read() as session:
@@ -464,6 +474,21 @@ class PeopleService:
         require_role(principal, Role.ADMIN)
         if name is not None and (problem := _name_problem(name, required=True)):
             raise ValidationFailed([FieldError("name", problem)])
+        try:
+            team = self._update_team(principal, team_id, name, members)
+        except ConstraintViolated:
+            taken = f"a team named {(name or '').strip()!r} exists"
+            raise AlreadyExists([FieldError("name", taken)]) from None
+        self._access_changed()
+        return team
+
+    def _update_team(
+        self,
+        principal: Principal,
+        team_id: str,
+        name: str | None,
+        members: Iterable[str] | None,
+    ) -> Team:
         newly_in: set[str] = set()
         with self.db.session() as session:
             row = self._team(session, principal.workspace_id, team_id)
@@ -488,9 +513,7 @@ class PeopleService:
             # Joining a team that was invited to profiles is being invited to them.
             if newly_in:
                 self._tell_invited_to_team_profiles(session, principal, row.id, newly_in)
-            team = Team.of(row, after)
-        self._access_changed()
-        return team
+            return Team.of(row, after)
 
     def delete_team(self, principal: Principal, team_id: str) -> None:
         require_role(principal, Role.ADMIN)
@@ -525,7 +548,8 @@ class PeopleService:
             errors = [
                 FieldError(f"teams[{i}]", f"no team with id {team_id!r} in this workspace")
                 for i, team_id in enumerate(team_ids)
-                if self.teams.get(session, principal.workspace_id, team_id) is None
+                if not _could_be_id(team_id)
+                or self.teams.get(session, principal.workspace_id, team_id) is None
             ]
             if errors:
                 raise ValidationFailed(errors)
@@ -653,7 +677,8 @@ class PeopleService:
         errors = [
             FieldError(f"{field}[{i}]", f"no member with id {user_id!r} in this workspace")
             for i, user_id in enumerate(user_ids)
-            if self.users.membership(session, workspace_id, user_id) is None
+            if not _could_be_id(user_id)
+            or self.users.membership(session, workspace_id, user_id) is None
         ]
         if errors:
             raise ValidationFailed(errors)

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -218,6 +219,9 @@ class OutboxRow(Base):
     (``claimed_until``, a lease); the row then stays as the delivery log."""
 
     __tablename__ = "outbox"
+    #: Each worker's look for due messages reads only pending ones, however many sent rows
+    #: the delivery log keeps.
+    __table_args__ = (Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),)
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(
         ForeignKey("workspaces.id", ondelete="CASCADE"), index=True

@@ -33,10 +33,12 @@ from authprofiles.store.models import (
     KeyRingRow,
     KeyRingWorkerRow,
     ProfileRow,
+    SignInRequestRow,
     WebhookRow,
     utcnow,
 )
 from authprofiles.store.profiles import ProfileStore
+from authprofiles.store.sessions import SignInRequestStore
 from authprofiles.store.webhooks import WebhookStore
 
 #: Rows per re-encryption transaction.
@@ -107,6 +109,8 @@ class RotationStore:
                 AuthorizationRequestRow, connections.reencrypt_authorization_request
             ),
             "webhooks": _Kind(WebhookRow, WebhookStore(keyring).reencrypt),
+            # SSO requests (minutes) and reset links (a day) outlive a rotation.
+            "signin_requests": _Kind(SignInRequestRow, SignInRequestStore(keyring).reencrypt),
         }
 
     # -- the announcement ------------------------------------------------------------------

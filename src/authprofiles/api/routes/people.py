@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from authprofiles.api.deps import CurrentPrincipal, ServicesDep
 from authprofiles.api.paging import Page, by_creation, page_responses
@@ -103,7 +103,7 @@ class UserUpdate(BaseModel):
         default=None, max_length=200, description="Display name", examples=["Ada Lovelace"]
     )
     role: Role | None = Field(default=None, description=_ROLE)
-    disabled: bool | None = Field(
+    disabled: StrictBool | None = Field(
         default=None,
         description="Disable (true: they cannot sign in, their sessions end and their API "
         "keys stop working) or enable (false) the person",
@@ -219,6 +219,33 @@ def delete_user(user_id: UserId, services: ServicesDep, principal: CurrentPrinci
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+class ResetLinkPublic(BaseModel):
+    url: str = Field(
+        description="The one-time page where the person sets a password",
+        examples=["https://authprofiles.example.com/reset/3q2-9xYb..."],
+    )
+    expires_at: datetime = Field(
+        description="When the link stops working (UTC)", examples=["2026-02-01T09:30:00Z"]
+    )
+
+
+@router.post(
+    "/users/{user_id}/reset-link",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ResetLinkPublic,
+    responses=problem_responses({403: _ADMIN_ONLY}),
+)
+def create_reset_link(
+    user_id: UserId, services: ServicesDep, principal: CurrentPrincipal
+) -> ResetLinkPublic:
+    """A one-time link for the member to set a password (a new member has none; one who
+    forgot theirs gets a new one). Send it to them yourself; using it ends their other
+    sessions. It works once, for `AUTHPROFILES_PASSWORD_RESET_HOURS`."""
+    services.people.member(principal, user_id)  # an admin's, of this workspace's member
+    link = services.signin.reset_link(user_id)
+    return ResetLinkPublic(url=link.url, expires_at=link.expires_at)
+
+
 # -- /teams -------------------------------------------------------------------------------
 class TeamCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -299,7 +326,9 @@ def get_team(team_id: TeamId, services: ServicesDep, principal: CurrentPrincipal
 
 
 @router.patch(
-    "/teams/{team_id}", response_model=TeamPublic, responses=problem_responses({403: _ADMIN_ONLY})
+    "/teams/{team_id}",
+    response_model=TeamPublic,
+    responses=problem_responses({403: _ADMIN_ONLY, 409: "A team of that name exists"}),
 )
 def update_team(
     team_id: TeamId, body: TeamUpdate, services: ServicesDep, principal: CurrentPrincipal

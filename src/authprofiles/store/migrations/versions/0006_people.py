@@ -275,11 +275,13 @@ def upgrade() -> None:
             ondelete="CASCADE",
         )
 
+    op.create_index("ix_outbox_status_next_attempt_at", "outbox", ["status", "next_attempt_at"])
     # The contract names the first workspace `default` (`--workspace default`).
     op.execute("UPDATE workspaces SET name = 'default' WHERE id = 'default' AND name = 'Default'")
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_status_next_attempt_at", table_name="outbox")
     with op.batch_alter_table("api_keys", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("fk_api_keys_user_id_users"), type_="foreignkey")
         batch_op.drop_index(batch_op.f("ix_api_keys_user_id"))
