@@ -15,7 +15,12 @@ from authprofiles.services.access import Principal, Role
 from authprofiles.settings import Settings
 from authprofiles.store.cipher import encode_key, new_key
 from authprofiles.store.models import DEFAULT_WORKSPACE_ID
-from tests.support.postgres import create_database, drop_database, postgres_server
+from tests.support.postgres import (
+    create_database,
+    drop_database,
+    migrated_template,
+    postgres_server,
+)
 
 pytest_plugins = ["tests.support.fixtures", "tests.support.app", "tests.support.mail"]
 
@@ -28,9 +33,16 @@ def postgres_admin_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def postgres_template(postgres_admin_url: str) -> Iterator[str]:
+    with migrated_template(postgres_admin_url) as name:
+        yield name
+
+
 @pytest.fixture
-def postgres_url(postgres_admin_url: str) -> Iterator[str]:
-    url = create_database(postgres_admin_url)
+def postgres_url(postgres_admin_url: str, postgres_template: str) -> Iterator[str]:
+    """A database of its own for the test, migrated already (a copy of a template)."""
+    url = create_database(postgres_admin_url, template=postgres_template)
     yield url
     drop_database(postgres_admin_url, url)
 

@@ -73,11 +73,14 @@ def create_app(
             settings.authorization_poll_tick_seconds, services.connections.poll_pending
         )
         poller.start()
-        # Always on: the outbox's emails and webhook calls go out within seconds of the event.
-        deliveries = BackgroundRefresher(
-            settings.notification_tick_seconds, services.deliveries.deliver_due
-        )
-        deliveries.start()
+        # Always on: the outbox's emails and webhook calls go out within seconds of the event,
+        # each kind in its own thread, so an SMTP server that never answers delays no webhook.
+        deliveries = [
+            BackgroundRefresher(settings.notification_tick_seconds, send)
+            for send in (services.deliveries.deliver_webhooks, services.deliveries.deliver_emails)
+        ]
+        for delivery in deliveries:
+            delivery.start()
         # The audit log's count of tokens handed out: each ended minute written within seconds.
         audit_flusher = BackgroundRefresher(
             settings.audit_flush_seconds, services.token_counter.flush
@@ -97,7 +100,8 @@ def create_app(
             if refresher:
                 refresher.stop()
             poller.stop()
-            deliveries.stop()
+            for delivery in deliveries:
+                delivery.stop()
             audit_flusher.stop()
             services.token_counter.flush_all()  # the current minute too: nothing is lost
             if keyring_watcher:

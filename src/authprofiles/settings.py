@@ -197,6 +197,13 @@ class Settings(BaseSettings):
         description="The scopes asked of the OpenID provider (`openid` and `email` are "
         "needed to match people by email).",
     )
+    sso_allowed_domains: str | None = Field(
+        default=None,
+        description="Single sign-on: the email domains allowed to sign in, comma separated "
+        "(e.g. `example.com,example.org`; exact domains, no subdomains). A verified email "
+        "at any other domain is refused before it is matched to an account or one is "
+        "made. Unset or empty: any domain (the provider decides who may sign in).",
+    )
 
     # -- notifications: email over SMTP, signed webhooks, the outbox (HELPER A) -----------
     smtp_host: str | None = Field(
@@ -222,6 +229,14 @@ class Settings(BaseSettings):
     smtp_from: str = Field(
         default="authprofiles@localhost",
         description="The sender address of every email this server sends.",
+    )
+    smtp_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=30,
+        description="How long one exchange with the SMTP server may take before the email "
+        "is tried again later (emails are sent apart from webhooks, so a slow server "
+        "delays only emails).",
     )
     webhook_allow_private: bool = Field(
         default=False,
@@ -260,6 +275,15 @@ class Settings(BaseSettings):
     @property
     def callback_url(self) -> str:
         return self.public_base_url + "/oauth/callback"
+
+    @property
+    def sso_allowed_domain_set(self) -> frozenset[str]:
+        """AUTHPROFILES_SSO_ALLOWED_DOMAINS as lower-case domains (empty: any)."""
+        return frozenset(
+            part.strip().lower().lstrip("@")
+            for part in (self.sso_allowed_domains or "").split(",")
+            if part.strip().lstrip("@")
+        )
 
 
 def reachable_host(host: str) -> str:

@@ -47,9 +47,16 @@ from authprofiles.store.models import (
     WebhookRow,
     utcnow,
 )
+from authprofiles.store.outbox import OutboxStore
 from authprofiles.store.people import UserStore
 from authprofiles.store.webhooks import WebhookStore
-from tests.support.mail import SmtpServer, WebhookReceiver, running_smtp_server
+from tests.support.mail import (
+    WAIT_SECONDS,
+    SmtpServer,
+    WebhookReceiver,
+    running_smtp_server,
+    silent_smtp_server,
+)
 from tests.support.tls import issue_certificates
 
 PUBLIC_URL = "https://authprofiles.example.com"
@@ -252,6 +259,43 @@ def test_a_recovery_and_a_reauthorization_tell_the_right_people(
     assert f"{PUBLIC_URL}/connections/c0ffee00-connection" in reauth.get_content()  # type: ignore[attr-defined]
 
 
+def test_only_people_in_the_workspace_and_not_disabled_there_are_emailed(
+    services: Services, smtp_server: SmtpServer
+) -> None:
+    """Whoever names them (the admins, or a notice's ``user_ids``): no email row is
+    written for someone who is not a member of the notice's workspace, or whose
+    membership there is disabled."""
+    users = UserStore()
+    with services.db.session() as session:
+        users.add_workspace(session, "elsewhere", "elsewhere")
+    ada = add_user(services, "ada@example.com")
+    dev = add_user(services, "dev@example.com", "developer")
+    outsider = add_user(services, "out@example.com", workspace_id="elsewhere")
+    benched = add_user(services, "benched@example.com", "developer")
+    benched_admin = add_user(services, "benched-admin@example.com")
+    with services.db.session() as session:
+        for user_id in (benched, benched_admin):
+            membership = users.membership(session, DEFAULT_WORKSPACE_ID, user_id)
+            assert membership is not None
+            membership.disabled_at = utcnow()
+
+    named = (dev, outsider, benched, benched_admin, ada, "no-such-person")
+    notify(services, user_ids=named)
+    notify(services, NoticeEvent.PROFILE_ACCESS_GRANTED, to_admins=False, user_ids=named)
+    notify(services, to_admins=False, user_ids=(outsider, benched))
+    with services.db.read() as session:
+        emails = sorted(
+            (row.event, row.recipient)
+            for row in session.scalars(select(OutboxRow).where(OutboxRow.channel == "email"))
+        )
+    assert emails == [
+        ("profile.access_granted", "ada@example.com"),
+        ("profile.access_granted", "dev@example.com"),
+        ("profile.failing", "ada@example.com"),
+        ("profile.failing", "dev@example.com"),
+    ]
+
+
 def test_without_smtp_no_email_is_queued_but_webhooks_are(
     services: Services,
     client: TestClient,
@@ -371,6 +415,104 @@ def test_an_email_the_smtp_server_refuses_is_retried_and_logged(
     make_due(services)
     services.deliveries.deliver_due()
     assert len(smtp_server.wait_for(2)) == 2
+
+
+class WorkerKilled(BaseException):
+    """A send that takes its worker down with it: nothing records how it went."""
+
+
+class KillingPoster:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def post(self, url: str, body: bytes, headers: Any) -> int:
+        self.calls += 1
+        raise WorkerKilled
+
+
+def test_a_message_whose_sending_kills_the_worker_is_given_up_after_its_attempts(
+    services: Services,
+    client: TestClient,
+    admin_headers: dict[str, str],
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    """Each claim counts an attempt, so a message no worker lives to record is not taken
+    again at every lease forever."""
+    hook = create_webhook(client, admin_headers, webhook_receiver.url, ["profile.failing"])
+    poster = KillingPoster()
+    services.deliveries.poster = poster
+    services.deliveries.max_attempts = 3
+    services.deliveries.lease_seconds = 0  # the dead worker's lease runs out at once
+    notify(services, to_admins=False)
+    for attempt in (1, 2, 3):
+        with pytest.raises(WorkerKilled):
+            services.deliveries.deliver_due()
+        (log,) = deliveries(client, admin_headers, hook["id"])
+        assert (log["status"], log["attempts"], log["last_error"]) == ("pending", attempt, None)
+
+    assert services.deliveries.deliver_due() == 0  # given up, not sent a fourth time
+    (log,) = deliveries(client, admin_headers, hook["id"])
+    assert (log["status"], log["attempts"], log["next_attempt_at"]) == ("failed", 3, None)
+    assert "never finished" in log["last_error"]
+    assert poster.calls == 3
+    assert webhook_receiver.requests == []
+    with services.db.read() as session:
+        assert set(session.scalars(select(OutboxRow.claimed_by))) == {None}
+
+
+def test_a_worker_whose_lease_ran_out_records_nothing_over_the_next_one(
+    services: Services,
+) -> None:
+    outbox = OutboxStore()
+    with services.db.session() as session:
+        message_id = outbox.add(
+            session,
+            workspace_id=DEFAULT_WORKSPACE_ID,
+            channel="webhook",
+            recipient="a-webhook",
+            event="profile.failing",
+            payload="{}",
+        ).id
+    with services.db.session() as session:
+        # The email worker does not take a webhook call.
+        assert (
+            outbox.claim_due(
+                session, worker="mailer", lease_seconds=60, max_attempts=5, channel="email"
+            )
+            == []
+        )
+        slow = outbox.claim_due(session, worker="slow", lease_seconds=0, max_attempts=5)
+        assert [row.id for row in slow] == [message_id]
+    with services.db.session() as session:
+        taken = outbox.claim_due(
+            session, worker="next", lease_seconds=60, max_attempts=5, channel="webhook"
+        )
+        assert [row.id for row in taken] == [message_id]
+    with services.db.session() as session:
+        assert not outbox.mark_sent(session, message_id, worker="slow", status_code=200)
+        assert not outbox.mark_failed(
+            session, message_id, worker="slow", error="too late", retry_at=None
+        )
+    with services.db.read() as session:
+        row = outbox.get(session, message_id)
+        assert row is not None
+        assert (row.status, row.claimed_by, row.attempts, row.sent_at) == (
+            "pending",
+            "next",
+            2,
+            None,
+        )
+    with services.db.session() as session:
+        assert outbox.mark_sent(session, message_id, worker="next", status_code=204)
+    with services.db.read() as session:
+        row = outbox.get(session, message_id)
+        assert row is not None
+        assert (row.status, row.claimed_by, row.attempts, row.last_status_code) == (
+            "sent",
+            None,
+            2,
+            204,
+        )
 
 
 # -- email preferences ------------------------------------------------------------------------
@@ -602,6 +744,36 @@ def test_the_server_delivers_within_seconds_of_the_event(
     (email,) = smtp_server.wait_for(1, timeout=10)
     assert receiver_verifies(hook["secret"], call.headers, call.body)
     assert email["To"] == "ada@example.com"
+
+
+def test_a_mail_server_that_never_answers_holds_up_no_webhook(
+    services: Services,
+    running_client: TestClient,
+    admin_headers: dict[str, str],
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    """Emails and webhook calls have a worker each: while the email worker waits on an
+    SMTP server that says nothing, the webhook for the same event is made."""
+    hook = create_webhook(running_client, admin_headers, webhook_receiver.url, ["profile.failing"])
+    add_user(services, "ada@example.com")
+    with silent_smtp_server() as silent:
+        services.deliveries.email = SmtpEmailSender(
+            host="127.0.0.1",
+            port=silent.port,
+            security="none",
+            sender="alerts@example.com",
+            # Longer than the waits below: the email is still being sent at their end.
+            timeout=WAIT_SECONDS * 4,
+        )
+        notify(services)
+        silent.wait_for_connection()  # the email worker is stuck on the greeting
+        (call,) = webhook_receiver.wait_for(1)
+        assert receiver_verifies(hook["secret"], call.headers, call.body)
+        with services.db.read() as session:
+            (email,) = session.scalars(select(OutboxRow).where(OutboxRow.channel == "email"))
+            assert (email.status, email.attempts, email.last_error) == ("pending", 1, None)
+            assert email.claimed_by is not None
+    # Hung up on: the email's attempt fails now, and is tried again later.
 
 
 # -- no secret anywhere ----------------------------------------------------------------------

@@ -90,6 +90,9 @@ ADMIN_BY_ID = api("2xx", "403", "403", "403", "404", "403")
 ADMIN_ONLY = api("2xx", "403", "403", "403", "2xx", "403")
 #: Using the shared connection of the profile the developer was invited to.
 USE_SHARED = api("2xx", "2xx", "403", "403", "404", "404")
+#: The proxy takes API keys, not a browser session: it relays what the upstream answers
+#: on this server's origin, where a page would act as the signed-in person.
+PROXY_SHARED = {**USE_SHARED, "developer_signed_in": "403"}
 #: Managing the shared connection: an admin's.
 MANAGE_SHARED = api("2xx", "403", "403", "403", "404", "404")
 PROXY = "/api/v1/proxy/{connection_id}/{path}"
@@ -119,12 +122,12 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/connections/{connection_id}/reauthorize"): MANAGE_SHARED,
     ("GET", "/api/v1/connections/{connection_id}/token"): USE_SHARED,
     ("POST", "/api/v1/connections/{connection_id}/token/refresh"): USE_SHARED,
-    ("GET", PROXY): USE_SHARED,
-    ("POST", PROXY): USE_SHARED,
-    ("PUT", PROXY): USE_SHARED,
-    ("PATCH", PROXY): USE_SHARED,
-    ("DELETE", PROXY): USE_SHARED,
-    ("OPTIONS", PROXY): USE_SHARED,
+    ("GET", PROXY): PROXY_SHARED,
+    ("POST", PROXY): PROXY_SHARED,
+    ("PUT", PROXY): PROXY_SHARED,
+    ("PATCH", PROXY): PROXY_SHARED,
+    ("DELETE", PROXY): PROXY_SHARED,
+    ("OPTIONS", PROXY): PROXY_SHARED,
     # -- prefilling a profile is part of making one -------------------------------------------
     ("GET", "/api/v1/discovery"): ADMIN_ONLY,
     # -- API keys: admins manage the workspace's, everyone else their own ---------------------
@@ -142,6 +145,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/users/{user_id}"): ADMIN_BY_ID,
     ("PATCH", "/api/v1/users/{user_id}"): ADMIN_BY_ID,
     ("DELETE", "/api/v1/users/{user_id}"): ADMIN_BY_ID,
+    ("POST", "/api/v1/users/{user_id}/reset-link"): ADMIN_BY_ID,
     ("GET", "/api/v1/teams"): ADMIN_ONLY,
     ("POST", "/api/v1/teams"): ADMIN_ONLY,
     ("GET", "/api/v1/teams/{team_id}"): ADMIN_BY_ID,
@@ -199,8 +203,8 @@ USER_CONNECTION: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/connections/{connection_id}/reauthorize"): USE_OWN,
     ("GET", "/api/v1/connections/{connection_id}/token"): USE_OWN,
     ("POST", "/api/v1/connections/{connection_id}/token/refresh"): USE_OWN,
-    ("GET", PROXY): USE_OWN,
-    ("POST", PROXY): USE_OWN,
+    ("GET", PROXY): {**USE_OWN, "developer_signed_in": "403"},
+    ("POST", PROXY): {**USE_OWN, "developer_signed_in": "403"},
 }
 
 #: The lists workspace B's admin reads: 200, and never one of workspace A's ids.

@@ -4,9 +4,12 @@ Each test runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -521,3 +524,236 @@ def test_a_reset_link_expires(app: App) -> None:
     path = app.services.signin.reset_link(user_id).url.removeprefix("http://127.0.0.1:8000")
     app.clock.advance(hours=24, seconds=1)
     assert app.browser().get(path).status_code == 404
+
+
+# -- security review: login CSRF, logs, parallel guessing, old sessions and links -------
+
+
+@pytest.mark.parametrize("path", ["/signin", "/signin/sso", "/reset/some-token"])
+def test_a_cross_site_form_with_an_empty_token_and_no_cookie_is_refused(
+    app: App, path: str
+) -> None:
+    """Login CSRF: another site posts the form with `csrf_token=` (empty) from a browser
+    that has no double-submit cookie; "" equal to "" must not sign the victim in."""
+    _, email = app.user()
+    fields = {"email": email, "password": PASSWORD, "confirm": PASSWORD, "csrf_token": ""}
+    response = app.browser().post(path, data=fields)
+    assert response.status_code == 403, response.text
+    assert not any(c.startswith(f"{SESSION}=") for c in response.headers.get_list("set-cookie"))
+
+
+def test_the_double_submit_cookie_must_be_of_the_length_the_server_makes(app: App) -> None:
+    _, email = app.user()
+    for planted in ("short", "x" * 101):
+        browser = app.browser()
+        browser.cookies["authprofiles_signin_csrf"] = planted
+        response = browser.post(
+            "/signin", data={"email": email, "password": PASSWORD, "csrf_token": planted}
+        )
+        assert response.status_code == 403
+        assert browser.session is None
+
+
+def test_the_access_log_never_holds_a_reset_links_token(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    user_id, _ = app.user()
+    path = app.services.signin.reset_link(user_id).url.removeprefix("http://127.0.0.1:8000")
+    token = path.removeprefix("/reset/")
+    browser = app.browser()
+    with caplog.at_level(logging.INFO, logger="authprofiles.access"):
+        assert browser.get(path).status_code == 200
+        assert browser.get("/reset/unknown-token-1f2e").status_code == 404
+        # The same route, its path percent-encoded.
+        assert browser.get("/%72eset/" + token).status_code == 200
+    lines = [r for r in caplog.records if r.name == "authprofiles.access"]
+    assert len(lines) == 3
+    for record in lines:
+        assert record.getMessage().startswith("GET /reset/[redacted] ")
+        assert record.path == "/reset/[redacted]"  # type: ignore[attr-defined]
+    assert token not in caplog.text
+    assert "unknown-token-1f2e" not in caplog.text
+
+
+def test_parallel_wrong_passwords_check_at_most_the_limit(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twenty guesses at once at one account: the attempt is counted (and the lock read)
+    before argon2 runs, so no more passwords are checked than the limit allows."""
+    from authprofiles.core.errors import TooManyAttempts
+    from authprofiles.services.signin import SignInRefused
+    from authprofiles.services.signin import service as signin_service
+
+    _, email = app.user()
+    limit = app.services.settings.signin_max_failures_per_account
+    checked: list[str] = []
+    lock = threading.Lock()
+    real_verify = signin_service.verify_password
+
+    def counting_verify(password_hash: str | None, password: str) -> bool:
+        with lock:
+            checked.append(password)
+        return real_verify(password_hash, password)
+
+    monkeypatch.setattr(signin_service, "verify_password", counting_verify)
+    guesses = 20
+    start = threading.Barrier(guesses)
+
+    def guess(n: int) -> str:
+        start.wait()
+        try:
+            app.services.signin.sign_in_with_password(email, f"guess {n}", "203.0.113.7")
+        except TooManyAttempts:
+            return "429"
+        except SignInRefused:
+            return "401"
+        return "303"
+
+    with ThreadPoolExecutor(guesses) as pool:
+        answers = list(pool.map(guess, range(guesses)))
+    assert len(checked) <= limit, answers
+    assert answers.count("303") == 0
+    assert answers.count("429") >= guesses - limit
+    assert answers.count("401") < limit
+    # Locked now, and the page says until when, even for the right password.
+    locked = app.browser().sign_in(email)
+    assert locked.status_code == 429
+    assert "try again after" in error_of(locked)
+    assert "Retry-After" in locked.headers
+
+
+def test_right_passwords_from_one_address_do_not_lock_it(make_app: Callable[..., App]) -> None:
+    """Attempts are counted before the password is checked; a right one is taken back
+    from the address's count (an office behind one address signs in all morning)."""
+    app = make_app(signin_max_failures_per_address=3, signin_max_failures_per_account=100)
+    for _ in range(6):
+        _, email = app.user()
+        assert app.browser().sign_in(email).status_code == 303
+    for _ in range(2):
+        assert app.browser().sign_in("nobody@example.com", "x" * 10).status_code == 401
+    assert app.browser().sign_in("nobody@example.com", "x" * 10).status_code == 429
+
+
+def test_signing_in_again_ends_the_session_the_browser_held(app: App) -> None:
+    _, email = app.user()
+    _, other_email = app.user()
+    browser = app.browser()
+    browser.sign_in(email)
+    first = browser.session
+
+    def again(who: str) -> None:
+        # Signed in, /signin shows who you are rather than the form; the form posted
+        # from a tab opened before carries the double-submit cookie's value.
+        fields = {"email": who, "password": PASSWORD}
+        fields["csrf_token"] = browser.cookies["authprofiles_signin_csrf"]
+        assert browser.post("/signin", data=fields).status_code == 303
+
+    again(email)
+    second = browser.session
+    assert first and second and first != second
+    assert Browser(app.client, {SESSION: first}).get("/api/v1/profiles").status_code == 401
+    assert browser.get("/api/v1/profiles").status_code == 200
+    # Someone else signing in in this browser ends the first person's session too.
+    again(other_email)
+    assert Browser(app.client, {SESSION: second}).get("/api/v1/profiles").status_code == 401
+    assert browser.get("/api/v1/profiles").status_code == 200
+
+
+def test_a_new_reset_link_voids_the_older_unused_ones(app: App) -> None:
+    user_id, _ = app.user()
+    other_id, _ = app.user()
+    base = "http://127.0.0.1:8000"
+    older = app.services.signin.reset_link(user_id).url.removeprefix(base)
+    someone_elses = app.services.signin.reset_link(other_id).url.removeprefix(base)
+    newer = app.services.signin.reset_link(user_id).url.removeprefix(base)
+    browser = app.browser()
+    assert browser.get(older).status_code == 404
+    assert browser.get(newer).status_code == 200
+    assert browser.get(someone_elses).status_code == 200
+
+
+# -- memberships disabled in one workspace -----------------------------------------------
+
+
+def _disable_membership(app: App, workspace_id: str, user_id: str) -> None:
+    with app.services.db.session() as unit:
+        row = UserStore().membership(unit, workspace_id, user_id)
+        assert row is not None
+        row.disabled_at = datetime.now(UTC)
+
+
+def _two_workspaces(app: App, role: str = "developer") -> tuple[str, str]:
+    user_id, email = app.user(role=role)
+    with app.services.db.session() as unit:
+        store = UserStore()
+        store.add_workspace(unit, f"ws-{user_id[:8]}", "Second")
+        store.set_membership(unit, f"ws-{user_id[:8]}", user_id, "admin")
+    return user_id, email
+
+
+def test_a_session_ends_at_once_when_its_membership_is_disabled(app: App) -> None:
+    user_id, email = app.user()
+    browser = app.browser()
+    browser.sign_in(email)
+    assert browser.get("/api/v1/profiles").status_code == 200
+    _disable_membership(app, DEFAULT_WORKSPACE_ID, user_id)
+    assert browser.get("/api/v1/profiles").status_code == 401
+    refused = app.browser().sign_in(email)
+    assert refused.status_code == 401
+    assert error_of(refused) == "this account is disabled; ask an admin of your workspace"
+
+
+def test_sign_in_lands_in_an_active_workspace_and_the_switcher_skips_disabled_ones(
+    app: App,
+) -> None:
+    user_id, email = _two_workspaces(app)
+    second = f"ws-{user_id[:8]}"
+    _disable_membership(app, DEFAULT_WORKSPACE_ID, user_id)
+    browser = app.browser()
+    assert browser.sign_in(email).status_code == 303
+    active = app.services.sessions.resolve(browser.session)
+    assert active.principal.workspace_id == second
+    assert [w[0] for w in app.services.sessions.workspaces(user_id)] == [second]
+    refused = browser.post(
+        "/signin/workspace",
+        data={"workspace_id": DEFAULT_WORKSPACE_ID, "csrf_token": browser.csrf()},
+    )
+    assert refused.status_code == 403
+    assert app.services.sessions.resolve(browser.session).principal.workspace_id == second
+
+
+def test_a_reset_link_lands_in_its_workspace_when_active_there(app: App) -> None:
+    user_id, _ = _two_workspaces(app)
+    second = f"ws-{user_id[:8]}"
+    base = "http://127.0.0.1:8000"
+
+    def reset(workspace_id: str | None) -> str:
+        path = app.services.signin.reset_link(user_id, workspace_id).url.removeprefix(base)
+        browser = app.browser()
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', browser.get(path).text)
+        assert csrf is not None
+        new = f"a new passphrase {uuid.uuid4().hex[:6]}"
+        done = browser.post(
+            path, data={"password": new, "confirm": new, "csrf_token": csrf.group(1)}
+        )
+        assert done.status_code == 303, done.text
+        return app.services.sessions.resolve(browser.session).principal.workspace_id
+
+    assert reset(None) == DEFAULT_WORKSPACE_ID
+    assert reset(second) == second
+    _disable_membership(app, second, user_id)
+    assert reset(second) == DEFAULT_WORKSPACE_ID  # not active there: the first active one
+
+
+def test_a_reset_link_of_a_person_disabled_in_every_workspace_sets_nothing(app: App) -> None:
+    user_id, _ = app.user()
+    _disable_membership(app, DEFAULT_WORKSPACE_ID, user_id)
+    path = app.services.signin.reset_link(user_id).url.removeprefix("http://127.0.0.1:8000")
+    browser = app.browser()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', browser.get(path).text)
+    assert csrf is not None
+    new = "a brand new passphrase"
+    refused = browser.post(path, data={"password": new, "confirm": new, "csrf_token": csrf[1]})
+    assert refused.status_code == 409
+    assert "disabled" in refused.text
+    assert browser.session is None

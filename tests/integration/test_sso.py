@@ -9,6 +9,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -177,3 +178,44 @@ def test_an_answer_naming_another_issuer_is_refused_before_the_code_is_redeemed(
     refused = browser.get(forged)
     assert refused.status_code == 401
     assert oidc_provider.token_requests() == 0
+
+
+def test_an_email_outside_the_allowed_domains_is_refused_before_matching_or_provisioning(
+    sso: Live, oidc_provider: OidcProvider, browser: httpx.Client
+) -> None:
+    sso.services.settings.sso_allowed_domains = "allowed.example, Other.Example"
+    sso.services.settings.sso_provision_role = "viewer"
+    outsider = at_provider(oidc_provider)  # @example.com
+    member(sso, outsider.email)
+    refused = browser.get(oidc_provider.log_in_and_consent(start(browser), outsider.username))
+    assert refused.status_code == 401
+    assert "single sign-on here is for addresses at allowed.example, other.example" in (
+        refused.text
+    )
+    assert not browser.cookies.get(SESSION)
+
+    stranger = at_provider(oidc_provider, email=f"new-{uuid.uuid4().hex[:6]}@elsewhere.example")
+    refused = browser.get(oidc_provider.log_in_and_consent(start(browser), stranger.username))
+    assert refused.status_code == 401
+    with sso.services.db.read() as unit:
+        assert UserStore().by_email(unit, stranger.email) is None  # not provisioned
+
+    insider = at_provider(oidc_provider, email=f"in-{uuid.uuid4().hex[:6]}@OTHER.example")
+    landed = browser.get(oidc_provider.log_in_and_consent(start(browser), insider.username))
+    assert landed.status_code == 303, landed.text
+    assert browser.cookies.get(SESSION)
+
+
+def test_a_person_disabled_in_every_workspace_is_refused_like_a_disabled_user(
+    sso: Live, oidc_provider: OidcProvider, browser: httpx.Client
+) -> None:
+    person = at_provider(oidc_provider)
+    user_id = member(sso, person.email)
+    with sso.services.db.session() as unit:
+        membership = UserStore().membership(unit, DEFAULT_WORKSPACE_ID, user_id)
+        assert membership is not None
+        membership.disabled_at = datetime.now(UTC)
+    refused = browser.get(oidc_provider.log_in_and_consent(start(browser), person.username))
+    assert refused.status_code == 401
+    assert "this account is disabled" in refused.text
+    assert not browser.cookies.get(SESSION)

@@ -10,6 +10,8 @@ Fixtures:
                     ``Received(path, headers, body)``), ``wait_for(n)``,
                     ``script(500, 200, ...)`` answers the next requests with those
                     statuses (then 200)
+  silent_smtp_server()  (a context manager, not a fixture) a server that accepts
+                    connections and never answers: an unreachable mail server
 
 Use them for the settings of the app under test, e.g.
 
@@ -25,8 +27,10 @@ and raises ``AssertionError`` saying what arrived when fewer came.
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -166,6 +170,52 @@ def running_smtp_server(starttls: ssl.SSLContext | None = None) -> Iterator[Smtp
 def smtp_server() -> Iterator[SmtpServer]:
     with running_smtp_server() as server:
         yield server
+
+
+class SilentSmtpServer:
+    """A server that takes connections on loopback and never says a word: an SMTP client
+    waits for the greeting until its timeout. ``.port``; ``wait_for_connection()`` returns
+    once a client has connected. Closing it (the end of ``silent_smtp_server``) hangs up
+    on every client, whose wait then ends at once."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._arrivals = _Arrivals()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            self._arrivals.add(connection)
+
+    def wait_for_connection(self, timeout: float = WAIT_SECONDS) -> None:
+        self._arrivals.wait_for(1, timeout, "SMTP connection(s)")
+
+    def start(self) -> SilentSmtpServer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        # shutdown() wakes the accept() blocked in the thread; close() alone may not.
+        for held in (self._listener, *self._arrivals.items):
+            with contextlib.suppress(OSError):
+                held.shutdown(socket.SHUT_RDWR)
+            held.close()
+        self._thread.join(timeout=10)
+
+
+@contextmanager
+def silent_smtp_server() -> Iterator[SilentSmtpServer]:
+    """A :class:`SilentSmtpServer` for the block."""
+    server = SilentSmtpServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 # -- webhooks ---------------------------------------------------------------------------------

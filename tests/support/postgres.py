@@ -83,13 +83,33 @@ def postgres_server() -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def create_database(admin_url: str) -> str:
-    """A fresh, empty database; returns its SQLAlchemy URL."""
+def create_database(admin_url: str, template: str | None = None) -> str:
+    """A fresh database, empty or a copy of ``template`` (a database nobody is connected
+    to); returns its SQLAlchemy URL."""
     name = f"ap_test_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
     base = admin_url.rsplit("/", 1)[0]
     return f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{name}"
+
+
+@contextmanager
+def migrated_template(admin_url: str) -> Iterator[str]:
+    """A database with every migration applied, to copy: copying it (a file copy in the
+    server) is far cheaper than migrating each test's database again. Yields its name."""
+    from authprofiles.store.db import Database
+
+    url = create_database(admin_url)
+    database = Database(url)
+    try:
+        database.migrate()
+    finally:
+        database.dispose()  # a template must have no connection open while it is copied
+    try:
+        yield url.rsplit("/", 1)[1]
+    finally:
+        drop_database(admin_url, url)
 
 
 def drop_database(admin_url: str, sqlalchemy_url: str) -> None:

@@ -1,9 +1,10 @@
 """What notices say (emails, webhook bodies), how failed deliveries back off, and which
-webhook addresses are refused: pure functions, no sockets."""
+webhook addresses are refused, and that SMTP errors keep the password out: no sockets."""
 
 from __future__ import annotations
 
 import json
+import smtplib
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -11,6 +12,8 @@ import pytest
 
 from authprofiles.core.notices import Notice, NoticeEvent
 from authprofiles.notify.addresses import first_refused, is_public
+from authprofiles.notify.errors import DeliveryFailed
+from authprofiles.notify.smtp import SmtpEmailSender
 from authprofiles.services.notifications.delivery import MAX_BACKOFF_SECONDS, backoff_seconds
 from authprofiles.services.notifications.messages import email_for, webhook_body
 from authprofiles.services.notifications.urls import url_problem
@@ -156,3 +159,60 @@ def test_webhook_urls_must_be_http_and_public(url: str, problem: str | None) -> 
 def test_private_webhook_urls_are_allowed_when_the_server_allows_them() -> None:
     assert url_problem("http://127.0.0.1:8080/x", allow_private=True, resolver=RESOLVER) is None
     assert url_problem("ftp://127.0.0.1/x", allow_private=True, resolver=RESOLVER) is not None
+
+
+# -- SMTP errors never carry the password ----------------------------------------------------
+
+SMTP_PASSWORD = "smtp-pw-planted-5f1e9c"
+
+
+def leaked_part(text: str, secret: str) -> str | None:
+    """The longest beginning of ``secret`` (four characters or more) found in ``text``."""
+    for end in range(len(secret), 3, -1):
+        if secret[:end] in text:
+            return secret[:end]
+    return None
+
+
+def failing_sender(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> SmtpEmailSender:
+    def connect(_self: SmtpEmailSender) -> smtplib.SMTP:
+        raise error
+
+    monkeypatch.setattr(SmtpEmailSender, "_connect", connect)
+    return SmtpEmailSender(
+        host="mail.example.com",
+        port=587,
+        security="none",
+        sender="alerts@example.com",
+        username="mailer",
+        password=SMTP_PASSWORD,
+    )
+
+
+@pytest.mark.parametrize("padding", range(270, 300))
+def test_a_server_answer_quoting_the_password_across_the_cut_leaks_none_of_it(
+    monkeypatch: pytest.MonkeyPatch, padding: int
+) -> None:
+    """A server's answer is cut to 300 characters: the password is replaced first, so
+    one straddling the cut leaves no beginning behind."""
+    answer = ("x" * padding + SMTP_PASSWORD + " rejected").encode()
+    sender = failing_sender(monkeypatch, smtplib.SMTPResponseException(535, answer))
+    with pytest.raises(DeliveryFailed) as failed:
+        sender.send("ops@example.com", "subject", "text")
+    assert leaked_part(str(failed.value), SMTP_PASSWORD) is None
+
+
+@pytest.mark.parametrize("cut", range(1, len(SMTP_PASSWORD)))
+def test_an_error_quoting_the_password_across_the_last_cut_leaks_none_of_it(
+    monkeypatch: pytest.MonkeyPatch, cut: int
+) -> None:
+    """The whole error is cut to 500 characters, again only once the password is out."""
+    prefix = "could not send through the SMTP server mail.example.com:587: "
+    padding = "y" * (500 - len(prefix) - cut)  # the cut falls ``cut`` characters into it
+    sender = failing_sender(monkeypatch, OSError(padding + SMTP_PASSWORD + " and more"))
+    with pytest.raises(DeliveryFailed) as failed:
+        sender.send("ops@example.com", "subject", "text")
+    message = str(failed.value)
+    assert message.startswith(prefix + padding)
+    assert len(message) <= 500
+    assert leaked_part(message, SMTP_PASSWORD) is None

@@ -15,7 +15,8 @@ from authprofiles.core.errors import Forbidden
 from authprofiles.core.profiles import AuthorizationMode, ProfileDefinition
 from authprofiles.oauth.errors import GrantRefused, IdPUnavailable
 from authprofiles.oauth.grants import grant_for
-from authprofiles.services.access import RolePolicy
+from authprofiles.services.access import AccessIndex, RolePolicy
+from authprofiles.services.proxy.planning import forwarded_headers
 from authprofiles.services.tokens import after_refresh_failure, needs_refresh
 from tests.support.values import a_connection
 from tests.unit.test_oauth_engine import SETTINGS, engine_answering
@@ -44,6 +45,44 @@ def test_a_user_specific_connection_is_its_owners_alone() -> None:
     RolePolicy().authorize(alice, request(owner="alice"))
     with pytest.raises(Forbidden, match="another user"):
         RolePolicy().authorize(alice, request(owner="bob"))
+
+
+def test_developers_use_only_the_profiles_they_were_invited_to_and_admins_any() -> None:
+    invited = {("w", "dev"): {"p1"}}
+    policy = RolePolicy(AccessIndex(lambda ws, user: invited.get((ws, user), set())))
+    dev = Principal("w", Role.DEVELOPER, user_id="dev")
+    shared = CredentialRequest("c1", "shared", Purpose.READ_TOKEN, profile_id="p1")
+    policy.authorize(dev, shared)
+    with pytest.raises(Forbidden, match="not shared with you"):
+        policy.authorize(
+            dev, CredentialRequest("c2", "shared", Purpose.READ_TOKEN, profile_id="p2")
+        )
+    policy.authorize(Principal("w", Role.ADMIN, user_id="boss"), shared)
+    # An admin never uses another user's own connection.
+    with pytest.raises(Forbidden, match="another user"):
+        policy.authorize(
+            Principal("w", Role.ADMIN, user_id="boss"),
+            CredentialRequest("c3", "dev", Purpose.READ_TOKEN, profile_id="p1"),
+        )
+
+
+def test_the_proxy_refuses_a_browser_session() -> None:
+    signed_in = Principal("w", Role.ADMIN, user_id="boss", session_id="s1")
+    RolePolicy().authorize(signed_in, request(purpose=Purpose.READ_TOKEN))
+    with pytest.raises(Forbidden, match="not a browser session"):
+        RolePolicy().authorize(signed_in, request(purpose=Purpose.PROXY))
+
+
+def test_this_servers_cookies_and_csrf_token_never_go_upstream() -> None:
+    sent = forwarded_headers(
+        [
+            ("Cookie", "theirs=1; authprofiles_session=secret; other=2"),
+            ("X-CSRF-Token", "csrf"),
+            ("Accept", "application/json"),
+        ]
+    )
+    assert sent == [("Cookie", "theirs=1; other=2"), ("Accept", "application/json")]
+    assert forwarded_headers([("Cookie", "authprofiles_session=secret")]) == []
 
 
 # -- whether a refresh is due --------------------------------------------------------------

@@ -23,7 +23,8 @@ from authprofiles.oauth.oidc_signin import (
     code_challenge,
 )
 from authprofiles.services.signin import SignInRefused as ServiceRefused
-from authprofiles.services.signin import SignInService, safe_next
+from authprofiles.services.signin import SignInService, csrf_matches, safe_next
+from authprofiles.settings import Settings
 
 ISSUER = "https://op.example"
 CLIENT = "authprofiles-console"
@@ -245,3 +246,48 @@ def test_tokens_made_now_pass_with_the_wall_clock() -> None:
         KEY,
     )
     assert check_id_token(fresh, keys=PUBLIC, issuer=ISSUER, client_id=CLIENT, nonce=NONCE, now=now)
+
+
+@pytest.mark.parametrize("listed", [("HS256",), ("none",), ("HS256", "HS512"), ()])
+def test_a_provider_listing_no_asymmetric_algorithm_is_refused(listed: tuple[str, ...]) -> None:
+    """With nothing asymmetric left, joserfc would fall back to its own defaults (HS256
+    among them): refused, saying why, whatever the token."""
+    secret = OctKey.import_key(json.dumps(KEY.as_dict(private=False)).encode())
+    for presented in (token(), jwt.encode({"alg": "HS256", "kid": "k1"}, claims(), secret)):
+        with pytest.raises(SignInRefused) as refused:
+            check_id_token(
+                presented,
+                keys=PUBLIC,
+                issuer=ISSUER,
+                client_id=CLIENT,
+                nonce=NONCE,
+                now=NOW,
+                algorithms=listed,
+            )
+        assert "no asymmetric algorithm" in refused.value.detail
+
+
+def test_empty_csrf_tokens_never_match() -> None:
+    """Login CSRF: a cross-site form sends `csrf_token=` and the victim's browser has no
+    cookie; "" against "" must not pass."""
+    assert not csrf_matches("", "")
+    assert not csrf_matches("", None)
+    assert not csrf_matches(None, "")
+    assert not csrf_matches("x" * 43, "")
+    assert not csrf_matches("", "x" * 43)
+    assert not csrf_matches("x" * 43, "y" * 43)
+    assert csrf_matches("x" * 43, "x" * 43)
+
+
+@pytest.mark.parametrize(
+    ("setting", "allowed"),
+    [
+        ("", frozenset()),
+        ("example.com", frozenset({"example.com"})),
+        (" Example.COM , @example.org,, ", frozenset({"example.com", "example.org"})),
+    ],
+)
+def test_sso_allowed_domains_are_read_as_lower_case_domains(
+    setting: str, allowed: frozenset[str]
+) -> None:
+    assert Settings(sso_allowed_domains=setting).sso_allowed_domain_set == allowed

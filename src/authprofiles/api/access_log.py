@@ -1,7 +1,9 @@
 """One access line per request: method, path, status, duration, caller and client.
 
 The path is logged as it came on the wire and without its query string: a query sent
-through the proxy may hold a credential for the upstream API. No header is logged, so
+through the proxy may hold a credential for the upstream API. A path that is itself a
+credential (a password reset link, ``/reset/{token}``) is logged with that segment
+replaced by ``[redacted]``. No header is logged, so
 neither an API key nor a token ever is. The caller is the name of the principal the
 request was served for (its API key's name), as the caller middleware resolved it
 (:mod:`authprofiles.api.caller`); ``-`` when the request needed no caller or its key was
@@ -80,9 +82,21 @@ class AccessLog:
             )
 
 
+#: Paths whose next segment is a credential (the reset link's token), and the words
+#: logged in its place.
+SECRET_PATH_PREFIXES = ("/reset/",)
+REDACTED = "[redacted]"
+
+
 def wire_path(scope: Scope) -> str:
     """The path as sent (percent-encoded, so it never holds a line break), without the
-    query string, which ASGI keeps apart but an older server may have left on it."""
+    query string, which ASGI keeps apart but an older server may have left on it. Under
+    one of :data:`SECRET_PATH_PREFIXES` (decided on the decoded path, the one the routes
+    match, so a percent-encoded spelling is redacted too) the rest is :data:`REDACTED`."""
+    decoded: str = scope.get("path", "")
+    for prefix in SECRET_PATH_PREFIXES:
+        if decoded.startswith(prefix):
+            return prefix + REDACTED
     raw: bytes | None = scope.get("raw_path")
     if raw:
         return raw.partition(b"?")[0].decode("ascii", "backslashreplace")

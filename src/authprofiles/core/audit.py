@@ -112,5 +112,27 @@ class AuditEntry:
             detail=detail or {},
         )
 
+    @classmethod
+    def by_caller_or_system(
+        cls,
+        principal: Principal | None,
+        workspace_id: str,
+        action: str,
+        target: Target | None = None,
+        *,
+        detail: Mapping[str, DetailValue] | None = None,
+    ) -> AuditEntry:
+        """What ``principal`` did; None: the server itself did it in ``workspace_id`` (the
+        command line on its machine, a background pass)."""
+        if principal is not None:
+            return cls.by(principal, action, target, detail=detail)
+        return cls(
+            workspace_id=workspace_id,
+            action=action,
+            actor=SYSTEM,
+            target=target,
+            detail=detail or {},
+        )
+
 
 __all__ = ["SYSTEM", "Action", "Actor", "AuditEntry", "DetailValue", "Target"]

@@ -17,7 +17,11 @@ from typing import Literal
 from authprofiles.notify.errors import DeliveryFailed
 from authprofiles.settings import Settings
 
-TIMEOUT_SECONDS = 30.0
+#: How long one exchange with the server may take (AUTHPROFILES_SMTP_TIMEOUT_SECONDS): an
+#: unreachable server holds up only the email worker, for this long per message.
+TIMEOUT_SECONDS = 10.0
+#: The longest error kept, once the password is out of it.
+MAX_ERROR_LENGTH = 500
 Security = Literal["none", "starttls", "tls"]
 
 
@@ -83,12 +87,12 @@ class SmtpEmailSender:
             raise DeliveryFailed(
                 self._scrub(
                     f"{where} refused the login of {self.username!r}: {exc.smtp_code} "
-                    f"{_text(exc.smtp_error)}"
+                    f"{self._text(exc.smtp_error)}"
                 )
             ) from None
         except smtplib.SMTPRecipientsRefused as exc:
             answers = "; ".join(
-                f"{address}: {code} {_text(reason)}"
+                f"{address}: {code} {self._text(reason)}"
                 for address, (code, reason) in exc.recipients.items()
             )
             raise DeliveryFailed(
@@ -96,10 +100,12 @@ class SmtpEmailSender:
             ) from None
         except smtplib.SMTPResponseException as exc:
             raise DeliveryFailed(
-                self._scrub(f"{where} answered {exc.smtp_code} {_text(exc.smtp_error)}")
+                self._scrub(f"{where} answered {exc.smtp_code} {self._text(exc.smtp_error)}")
             ) from None
         except ssl.SSLError as exc:
-            raise DeliveryFailed(f"TLS with {where} failed: {exc.reason or exc}") from None
+            raise DeliveryFailed(
+                self._scrub(f"TLS with {where} failed: {exc.reason or exc}")
+            ) from None
         except (smtplib.SMTPException, OSError) as exc:
             reason = str(exc) or type(exc).__name__
             raise DeliveryFailed(self._scrub(f"could not send through {where}: {reason}")) from None
@@ -112,10 +118,17 @@ class SmtpEmailSender:
         return smtplib.SMTP(self.host, self.port, timeout=self.timeout)
 
     def _scrub(self, message: str) -> str:
-        message = message[:500]
+        """``message`` without the password, then cut short: replaced first, so a password
+        the cut would straddle cannot leave its beginning behind."""
         if self._password:
             message = message.replace(self._password, "[redacted]")
-        return message
+        return message[:MAX_ERROR_LENGTH]
+
+    def _text(self, value: bytes | str) -> str:
+        """A server's answer on one line, without the password, at most 300 characters
+        (scrubbed before it is cut, as in :meth:`_scrub`)."""
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        return self._scrub(" ".join(self._scrub(text).split()))[:300]
 
 
 def smtp_sender(settings: Settings) -> SmtpEmailSender | None:
@@ -130,12 +143,8 @@ def smtp_sender(settings: Settings) -> SmtpEmailSender | None:
         sender=settings.smtp_from,
         username=settings.smtp_username or None,
         password=password,
+        timeout=settings.smtp_timeout_seconds,
     )
-
-
-def _text(value: bytes | str) -> str:
-    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    return " ".join(text.split())[:300]
 
 
 __all__ = ["SmtpEmailSender", "smtp_sender"]

@@ -106,6 +106,14 @@ def check_id_token(
     this relying party makes has passed; :class:`SignInRefused` naming the first that
     failed (:class:`UnknownSigningKey` when the token's ``kid`` is not in ``keys``)."""
     allowed = [alg for alg in algorithms if alg in ASYMMETRIC_ALGORITHMS]
+    if not allowed:
+        # An empty list would let joserfc fall back to its default algorithms, HS256
+        # among them (keyed with a secret a client knows): refuse rather than guess.
+        raise SignInRefused(
+            "the provider signs ID tokens with no asymmetric algorithm this server accepts "
+            f"(it lists {', '.join(algorithms)[:200] or 'none'}; accepted: "
+            f"{', '.join(ASYMMETRIC_ALGORITHMS)})"
+        )
     try:
         token = jwt.decode(id_token, keys, algorithms=allowed)
     except InvalidKeyIdError:

@@ -83,6 +83,12 @@ class RolePolicy:
     def authorize(self, principal: Principal, request: CredentialRequest) -> None:
         """Say no, with a reason, or return. Never logs the credential."""
         require_role(principal, Role.DEVELOPER)
+        if request.purpose is Purpose.PROXY and principal.session_id is not None:
+            # The proxy relays whatever the upstream answers, on this server's origin: a
+            # page from it, opened in a signed-in browser, would act as that person.
+            raise Forbidden(
+                "the proxy takes an API key (Authorization: Bearer), not a browser session"
+            )
         owner = request.connection_owner
         if principal.user_id is None:
             return  # a key from before the workspace had people: its role alone
@@ -131,6 +137,20 @@ class RolePolicy:
             require_role(principal, Role.ADMIN)
             return
         raise Forbidden("this connection belongs to another user; only its owner may change it")
+
+    def may_disconnect(self, principal: Principal, owner: str) -> None:
+        """Disconnect (and forget the credentials of) a connection: an admin any of the
+        workspace's; anyone else their own, even once the profile is no longer shared
+        with them (what they stored stays theirs to remove)."""
+        require_role(principal, Role.DEVELOPER)
+        if principal.user_id is None or has_role(principal, Role.ADMIN):
+            return
+        if owner != principal.user_id:
+            raise Forbidden(
+                "only its owner, or an admin, may disconnect this connection"
+                if owner != SHARED_OWNER
+                else "a shared connection is disconnected by an admin"
+            )
 
     def may_see_connection(self, principal: Principal, owner: str, profile_id: str) -> bool:
         """Whether a list shows the connection: admins see all of the workspace's;

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from authprofiles.core.audit import SYSTEM, Action, AuditEntry, Target
+from authprofiles.core.audit import Action, AuditEntry, Target
 from authprofiles.core.callers import has_role, lower_role
 from authprofiles.core.errors import (
     FieldError,
@@ -103,6 +103,9 @@ class ApiKeys:
         self.audit: AuditTrail = audit or DiscardAudit()
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
+        #: Bumped by every revocation and change of a user: a verification that began
+        #: before one is not remembered.
+        self._generation = 0
 
     def create(
         self,
@@ -155,13 +158,11 @@ class ApiKeys:
                 user_id=user_id,
             )
             self.audit.record(
-                AuditEntry.by(maker, Action.API_KEY_CREATED, Target("api_key", row.id, row.name))
-                if maker is not None
-                else AuditEntry(
-                    workspace_id=workspace_id,
-                    action=Action.API_KEY_CREATED,
-                    actor=SYSTEM,
-                    target=Target("api_key", row.id, row.name),
+                AuditEntry.by_caller_or_system(
+                    maker,
+                    workspace_id,
+                    Action.API_KEY_CREATED,
+                    Target("api_key", row.id, row.name),
                     detail={"role": parsed_role.value},
                 ),
                 session,
@@ -240,6 +241,8 @@ class ApiKeys:
         if len(parts) != 3 or parts[0] != KEY_PREFIX:
             raise Unauthenticated("that is not an authprofiles API key")
         _, prefix, secret = parts
+        with self._lock:
+            generation = self._generation
         with self.db.read() as session:
             found = self.store.by_prefix_with_user(session, prefix)
         if found is None or found[0].revoked_at is not None:
@@ -253,6 +256,8 @@ class ApiKeys:
                 raise Unauthenticated("this API key's user is disabled")
             if membership is None:
                 raise Unauthenticated("this API key's user is no longer in its workspace")
+            if membership.disabled_at is not None:
+                raise Unauthenticated("this API key's user is disabled in its workspace")
             role = lower_role(role, Role(membership.role))
         principal = Principal(
             workspace_id=row.workspace_id,
@@ -262,9 +267,12 @@ class ApiKeys:
             user_id=row.user_id,
         )
         with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[presented] = (now + CACHE_SECONDS, principal)
+            # A revocation or a change of the user made while this was read leaves it
+            # unremembered: it may be what changed.
+            if generation == self._generation:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[presented] = (now + CACHE_SECONDS, principal)
         return principal
 
     def list(
@@ -321,13 +329,8 @@ class ApiKeys:
                 raise NotFound(f"no active API key with id {key_id!r}")
             revoked = ApiKeyInfo.of(row)
             self.audit.record(
-                AuditEntry.by(by, Action.API_KEY_REVOKED, Target("api_key", row.id, row.name))
-                if by is not None
-                else AuditEntry(
-                    workspace_id=workspace_id,
-                    action=Action.API_KEY_REVOKED,
-                    actor=SYSTEM,
-                    target=Target("api_key", row.id, row.name),
+                AuditEntry.by_caller_or_system(
+                    by, workspace_id, Action.API_KEY_REVOKED, Target("api_key", row.id, row.name)
                 ),
                 session,
             )
@@ -341,6 +344,7 @@ class ApiKeys:
 
     def _forget(self, matches: Callable[[Principal], bool]) -> None:
         with self._lock:
+            self._generation += 1
             for presented, (_, principal) in builtins.list(self._cache.items()):
                 if matches(principal):
                     del self._cache[presented]

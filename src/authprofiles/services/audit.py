@@ -299,8 +299,10 @@ class TokenIssueCounter:
 
     def count(self, principal: Principal, connection_id: str, profile_id: str | None) -> None:
         """One token of ``connection_id`` (of ``profile_id``) handed out to ``principal``."""
-        key = (principal, connection_id, profile_id, int(self._now() // 60))
+        # The minute is read under the lock, as :meth:`_flush` reads it: a count can never
+        # land in a minute a flush has already written.
         with self._lock:
+            key = (principal, connection_id, profile_id, int(self._now() // 60))
             self._counts[key] = self._counts.get(key, 0) + 1
 
     def pending(self) -> int:
@@ -317,8 +319,8 @@ class TokenIssueCounter:
         return self._flush(everything=True)
 
     def _flush(self, *, everything: bool) -> int:
-        current = int(self._now() // 60)
         with self._lock:
+            current = int(self._now() // 60)
             if everything:
                 due, self._counts = self._counts, {}
             else:

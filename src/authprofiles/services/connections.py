@@ -716,14 +716,12 @@ class ConnectionService:
     def delete(self, principal: Principal, connection_id: str) -> RevocationReport:
         """Disconnect: its owner, or an admin (who may disconnect anyone's, to clean up
         after people who left, without ever using it)."""
-        require_role(principal, Role.DEVELOPER)
         with self.db.read() as session:
             connection = self.connection_store.get(session, principal.workspace_id, connection_id)
             profile = self.profile_store.get(
                 session, connection.workspace_id, connection.profile_id
             )
-        if not has_role(principal, Role.ADMIN):
-            self.policy.may_manage_connection(principal, connection.owner, connection.profile_id)
+        self.policy.may_disconnect(principal, connection.owner)
         report = self.revoke(profile, connection)
         with self.db.session() as session:
             session.delete(

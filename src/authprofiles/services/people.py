@@ -19,12 +19,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from authprofiles.core.audit import SYSTEM, Action, AuditEntry, Target
+from authprofiles.core.audit import Action, AuditEntry, Target
 from authprofiles.core.callers import Principal, Role, require_role
 from authprofiles.core.errors import (
     AlreadyExists,
     Conflict,
     FieldError,
+    Forbidden,
     NotFound,
     ValidationFailed,
 )
@@ -63,7 +64,7 @@ class Member:
             email=user.email,
             name=user.name,
             role=Role(membership.role),
-            disabled=user.disabled_at is not None,
+            disabled=user.disabled_at is not None or membership.disabled_at is not None,
             created_at=membership.created_at,
             has_password=user.password_hash is not None,
         )
@@ -196,11 +197,11 @@ class PeopleService:
             if parsed is Role.ADMIN and len(self.users.admins(session, workspace_id)) == 1:
                 self.users.adopt_keys(session, workspace_id, member.id)
             self.audit.record(
-                AuditEntry(
-                    workspace_id=workspace_id,
-                    action=Action.USER_CREATED,
-                    actor=SYSTEM,
-                    target=Target("user", member.id, member.email),
+                AuditEntry.by_caller_or_system(
+                    None,
+                    workspace_id,
+                    Action.USER_CREATED,
+                    Target("user", member.id, member.email),
                     detail={"role": parsed.value},
                 ),
                 session,
@@ -223,11 +224,11 @@ class PeopleService:
             workspace = self.users.add_workspace(session, str(uuid.uuid4()), name.strip())
             self.users.set_membership(session, workspace.id, user.id, Role.ADMIN.value)
             self.audit.record(
-                AuditEntry(
-                    workspace_id=workspace.id,
-                    action=Action.WORKSPACE_CREATED,
-                    actor=SYSTEM,
-                    target=Target("workspace", workspace.id, workspace.name),
+                AuditEntry.by_caller_or_system(
+                    None,
+                    workspace.id,
+                    Action.WORKSPACE_CREATED,
+                    Target("workspace", workspace.id, workspace.name),
                     detail={"admin": user.email},
                 ),
                 session,
@@ -241,13 +242,14 @@ class PeopleService:
             user = self._user_by_email(session, email)
             user.password_hash = password_hash
             user.session_epoch += 1
-            for workspace, _role_name in self.users.workspaces_of(session, user.id)[:1]:
+            # In each workspace of theirs: each one's admins read only their own log.
+            for workspace, _role_name in self.users.workspaces_of(session, user.id):
                 self.audit.record(
-                    AuditEntry(
-                        workspace_id=workspace.id,
-                        action=Action.USER_PASSWORD_RESET,
-                        actor=SYSTEM,
-                        target=Target("user", user.id, user.email),
+                    AuditEntry.by_caller_or_system(
+                        None,
+                        workspace.id,
+                        Action.USER_PASSWORD_RESET,
+                        Target("user", user.id, user.email),
                     ),
                     session,
                 )
@@ -257,7 +259,7 @@ class PeopleService:
         """`users disable`: the person can no longer sign in, nor can their keys act."""
         with self.db.session() as session:
             user = self._user_by_email(session, email)
-            self._disable(session, user, None, None)
+            self._disable_everywhere(session, user)
         self._user_changed(user.id)
 
     def list_all(self, workspace: str | None = None) -> builtins.list[Member]:
@@ -368,21 +370,24 @@ class PeopleService:
                 self._keep_an_admin(session, principal.workspace_id, user.id)
             changed: dict[str, str | bool] = {}
             if name is not None and name.strip() != user.name:
+                # A person's name is theirs in every workspace: one workspace's admin may
+                # not rename someone who also belongs to others.
+                self._only_here(session, principal.workspace_id, user, "name")
                 user.name = name.strip()
                 changed["name"] = user.name
             if parsed is not None and parsed.value != membership.role:
                 membership.role = parsed.value
                 changed["role"] = parsed.value
-            if disabled is True and user.disabled_at is None:
-                self._disable(session, user, principal, membership)
-            elif disabled is False and user.disabled_at is not None:
-                user.disabled_at = None
-                changed["disabled"] = False
+            if disabled is not None and disabled != (membership.disabled_at is not None):
+                # In this workspace only: their keys and sessions here stop at once, the
+                # other workspaces they belong to are their admins' to decide.
+                membership.disabled_at = self.clock.now() if disabled else None
+                changed["disabled"] = disabled
             if changed:
                 self.audit.record(
                     AuditEntry.by(
                         principal,
-                        Action.USER_UPDATED,
+                        Action.USER_DISABLED if disabled else Action.USER_UPDATED,
                         Target("user", user.id, user.email),
                         detail=changed,
                     ),
@@ -495,11 +500,16 @@ class PeopleService:
             before = set(self.teams.members(session, [row.id])[row.id])
             if name is not None:
                 row.name = name.strip()
+            usable_before: dict[str, set[str]] = {}
             if members is not None:
                 member_ids = builtins.list(dict.fromkeys(members))
                 self._check_members(session, principal.workspace_id, member_ids, "members")
-                self.teams.set_members(session, row.id, member_ids)
                 newly_in = set(member_ids) - before
+                usable_before = {
+                    user_id: self.access.usable_by(session, principal.workspace_id, user_id)
+                    for user_id in newly_in
+                }
+                self.teams.set_members(session, row.id, member_ids)
             after = self.teams.members(session, [row.id])[row.id]
             self.audit.record(
                 AuditEntry.by(
@@ -510,9 +520,13 @@ class PeopleService:
                 ),
                 session,
             )
-            # Joining a team that was invited to profiles is being invited to them.
-            if newly_in:
-                self._tell_invited_to_team_profiles(session, principal, row.id, newly_in)
+            # Joining a team that was invited to profiles is being invited to those of them
+            # the person could not use already.
+            for profile_id in self.access.profiles_of_team(session, row.id):
+                newly = {u for u in newly_in if profile_id not in usable_before[u]}
+                if newly:
+                    name = self.profile_store.name_of(session, principal.workspace_id, profile_id)
+                    self._tell_invited(session, principal.workspace_id, profile_id, name, newly)
             return Team.of(row, after)
 
     def delete_team(self, principal: Principal, team_id: str) -> None:
@@ -614,38 +628,45 @@ class PeopleService:
         membership = self.users.set_membership(session, workspace_id, user.id, role.value)
         return Member.of(user, membership)
 
-    def _disable(
-        self,
-        session: UnitOfWork,
-        user: UserRow,
-        principal: Principal | None,
-        membership: MembershipRow | None,
-    ) -> None:
+    def _disable_everywhere(self, session: UnitOfWork, user: UserRow) -> None:
+        """`users disable`, on the server: the person, in every workspace."""
         user.disabled_at = self.clock.now()
         user.session_epoch += 1  # their sessions end at once
-        workspace_id = (
-            membership.workspace_id
-            if membership is not None
-            else next(
-                (w.id for w, _ in self.users.workspaces_of(session, user.id)),
-                DEFAULT_WORKSPACE_ID,
+        # In each workspace of theirs: each one's admins read only their own log.
+        for workspace, _role_name in self.users.workspaces_of(session, user.id):
+            self.audit.record(
+                AuditEntry.by_caller_or_system(
+                    None, workspace.id, Action.USER_DISABLED, Target("user", user.id, user.email)
+                ),
+                session,
             )
-        )
-        entry = (
-            AuditEntry.by(principal, Action.USER_DISABLED, Target("user", user.id, user.email))
-            if principal is not None
-            else AuditEntry(
-                workspace_id=workspace_id,
-                action=Action.USER_DISABLED,
-                actor=SYSTEM,
-                target=Target("user", user.id, user.email),
-            )
-        )
-        self.audit.record(entry, session)
 
     def _keep_an_admin(self, session: UnitOfWork, workspace_id: str, leaving: str) -> None:
-        if all(admin.id == leaving for admin in self.users.admins(session, workspace_id)):
+        if all(
+            admin.id == leaving for admin in self.users.admins(session, workspace_id, lock=True)
+        ):
             raise Conflict("this is the workspace's last admin; make another member an admin first")
+
+    def _only_here(self, session: UnitOfWork, workspace_id: str, user: UserRow, what: str) -> None:
+        """Refuse to change what belongs to the person rather than to this membership
+        (their name, their password) when they also belong to other workspaces: an admin
+        of one workspace must not act on someone's account in the others."""
+        elsewhere = [
+            w for w, _ in self.users.workspaces_of(session, user.id) if w.id != workspace_id
+        ]
+        if elsewhere:
+            raise Forbidden(
+                f"{user.email} also belongs to other workspaces, so their {what} is theirs to "
+                "change (or an operator's, with `authprofiles users` on the server)"
+            )
+
+    def reset_link_allowed(self, principal: Principal, user_id: str) -> None:
+        """An admin may hand out a reset link for a member of their workspace only when the
+        person belongs to no other workspace: the link sets the person's one password."""
+        require_role(principal, Role.ADMIN)
+        with self.db.read() as session:
+            user, _membership = self._member_rows(session, principal.workspace_id, user_id)
+            self._only_here(session, principal.workspace_id, user, "password")
 
     def _user_by_email(self, session: UnitOfWork, email: str) -> UserRow:
         user = self.users.by_email(session, email)
@@ -697,13 +718,6 @@ class PeopleService:
                 user_ids=tuple(sorted(users)),
             ),
         )
-
-    def _tell_invited_to_team_profiles(
-        self, session: UnitOfWork, principal: Principal, team_id: str, users: set[str]
-    ) -> None:
-        for profile_id in self.access.profiles_of_team(session, team_id):
-            name = self.profile_store.name_of(session, principal.workspace_id, profile_id)
-            self._tell_invited(session, principal.workspace_id, profile_id, name, users)
 
 
 __all__ = ["Me", "Member", "PeopleService", "ProfileAccess", "Team", "WorkspaceRole"]

@@ -170,8 +170,10 @@ class TokenService:
             _raise_unless_active(connection)
             refreshed = self.refresh(connection.id, within_seconds=self.skew)
             issued = self._issued(refreshed.connection, refreshed.profile, refreshed.failure)
-        if issued.profile.failing_reason and connection.is_shared:
-            # A token request for the shared connection succeeded: the incident closes.
+        if issued.profile.failing_reason and connection.is_shared and issued.refresh_error is None:
+            # A token request for the shared connection succeeded: the incident closes. Not
+            # when its refresh failed and the current token was served meanwhile: that is
+            # the incident going on (closing it would open a new one at the next call).
             self._working(issued.profile, connection.id)
         return issued
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import builtins
 from datetime import datetime
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 
 from authprofiles.store.db import UnitOfWork
 from authprofiles.store.models import ApiKeyRow, MembershipRow, UserRow, utcnow
+from authprofiles.store.paging import oldest_first
 
 
 class ApiKeyStore:
@@ -69,15 +70,10 @@ class ApiKeyStore:
         user_id: str | None = None,
     ) -> builtins.list[ApiKeyRow]:
         """Oldest first (then by id): a keyset page after ``(created_at, id)``."""
-        statement = select(ApiKeyRow).where(ApiKeyRow.workspace_id == workspace_id)
+        where = [ApiKeyRow.workspace_id == workspace_id]
         if user_id is not None:
-            statement = statement.where(ApiKeyRow.user_id == user_id)
-        if after is not None:
-            statement = statement.where(tuple_(ApiKeyRow.created_at, ApiKeyRow.id) > after)
-        statement = statement.order_by(ApiKeyRow.created_at, ApiKeyRow.id)
-        if limit is not None:
-            statement = statement.limit(limit)
-        return builtins.list(session.scalars(statement))
+            where.append(ApiKeyRow.user_id == user_id)
+        return oldest_first(session, ApiKeyRow, *where, after=after, limit=limit)
 
     def revoke(
         self, session: UnitOfWork, key_id: str, workspace_id: str, *, user_id: str | None = None

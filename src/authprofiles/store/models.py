@@ -119,6 +119,9 @@ class MembershipRow(Base):
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     role: Mapped[str] = mapped_column(String(20))
+    #: Disabled in this workspace by its admin (their keys and sessions here stop); a
+    #: person is disabled everywhere only from the server's command line.
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -190,7 +193,9 @@ class SignInRequestRow(Base):
 
 
 class SignInThrottleRow(Base):
-    """Failed password sign-ins per account (``email:…``) and per address (``ip:…``)."""
+    """Password sign-in attempts per account (``email:…``) and per address (``ip:…``) in
+    the current window, counted before the password is checked (a right one is taken back),
+    and until when each is locked."""
 
     __tablename__ = "signin_throttle"
     key: Mapped[str] = mapped_column(String(400), primary_key=True)

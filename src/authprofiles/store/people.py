@@ -20,6 +20,7 @@ from authprofiles.store.models import (
     WorkspaceRow,
     utcnow,
 )
+from authprofiles.store.paging import oldest_first
 
 USER = "user"
 TEAM = "team"
@@ -135,20 +136,27 @@ class UserStore:
             statement = statement.limit(limit)
         return [(user, membership) for user, membership in session.execute(statement)]
 
-    def admins(self, session: UnitOfWork, workspace_id: str) -> builtins.list[UserRow]:
-        """The workspace's admins who are not disabled, oldest membership first."""
-        return builtins.list(
-            session.scalars(
-                select(UserRow)
-                .join(MembershipRow, MembershipRow.user_id == UserRow.id)
-                .where(
-                    MembershipRow.workspace_id == workspace_id,
-                    MembershipRow.role == "admin",
-                    UserRow.disabled_at.is_(None),
-                )
-                .order_by(MembershipRow.created_at, UserRow.id)
+    def admins(
+        self, session: UnitOfWork, workspace_id: str, *, lock: bool = False
+    ) -> builtins.list[UserRow]:
+        """The workspace's admins who are not disabled, oldest membership first.
+        ``lock``: to decide whether one of them may go, their memberships are locked
+        (FOR UPDATE on PostgreSQL), so two admins demoting each other at once take turns
+        instead of both seeing the other stay (SQLite's writer lock does it already)."""
+        statement = (
+            select(UserRow)
+            .join(MembershipRow, MembershipRow.user_id == UserRow.id)
+            .where(
+                MembershipRow.workspace_id == workspace_id,
+                MembershipRow.role == "admin",
+                MembershipRow.disabled_at.is_(None),
+                UserRow.disabled_at.is_(None),
             )
+            .order_by(MembershipRow.created_at, UserRow.id)
         )
+        if lock:
+            statement = statement.with_for_update(of=MembershipRow)
+        return builtins.list(session.scalars(statement))
 
     def adopt_keys(self, session: UnitOfWork, workspace_id: str, user_id: str) -> int:
         """Keys made before the workspace had an admin come to belong to ``user_id``."""
@@ -194,13 +202,9 @@ class TeamStore:
         after: tuple[datetime, str] | None = None,
         limit: int | None = None,
     ) -> builtins.list[TeamRow]:
-        statement = select(TeamRow).where(TeamRow.workspace_id == workspace_id)
-        if after is not None:
-            statement = statement.where(tuple_(TeamRow.created_at, TeamRow.id) > after)
-        statement = statement.order_by(TeamRow.created_at, TeamRow.id)
-        if limit is not None:
-            statement = statement.limit(limit)
-        return builtins.list(session.scalars(statement))
+        return oldest_first(
+            session, TeamRow, TeamRow.workspace_id == workspace_id, after=after, limit=limit
+        )
 
     def members(self, session: UnitOfWork, team_ids: Iterable[str]) -> dict[str, list[str]]:
         ids = builtins.list(team_ids)

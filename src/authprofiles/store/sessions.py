@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, or_, select, update
@@ -25,6 +26,7 @@ from authprofiles.store.models import (
     SignInThrottleRow,
     UserRow,
     UserSessionRow,
+    WorkspaceRow,
 )
 
 
@@ -78,6 +80,20 @@ class SessionStore:
             return None
         session, user, membership = found
         return session, user, membership
+
+    def memberships_of(
+        self, unit: UnitOfWork, user_id: str
+    ) -> builtins.list[tuple[WorkspaceRow, MembershipRow]]:
+        """Every workspace the user is a member of with the membership (disabled ones
+        too: the caller tells "disabled everywhere" from "in no workspace"), oldest
+        membership first: the order a sign-in picks the workspace to land in."""
+        rows = unit.execute(
+            select(WorkspaceRow, MembershipRow)
+            .join(MembershipRow, MembershipRow.workspace_id == WorkspaceRow.id)
+            .where(MembershipRow.user_id == user_id)
+            .order_by(MembershipRow.created_at, WorkspaceRow.id)
+        )
+        return [(workspace, membership) for workspace, membership in rows]
 
     def get_for_update(self, unit: UnitOfWork, session_id: str) -> UserSessionRow | None:
         return unit.scalars(
@@ -203,6 +219,30 @@ class SignInRequestStore:
     def forget_expired(self, unit: UnitOfWork, now: datetime) -> None:
         unit.execute(delete(SignInRequestRow).where(SignInRequestRow.expires_at <= now))
 
+    def claim_matching(
+        self, unit: UnitOfWork, now: datetime, matches: Callable[[dict[str, str]], bool]
+    ) -> int:
+        """Mark used every unused, unexpired request whose contents ``matches`` (say, the
+        older reset links of one user, when a new one is made); returns how many. What a
+        request carries is encrypted, so each is read: there are few (expired ones are
+        forgotten, single sign-ons last minutes)."""
+        rows = unit.scalars(
+            select(SignInRequestRow)
+            .where(SignInRequestRow.used_at.is_(None), SignInRequestRow.expires_at > now)
+            .with_for_update()
+        )
+        claimed = 0
+        for row in rows:
+            try:
+                contents = json.loads(self.keyring.decrypt(row.secrets_enc, self._context(row.id)))
+            except KeyError_ as exc:
+                raise SecretsUnreadable.of("sign-in request", row.id, exc) from None
+            if isinstance(contents, dict) and matches(contents):
+                row.used_at = now
+                claimed += 1
+        unit.flush()
+        return claimed
+
     def reencrypt(self, row: SignInRequestRow) -> None:
         """Write the row's secrets again under the keyring's active key (`keys rotate`)."""
         context = self._context(row.id)
@@ -211,22 +251,37 @@ class SignInRequestStore:
         )
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One password attempt counted on one key, before the password is checked:
+    ``locked_until`` is the lock the key is under (one that was running already, or the
+    one this attempt set by reaching the limit; None when not locked), ``refused`` says
+    the key was locked before this attempt (which was then not counted and must not be
+    checked), and ``set_lock`` that this very attempt locked it."""
+
+    key: str
+    locked_until: datetime | None
+    refused: bool = False
+    set_lock: bool = False
+
+
 class ThrottleStore:
-    """Failed password sign-ins counted per key (``email:…``, ``ip:…``) in a window."""
+    """Password attempts counted per key (``email:…``, ``ip:…``) in a window.
 
-    def locked_until(self, unit: UnitOfWork, keys: Iterable[str], now: datetime) -> datetime | None:
-        """The latest lock, still running at ``now``, on any of ``keys``; None if none."""
-        found = builtins.list(
-            unit.scalars(
-                select(SignInThrottleRow.locked_until).where(
-                    SignInThrottleRow.key.in_(builtins.list(keys)),
-                    SignInThrottleRow.locked_until > now,
-                )
-            )
-        )
-        return max((until for until in found if until is not None), default=None)
+    An attempt is counted *before* its password is checked, in one short write
+    transaction that also reads the lock (the row is taken with ``SELECT … FOR UPDATE``
+    on PostgreSQL; on SQLite the transaction holds the database's write lock), so
+    parallel requests cannot all read "not locked" and then all check a password: the
+    limit bounds how many passwords are checked, not how many failures were recorded
+    afterwards. A right password then takes its attempt back (:meth:`forgive`).
+    """
 
-    def record_failure(
+    def _row_for_update(self, unit: UnitOfWork, key: str) -> SignInThrottleRow | None:
+        return unit.scalars(
+            select(SignInThrottleRow).where(SignInThrottleRow.key == key).with_for_update()
+        ).one_or_none()
+
+    def count_attempt(
         self,
         unit: UnitOfWork,
         key: str,
@@ -235,27 +290,42 @@ class ThrottleStore:
         window_start: datetime,
         limit: int,
         lock_until: datetime,
-    ) -> datetime | None:
-        """Count one failure on ``key`` (the count restarts when its window began before
-        ``window_start``); at ``limit`` failures the key is locked until ``lock_until``,
-        which is returned (None while it is not locked)."""
-        row = unit.scalars(
-            select(SignInThrottleRow).where(SignInThrottleRow.key == key).with_for_update()
-        ).one_or_none()
+    ) -> Attempt:
+        """Count one attempt on ``key`` unless it is locked (then nothing is counted and
+        the attempt is ``refused``). The count restarts when its window began before
+        ``window_start``; the ``limit``-th attempt locks the key until ``lock_until``
+        (that attempt itself is still checked: ``limit`` attempts are, no more)."""
+        row = self._row_for_update(unit, key)
+        if row is not None and row.locked_until is not None and row.locked_until > now:
+            return Attempt(key, row.locked_until, refused=True)
         if row is None:
             row = SignInThrottleRow(key=key, failures=0, window_started_at=now, locked_until=None)
             unit.add(row)
         elif row.window_started_at < window_start:
             row.failures, row.window_started_at, row.locked_until = 0, now, None
         row.failures += 1
-        if row.failures >= limit:
+        set_lock = row.failures >= limit
+        if set_lock:
             row.locked_until = lock_until
             row.failures, row.window_started_at = 0, now
         unit.flush()
-        return row.locked_until if row.locked_until is not None and row.locked_until > now else None
+        return Attempt(key, lock_until if set_lock else None, set_lock=set_lock)
+
+    def forgive(self, unit: UnitOfWork, attempt: Attempt, *, limit: int) -> None:
+        """Take back an attempt that turned out right (an address's: a busy office
+        signing in from one address is not guessing): one fewer counted, and the lock
+        lifted when that attempt had set it."""
+        row = self._row_for_update(unit, attempt.key)
+        if row is None or attempt.refused:
+            return
+        if attempt.set_lock and row.locked_until == attempt.locked_until:
+            row.locked_until, row.failures = None, max(0, limit - 1)
+        else:
+            row.failures = max(0, row.failures - 1)
+        unit.flush()
 
     def clear(self, unit: UnitOfWork, key: str) -> None:
         unit.execute(delete(SignInThrottleRow).where(SignInThrottleRow.key == key))
 
 
-__all__ = ["SessionStore", "SignInRequestStore", "ThrottleStore"]
+__all__ = ["Attempt", "SessionStore", "SignInRequestStore", "ThrottleStore"]

@@ -12,11 +12,10 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, tuple_
-
 from authprofiles.store.cipher import KeyError_, Keyring, SecretsUnreadable
 from authprofiles.store.db import UnitOfWork
 from authprofiles.store.models import WebhookRow, utcnow
+from authprofiles.store.paging import oldest_first
 
 
 def _context(row_id: str) -> str:
@@ -66,13 +65,9 @@ class WebhookStore:
         limit: int | None = None,
     ) -> builtins.list[WebhookRow]:
         """Oldest first (then by id): a keyset page after ``(created_at, id)``."""
-        statement = select(WebhookRow).where(WebhookRow.workspace_id == workspace_id)
-        if after is not None:
-            statement = statement.where(tuple_(WebhookRow.created_at, WebhookRow.id) > after)
-        statement = statement.order_by(WebhookRow.created_at, WebhookRow.id)
-        if limit is not None:
-            statement = statement.limit(limit)
-        return builtins.list(session.scalars(statement))
+        return oldest_first(
+            session, WebhookRow, WebhookRow.workspace_id == workspace_id, after=after, limit=limit
+        )
 
     def subscribed(
         self, session: UnitOfWork, workspace_id: str, event: str

@@ -144,14 +144,30 @@ def _page(
     return _with_headers(response, cookies or [])
 
 
+#: The lengths a pre-sign-in double-submit token may have (ours are 43 characters).
+SIGNIN_CSRF_LENGTHS = range(20, 101)
+
+
 def _signin_csrf(request: Request, services: Services) -> tuple[str, list[str]]:
     """The pre-sign-in double-submit token: the browser's, or a new one to set."""
     token = request.cookies.get(SIGNIN_CSRF_COOKIE)
-    if token and 20 <= len(token) <= 100:
+    if token and len(token) in SIGNIN_CSRF_LENGTHS:
         return token, []
     token = secrets.token_urlsafe(32)
     cookie = set_cookie_header(SIGNIN_CSRF_COOKIE, token, secure=_secure(services), max_age=None)
     return token, [cookie]
+
+
+def _signin_csrf_ok(request: Request, form: Mapping[str, str]) -> bool:
+    """Whether a form shown before sign-in carries the double-submit token: the cookie
+    must be there, of the length we make, and the form's field equal to it. A cross-site
+    post can send any field but neither read nor set the cookie, so an empty or missing
+    cookie is refused outright (login CSRF: signing a victim's browser into the
+    attacker's account)."""
+    cookie = request.cookies.get(SIGNIN_CSRF_COOKIE)
+    if not cookie or len(cookie) not in SIGNIN_CSRF_LENGTHS:
+        return False
+    return csrf_matches(cookie, form.get(CSRF_FIELD))
 
 
 def _signin_page(
@@ -242,7 +258,7 @@ async def signin(request: Request, services: Services = Depends(_services)) -> R
     address is told when it unlocks."""
     form = await _form(request)
     email, next_url = form.get("email", ""), form.get("next")
-    if not csrf_matches(request.cookies.get(SIGNIN_CSRF_COOKIE, ""), form.get(CSRF_FIELD)):
+    if not _signin_csrf_ok(request, form):
         return _signin_page(
             request,
             services,
@@ -253,11 +269,13 @@ async def signin(request: Request, services: Services = Depends(_services)) -> R
         )
     try:
         signed_in = await run_in_threadpool(
-            services.signin.sign_in_with_password,
-            email,
-            form.get("password", ""),
-            _address(request),
-            next_url,
+            lambda: services.signin.sign_in_with_password(
+                email,
+                form.get("password", ""),
+                _address(request),
+                next_url,
+                previous_token=request.cookies.get(SESSION_COOKIE),
+            )
         )
     except TooManyAttempts as exc:
         until = exc.until.isoformat().replace("+00:00", "Z")
@@ -322,7 +340,7 @@ async def sso_start(request: Request, services: Services = Depends(_services)) -
     """Begin signing in at the OpenID Connect provider (form fields `csrf_token`,
     `next`): authorization code with PKCE, state and nonce."""
     form = await _form(request)
-    if not csrf_matches(request.cookies.get(SIGNIN_CSRF_COOKIE, ""), form.get(CSRF_FIELD)):
+    if not _signin_csrf_ok(request, form):
         return _signin_page(
             request,
             services,
@@ -375,6 +393,7 @@ async def sso_callback(
                 iss=iss,
                 binding=request.cookies.get(SSO_BINDING_COOKIE),
                 address=_address(request),
+                previous_token=request.cookies.get(SESSION_COOKIE),
             )
         )
     except (Unauthenticated, NotFound, UpstreamError) as exc:
@@ -527,7 +546,7 @@ async def reset(token: str, request: Request, services: Services = Depends(_serv
     """Set a new password (form fields `password`, `confirm`, `csrf_token`); the link
     works once, and every other session of the person ends."""
     form = await _form(request)
-    if not csrf_matches(request.cookies.get(SIGNIN_CSRF_COOKIE, ""), form.get(CSRF_FIELD)):
+    if not _signin_csrf_ok(request, form):
         return _reset_page(
             request,
             services,
@@ -542,7 +561,12 @@ async def reset(token: str, request: Request, services: Services = Depends(_serv
         )
     try:
         signed_in = await run_in_threadpool(
-            services.signin.reset_password, token, password, _address(request)
+            lambda: services.signin.reset_password(
+                token,
+                password,
+                _address(request),
+                previous_token=request.cookies.get(SESSION_COOKIE),
+            )
         )
     except ValidationFailed as exc:
         message = "; ".join(e.message for e in exc.errors) or exc.detail

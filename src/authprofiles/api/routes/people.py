@@ -105,8 +105,8 @@ class UserUpdate(BaseModel):
     role: Role | None = Field(default=None, description=_ROLE)
     disabled: StrictBool | None = Field(
         default=None,
-        description="Disable (true: they cannot sign in, their sessions end and their API "
-        "keys stop working) or enable (false) the person",
+        description="Disable the member in this workspace (true: their sessions and API "
+        "keys here stop working at once) or enable them again (false)",
         examples=[True],
     )
 
@@ -118,7 +118,10 @@ class UserPublic(BaseModel):
     email: str = Field(description="Email address", examples=["ada@example.com"])
     name: str = Field(description="Display name", examples=["Ada Lovelace"])
     role: Role = Field(description=_ROLE, examples=["developer"])
-    disabled: bool = Field(description="Whether they are disabled", examples=[False])
+    disabled: bool = Field(
+        description="Whether they are disabled here (or everywhere, by `users disable`)",
+        examples=[False],
+    )
     has_password: bool = Field(
         description="Whether they set a password (else: a reset link, `users reset`, or "
         "single sign-on)",
@@ -189,13 +192,19 @@ def get_user(user_id: UserId, services: ServicesDep, principal: CurrentPrincipal
 @router.patch(
     "/users/{user_id}",
     response_model=UserPublic,
-    responses=problem_responses({403: _ADMIN_ONLY, 409: "The workspace's last admin"}),
+    responses=problem_responses(
+        {
+            403: f"{_ADMIN_ONLY}, or a new name for someone who belongs to other workspaces",
+            409: "The workspace's last admin",
+        }
+    ),
 )
 def update_user(
     user_id: UserId, body: UserUpdate, services: ServicesDep, principal: CurrentPrincipal
 ) -> UserPublic:
-    """Change a member's name or role, or disable them. The workspace keeps at least one
-    admin who is not disabled."""
+    """Change a member's role, or disable them in this workspace (their API keys and
+    sessions here stop at once); a name only for someone who belongs to this workspace
+    alone. The workspace keeps at least one admin who is not disabled."""
     member = services.people.update_member(
         principal,
         user_id,
@@ -233,7 +242,9 @@ class ResetLinkPublic(BaseModel):
     "/users/{user_id}/reset-link",
     status_code=status.HTTP_201_CREATED,
     response_model=ResetLinkPublic,
-    responses=problem_responses({403: _ADMIN_ONLY}),
+    responses=problem_responses(
+        {403: f"{_ADMIN_ONLY}, or the member belongs to other workspaces too"}
+    ),
 )
 def create_reset_link(
     user_id: UserId, services: ServicesDep, principal: CurrentPrincipal
@@ -241,8 +252,10 @@ def create_reset_link(
     """A one-time link for the member to set a password (a new member has none; one who
     forgot theirs gets a new one). Send it to them yourself; using it ends their other
     sessions. It works once, for `AUTHPROFILES_PASSWORD_RESET_HOURS`."""
-    services.people.member(principal, user_id)  # an admin's, of this workspace's member
-    link = services.signin.reset_link(user_id)
+    # An admin's, for a member of this workspace alone: the link sets the person's one
+    # password, which another workspace's admin must not be able to take over.
+    services.people.reset_link_allowed(principal, user_id)
+    link = services.signin.reset_link(user_id, principal.workspace_id)
     return ResetLinkPublic(url=link.url, expires_at=link.expires_at)
 
 

@@ -1,9 +1,12 @@
 """The delivery worker: sends what the outbox holds, off the request path.
 
-Each worker process runs :meth:`DeliveryWorker.deliver_due` every
-``AUTHPROFILES_NOTIFICATION_TICK_SECONDS`` (see the app's lifespan). A pass claims one
-message at a time in a short transaction (the lease: see ``store.outbox``), sends it
-with no transaction open, then records the outcome in another. A failed message is
+Each worker process runs :meth:`DeliveryWorker.deliver_webhooks` and
+:meth:`DeliveryWorker.deliver_emails` every ``AUTHPROFILES_NOTIFICATION_TICK_SECONDS``,
+each in a thread of its own (see the app's lifespan): an SMTP server that never answers
+holds up emails, one timeout per message, but never a webhook call, which the contract
+wants made within seconds of its event. A pass claims one message at a time in a short
+transaction (the lease, which counts the attempt: see ``store.outbox``), sends it with
+no transaction open, then records the outcome in another. A failed message is
 tried again with exponential backoff and jitter (so receivers that failed together do
 not get every retry at the same instant), and given up after ``max_attempts``.
 """
@@ -39,8 +42,10 @@ log = logging.getLogger("authprofiles.notifications")
 MAX_ATTEMPTS = 10
 #: The longest wait between two attempts.
 MAX_BACKOFF_SECONDS = 3600.0
-#: How long a claim lasts: far longer than one send may take (an SMTP exchange times
-#: out after 30 s, a webhook call after 15), so a live worker never loses its claim.
+#: How long a claim lasts: far longer than one send may take (each step of an SMTP
+#: exchange times out after AUTHPROFILES_SMTP_TIMEOUT_SECONDS, 10 s unless set, a
+#: webhook call after 10 s), so a live worker does not lose its claim. It is also how
+#: long a message whose worker died waits before it is tried again.
 LEASE_SECONDS = 120.0
 #: Messages one pass sends at most, so a worker's other passes get their turn.
 PASS_LIMIT = 100
@@ -94,7 +99,8 @@ def send_test_email(email: EmailSender | None, to: str, public_url: str) -> None
 @dataclass(frozen=True)
 class _Job:
     """A claimed message, with what sending it needs; ``refused`` when it cannot be
-    sent at all (its webhook's secret is unreadable)."""
+    sent at all (its webhook's secret is unreadable). ``attempts`` is the number of this
+    attempt (counted when it was claimed)."""
 
     id: str
     channel: str
@@ -107,7 +113,7 @@ class _Job:
     refused: str | None = None
 
     def __repr__(self) -> str:  # the secret stays out of logs and tracebacks
-        return f"_Job({self.id}, {self.channel}, attempt {self.attempts + 1})"
+        return f"_Job({self.id}, {self.channel}, attempt {self.attempts})"
 
 
 class DeliveryWorker:
@@ -137,25 +143,40 @@ class DeliveryWorker:
         self.name = name or worker_name()
 
     # -- the background pass ----------------------------------------------------------------
-    def deliver_due(self) -> int:
-        """Send every message that is due (up to :data:`PASS_LIMIT`); how many were tried.
-        When nothing is due this is one read, and no write lock is taken."""
+    def deliver_due(self, channel: str | None = None) -> int:
+        """Send every message (of ``channel``: ``email`` or ``webhook``; of both when None)
+        that is due, up to :data:`PASS_LIMIT`; how many were tried. When nothing is due
+        this is one read, and no write lock is taken."""
         with self.db.read() as session:
-            if not self.outbox.any_due(session):
+            if not self.outbox.any_due(session, channel=channel):
                 return 0
         tried = 0
         while tried < PASS_LIMIT:
-            job = self._claim()
+            job = self._claim(channel)
             if job is None:
                 break
             self._deliver(job)
             tried += 1
         return tried
 
-    def _claim(self) -> _Job | None:
+    def deliver_webhooks(self) -> int:
+        """The webhook calls that are due (the app's webhook worker runs this)."""
+        return self.deliver_due(WEBHOOK)
+
+    def deliver_emails(self) -> int:
+        """The emails that are due (the app's email worker runs this, apart from the
+        webhooks: an SMTP server that does not answer holds up only emails)."""
+        return self.deliver_due(EMAIL)
+
+    def _claim(self, channel: str | None) -> _Job | None:
         with self.db.session() as session:
             rows = self.outbox.claim_due(
-                session, worker=self.name, lease_seconds=self.lease_seconds, limit=1
+                session,
+                worker=self.name,
+                lease_seconds=self.lease_seconds,
+                max_attempts=self.max_attempts,
+                channel=channel,
+                limit=1,
             )
             if not rows:
                 return None
@@ -202,12 +223,14 @@ class DeliveryWorker:
             self._failed(job, f"unexpected error: {type(exc).__name__}", status_code)
             return
         with self.db.session() as session:
-            recorded = self.outbox.mark_sent(session, job.id, status_code=status_code)
+            recorded = self.outbox.mark_sent(
+                session, job.id, worker=self.name, status_code=status_code
+            )
         if not recorded:
             log.warning("delivery %s was sent, but another worker had taken it over", job.id)
 
     def _failed(self, job: _Job, error: str, status_code: int | None) -> None:
-        attempt = job.attempts + 1
+        attempt = job.attempts
         retry_at: datetime | None = None
         if attempt < self.max_attempts:
             retry_at = utcnow() + timedelta(seconds=backoff_seconds(attempt, self.retry_seconds))
@@ -267,7 +290,7 @@ class DeliveryWorker:
                 recipient=webhook.id,
                 event=TEST_EVENT,
                 payload="",
-                attempts=0,
+                attempts=1,
                 url=webhook.url,
                 secret=self.webhooks.secret(webhook),
             )

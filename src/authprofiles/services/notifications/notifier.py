@@ -30,8 +30,9 @@ class OutboxNotifier:
     subscribed to it.
 
     Recipients are ``notice.user_ids`` who are members of the workspace, and with
-    ``notice.to_admins`` its admins; disabled people are told nothing, and each address
-    gets one email however it was named.
+    ``notice.to_admins`` its admins; people disabled (everywhere, or in this workspace)
+    are told nothing, nor is anyone without a membership of the notice's workspace,
+    however they were named; and each address gets one email.
     """
 
     def __init__(
@@ -81,15 +82,15 @@ class OutboxNotifier:
             )
 
     def recipients(self, unit: Any, notice: Notice) -> list[UserRow]:
-        """Who is emailed about ``notice``, oldest membership first for the admins."""
+        """Who is emailed about ``notice``, oldest membership first for the admins.
+
+        Each one's membership of the notice's workspace is checked here, whoever found
+        them: an email names a workspace's profile, so it goes only to people who are
+        members there now, and not disabled there."""
         found: list[UserRow] = []
         if notice.to_admins:
             found += self.users.admins(unit, notice.workspace_id)
-        named = [
-            user
-            for user in self.users.many(unit, notice.user_ids)
-            if self.users.membership(unit, notice.workspace_id, user.id) is not None
-        ]
+        named = self.users.many(unit, notice.user_ids)
         found += sorted(named, key=lambda user: notice.user_ids.index(user.id))
         seen: set[str] = set()
         chosen = []
@@ -97,6 +98,9 @@ class OutboxNotifier:
             if user.disabled_at is not None or muted(user, notice.event.value):
                 continue
             if user.email in seen:
+                continue
+            membership = self.users.membership(unit, notice.workspace_id, user.id)
+            if membership is None or membership.disabled_at is not None:
                 continue
             seen.add(user.email)
             chosen.append(user)

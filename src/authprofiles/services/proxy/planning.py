@@ -44,8 +44,11 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-#: Also never forwarded upstream: the caller's API key, and fields the client recomputes.
-_DROP_REQUEST = HOP_BY_HOP | {"authorization", "host", "content-length", "expect"}
+#: Also never forwarded upstream: the caller's API key, a browser session's CSRF token,
+#: and fields the client recomputes.
+_DROP_REQUEST = HOP_BY_HOP | {"authorization", "x-csrf-token", "host", "content-length", "expect"}
+#: This server's own cookies (a signed-in person's session) never leave it.
+_OWN_COOKIE_PREFIX = "authprofiles_"
 #: The server adds its own Date and Server; two of each would confuse clients.
 _DROP_RESPONSE = HOP_BY_HOP | {"date", "server"}
 
@@ -182,14 +185,31 @@ def build_plan(
 
 def forwarded_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     """The caller's headers that go upstream: not hop-by-hop ones (nor those its
-    ``Connection`` names), not its API key, not those the client recomputes."""
+    ``Connection`` names), not its API key, not those the client recomputes, and not this
+    server's own cookies."""
     named = {
         token.strip().lower()
         for name, value in headers
         if name.lower() == "connection"
         for token in value.split(",")
     }
-    return [(k, v) for k, v in headers if k.lower() not in _DROP_REQUEST and k.lower() not in named]
+    kept = []
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in _DROP_REQUEST or lowered in named:
+            continue
+        if lowered == "cookie":
+            value = _without_own_cookies(value)
+            if not value:
+                continue
+        kept.append((name, value))
+    return kept
+
+
+def _without_own_cookies(header: str) -> str:
+    """A ``Cookie`` header without this server's cookies (RFC 6265 section 4.2.1 pairs)."""
+    pairs = [pair.strip() for pair in header.split(";")]
+    return "; ".join(pair for pair in pairs if pair and not pair.startswith(_OWN_COOKIE_PREFIX))
 
 
 def outbound_request(

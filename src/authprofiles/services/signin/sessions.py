@@ -7,6 +7,9 @@ token. A session ends:
 - after ``session_idle_minutes`` without a request (``last_seen_at``, written at most
   once a minute, so a busy page does not write per request);
 - ``session_absolute_hours`` after sign-in, however active;
+- when the person signs in again in the same browser (the old session's tokens go);
+- when the user's membership of the session's workspace is removed or disabled (checked
+  at every presentation, like the user's own row);
 - at sign-out (this session) or "sign out everywhere", a password change or the user
   being disabled: those raise the user's ``session_epoch``, and a session of an older
   epoch is refused the next time it is presented, in every worker, because every
@@ -68,8 +71,13 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def csrf_matches(expected: str, presented: str | None) -> bool:
-    return presented is not None and hmac.compare_digest(expected.encode(), presented.encode())
+def csrf_matches(expected: str | None, presented: str | None) -> bool:
+    """Whether a presented CSRF token is the expected one. An empty value on either side
+    never matches: a cross-site form can always send an empty field, and a browser
+    without the cookie gives an empty expected value, so ``"" == ""`` must not pass."""
+    if not expected or not presented:
+        return False
+    return hmac.compare_digest(expected.encode(), presented.encode())
 
 
 @dataclass(frozen=True)
@@ -160,7 +168,8 @@ class Sessions:
     # -- every request -----------------------------------------------------------------
     def resolve(self, token: str | None, address: str | None = None) -> ActiveSession:
         """The session of the cookie's ``token``; ``Unauthenticated`` when there is none
-        or it ended (timed out, signed out, the user disabled or no longer a member)."""
+        or it ended (timed out, signed out, the user disabled, or no longer an active
+        member of the session's workspace: removed, or disabled there by its admin)."""
         if not token:
             raise Unauthenticated("sign in, or send an API key as `Authorization: Bearer <key>`")
         hashed = token_hash(token)
@@ -176,6 +185,7 @@ class Sessions:
             or user.disabled_at is not None
             or row.epoch != user.session_epoch
             or membership is None
+            or membership.disabled_at is not None
         ):
             raise Unauthenticated("your session has ended; sign in again")
         new_token: str | None = None
@@ -221,14 +231,26 @@ class Sessions:
             return token, successor.id
 
     def workspaces(self, user_id: str) -> list[tuple[str, str, Role]]:
-        """(id, name, role) of each workspace the user is a member of: the switcher's."""
+        """(id, name, role) of each workspace the user is an active member of (not
+        disabled there): the switcher's."""
         with self.db.read() as unit:
             return [
-                (workspace.id, workspace.name, Role(role))
-                for workspace, role in self.users.workspaces_of(unit, user_id)
+                (workspace.id, workspace.name, Role(membership.role))
+                for workspace, membership in self.store.memberships_of(unit, user_id)
+                if membership.disabled_at is None
             ]
 
     # -- ending and switching ----------------------------------------------------------
+    def end(self, unit: UnitOfWork, token: str | None) -> None:
+        """End the session of ``token`` (every token it had), whoever's it is, in the
+        caller's unit of work: signing in again in a browser ends the session it held,
+        rather than leaving that token good until its idle timeout."""
+        if not token:
+            return
+        found = self.store.find(unit, token_hash(token))
+        if found is not None:
+            self.store.end_lineage(unit, found[0].user_id, found[0].csrf_token)
+
     def sign_out(self, token: str | None) -> str | None:
         """End the session of ``token`` (every token it had); returns the user's id, or
         None when there was no such session."""
@@ -248,13 +270,14 @@ class Sessions:
             self.store.end_every_session(unit, user_id)
 
     def switch_workspace(self, principal: Principal, workspace_id: str) -> None:
-        """Work in another workspace the user is a member of (404 for any other, so
-        workspace ids do not leak)."""
+        """Work in another workspace the user is an active member of (404 for any other,
+        one they are disabled in included, so workspace ids do not leak)."""
         if principal.kind is not CallerKind.USER or principal.session_id is None:
             raise Forbidden("only a signed-in person switches workspaces")
         assert principal.user_id is not None
         with self.db.session() as unit:
-            if self.users.membership(unit, workspace_id, principal.user_id) is None:
+            membership = self.users.membership(unit, workspace_id, principal.user_id)
+            if membership is None or membership.disabled_at is not None:
                 raise NotFound(f"no workspace with id {workspace_id!r}")
             row = self.store.get_for_update(unit, principal.session_id)
             if row is None:

@@ -96,6 +96,7 @@ def upgrade() -> None:
         sa.Column("workspace_id", sa.String(length=64), nullable=False),
         sa.Column("user_id", sa.String(length=36), nullable=False),
         sa.Column("role", sa.String(length=20), nullable=False),
+        sa.Column("disabled_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name=op.f("fk_memberships_user_id_users"), ondelete="CASCADE"
