@@ -36,6 +36,10 @@ from authprofiles.store.people import UserStore
 from tests.support.app import Live, oauth_profile
 from tests.support.idp import IdP
 
+#: HTTP behaviour the database does not change runs on SQLite; what it changes is marked
+#: ``both_databases`` (see tests/conftest.py).
+SQLITE_ONLY = True
+
 OTHER = "ws-other"
 T0 = datetime(2020, 1, 1, 9, 0, tzinfo=UTC)
 KEY = Actor("api_key", "key-1", "ci-deploy")
@@ -157,6 +161,7 @@ def actions(items: list[dict[str, Any]]) -> list[str]:
 # == the list: newest first, paged, filtered ===================================================
 
 
+@pytest.mark.both_databases
 def test_the_log_is_listed_newest_first_a_page_at_a_time(filled: Live) -> None:
     responses = list(pages(filled.http, f"/api/v1/audit?limit=3&{SCOPE}"))
     assert [len(r.json()) for r in responses] == [3, 3, 2]
@@ -275,6 +280,7 @@ def test_only_admins_read_the_log(filled: Live, path: str) -> None:
     assert wrong.status_code == 401
 
 
+@pytest.mark.both_databases
 def test_each_workspace_sees_its_own_entries_only(filled: Live) -> None:
     other_admin = headers_for(filled.services, "admin", OTHER)
     mine = [i for r in pages(filled.http, f"/api/v1/audit?{SCOPE}") for i in r.json()]
@@ -368,6 +374,7 @@ def test_a_profile_test_is_recorded_with_its_outcome_and_no_secret(live: Live, i
             assert secret not in found, f"a secret is in the audit {where}"
 
 
+@pytest.mark.both_databases
 def test_a_key_rotation_is_recorded_in_every_workspace(
     services: Services, settings: Settings
 ) -> None:
@@ -390,6 +397,7 @@ def test_a_key_rotation_is_recorded_in_every_workspace(
 
 
 @pytest.mark.idp
+@pytest.mark.both_databases
 def test_tokens_handed_out_are_counted_per_connection_and_minute(live: Live, idp: IdP) -> None:
     profile, _ = oauth_profile(live, idp, "client-credentials")
     connection_id = live.connect(profile["id"])["id"]

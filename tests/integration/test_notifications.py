@@ -59,6 +59,10 @@ from tests.support.mail import (
 )
 from tests.support.tls import issue_certificates
 
+#: HTTP behaviour the database does not change runs on SQLite; what it changes is marked
+#: ``both_databases`` (see tests/conftest.py).
+SQLITE_ONLY = True
+
 PUBLIC_URL = "https://authprofiles.example.com"
 SMTP_USER = "mailer"
 SMTP_PASSWORD = "smtp-pw-planted-5f1e9c"
@@ -186,6 +190,7 @@ def workspace_admins(services: Services) -> dict[str, str]:
 # -- who hears, how often --------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_an_incident_emails_each_admin_once_and_calls_each_subscribed_webhook_once(
     services: Services,
     client: TestClient,
@@ -430,6 +435,7 @@ class KillingPoster:
         raise WorkerKilled
 
 
+@pytest.mark.both_databases
 def test_a_message_whose_sending_kills_the_worker_is_given_up_after_its_attempts(
     services: Services,
     client: TestClient,
@@ -460,6 +466,7 @@ def test_a_message_whose_sending_kills_the_worker_is_given_up_after_its_attempts
         assert set(session.scalars(select(OutboxRow.claimed_by))) == {None}
 
 
+@pytest.mark.both_databases
 def test_a_worker_whose_lease_ran_out_records_nothing_over_the_next_one(
     services: Services,
 ) -> None:
@@ -670,6 +677,7 @@ def test_a_delivery_to_a_private_address_is_refused_unless_allowed(
 # -- several workers --------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_two_workers_deliver_each_message_exactly_once(
     services: Services,
     settings: Settings,
@@ -925,6 +933,7 @@ def test_starttls_is_refused_when_the_server_does_not_offer_it(smtp_server: Smtp
 # -- keys rotate ------------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_keys_rotate_reencrypts_webhook_secrets(database_url: str, tmp_path: Path) -> None:
     settings = Settings(
         database_url=database_url,

@@ -24,6 +24,9 @@ from tests.support.app import Live, oauth_profile
 from tests.support.idp import IdP
 
 API = "/api/v1"
+#: HTTP behaviour the database does not change runs on SQLite; what it changes is marked
+#: ``both_databases`` (see tests/conftest.py).
+SQLITE_ONLY = True
 #: The default workspace's admin, as the service layer sees one.
 ADMIN = Principal(workspace_id=DEFAULT_WORKSPACE_ID, role=Role.ADMIN, name="test")
 
@@ -47,6 +50,7 @@ def _member(services: Services, email: str, role: str, workspace: str | None = N
 def runner(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str, master_key: str
 ) -> CliRunner:
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AUTHPROFILES_DATABASE_URL", database_url)
     monkeypatch.setenv("AUTHPROFILES_MASTER_KEY", master_key)
@@ -107,6 +111,7 @@ def test_a_key_acts_with_the_lower_of_its_role_and_its_users(
         assert made.status_code == 403, made.text
 
 
+@pytest.mark.both_databases
 def test_invitations_decide_who_uses_a_profile_and_owners_keep_their_connections(
     live: Live, services: Services, idp: IdP
 ) -> None:
@@ -158,12 +163,14 @@ def test_a_disabled_users_keys_stop_at_once(live: Live, services: Services) -> N
         assert "disabled" in answer.json()["detail"]
 
 
+@pytest.mark.both_databases
 def test_the_last_admin_stays(live: Live, services: Services) -> None:
     only = services.people.create_user(email="only@example.com", role="admin")
     answer = live.http.patch(f"{API}/users/{only.id}", json={"role": "viewer"})
     assert answer.status_code == 409, answer.text
 
 
+@pytest.mark.both_databases
 def test_workspaces_never_see_each_other(live: Live, services: Services, idp: IdP) -> None:
     services.people.create_user(email="a@example.com", role="admin")
     services.people.create_user(email="b@example.com", role="admin")

@@ -25,6 +25,10 @@ from authprofiles.settings import Settings
 from authprofiles.store.models import DEFAULT_WORKSPACE_ID, UserRow
 from authprofiles.store.people import UserStore
 
+#: HTTP behaviour the database does not change runs on SQLite; what it changes is marked
+#: ``both_databases`` (see tests/conftest.py).
+SQLITE_ONLY = True
+
 PASSWORD = "correct horse battery"
 SESSION = "authprofiles_session"
 
@@ -231,6 +235,7 @@ def test_the_sign_in_form_needs_its_csrf_token(app: App) -> None:
     assert forged.status_code == 403
 
 
+@pytest.mark.both_databases
 def test_a_disabled_user_cannot_sign_in_and_their_session_ends_at_once(app: App) -> None:
     user_id, email = app.user()
     browser = app.browser()
@@ -286,6 +291,7 @@ def test_the_csrf_token_endpoint_needs_a_session(app: App) -> None:
 # -- throttling ---------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_five_failures_lock_the_account_and_the_page_says_until_when(app: App) -> None:
     _, email = app.user()
     browser = app.browser()
@@ -317,6 +323,7 @@ def test_a_successful_sign_in_resets_the_account_counter(app: App) -> None:
         assert app.browser().sign_in(email, "wrong password").status_code == 401
 
 
+@pytest.mark.both_databases
 def test_failures_from_one_address_lock_that_address_out(
     make_app: Callable[..., App],
 ) -> None:
@@ -379,6 +386,7 @@ def test_a_session_ends_at_the_absolute_timeout_however_active(app: App) -> None
     assert browser.get("/api/v1/profiles").status_code == 401
 
 
+@pytest.mark.both_databases
 def test_the_session_token_rotates_and_the_old_one_works_only_briefly(app: App) -> None:
     _, email = app.user()
     browser = app.browser()
@@ -575,6 +583,7 @@ def test_the_access_log_never_holds_a_reset_links_token(
     assert "unknown-token-1f2e" not in caplog.text
 
 
+@pytest.mark.both_databases
 def test_parallel_wrong_passwords_check_at_most_the_limit(
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -21,6 +21,10 @@ from authprofiles.store.people import UserStore
 from tests.support.app import Live
 from tests.support.oidc_provider import OidcProvider
 
+#: HTTP behaviour the database does not change runs on SQLite; what it changes is marked
+#: ``both_databases`` (see tests/conftest.py).
+SQLITE_ONLY = True
+
 pytestmark = pytest.mark.idp
 
 SESSION = "authprofiles_session"
@@ -94,6 +98,7 @@ def start(browser: httpx.Client, next_url: str = "/") -> str:
     return started.headers["location"]
 
 
+@pytest.mark.both_databases
 def test_a_person_signs_in_at_the_provider_and_lands_with_a_session(
     sso: Live, oidc_provider: OidcProvider, browser: httpx.Client
 ) -> None:
