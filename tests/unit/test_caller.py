@@ -26,10 +26,10 @@ class FakeKeys:
         self.known, self.recent = known, recent
         self.verified: list[str | None] = []
 
-    def cached(self, presented: str) -> Principal | None:
+    def cached(self, presented: str, address: str | None = None) -> Principal | None:
         return self.recent.get(presented)
 
-    def authenticate(self, presented: str | None) -> Principal:
+    def authenticate(self, presented: str | None, address: str | None = None) -> Principal:
         self.verified.append(presented)
         if not presented:
             raise Unauthenticated("send an API key as `Authorization: Bearer <key>`")

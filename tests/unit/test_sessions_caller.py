@@ -5,6 +5,7 @@ and a rotated token goes out as Set-Cookie; each principal carries its request's
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,10 +26,10 @@ EXPIRES = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 class Keys:
-    def cached(self, presented: str) -> Principal | None:
-        return KEY_PRINCIPAL if presented == "ap_a_b" else None
+    def cached(self, presented: str, address: str | None = None) -> Principal | None:
+        return replace(KEY_PRINCIPAL, address=address) if presented == "ap_a_b" else None
 
-    def authenticate(self, presented: str | None) -> Principal:
+    def authenticate(self, presented: str | None, address: str | None = None) -> Principal:
         raise Unauthenticated("send an API key as `Authorization: Bearer <key>`")
 
 

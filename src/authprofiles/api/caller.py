@@ -22,7 +22,6 @@ page) answers whatever the request carries, and a route that needs one raises th
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
 
@@ -47,12 +46,14 @@ CALLER = "authprofiles.caller"
 class KeyVerifier(Protocol):
     """API keys: the one kind of credential a caller presents today."""
 
-    def cached(self, presented: str) -> Principal | None:
-        """A recently verified key's principal, without I/O; None when not known."""
+    def cached(self, presented: str, address: str | None = None) -> Principal | None:
+        """A recently verified key's principal, as presented from ``address``, without
+        I/O; None when not known."""
         ...
 
-    def authenticate(self, presented: str | None) -> Principal:
-        """Verify the key (blocking: it reads the database); raises ``Unauthenticated``."""
+    def authenticate(self, presented: str | None, address: str | None = None) -> Principal:
+        """Verify the key (blocking: it reads the database) and give its principal, calling
+        from ``address``; raises ``Unauthenticated``."""
         ...
 
 
@@ -113,15 +114,15 @@ class Caller:
             if token is not None:
                 principal = await self._session_principal(token)
             else:
-                # A key seen in the last seconds is checked in memory, without a thread hop.
-                principal = self._keys.cached(self._key) if self._key else None
-                if principal is None:
-                    principal = await run_in_threadpool(self._keys.authenticate, self._key)
-                # The key's principal is shared by its requests; this one's address is
-                # put on a copy (the audit log says where each call came from).
+                # A key seen in the last seconds from this address is checked in memory,
+                # without a thread hop (the principal names the address: the audit log says
+                # where each call came from).
                 address = client_address(self._scope)
-                if address is not None and principal.address != address:
-                    principal = replace(principal, address=address)
+                principal = self._keys.cached(self._key, address) if self._key else None
+                if principal is None:
+                    principal = await run_in_threadpool(
+                        self._keys.authenticate, self._key, address
+                    )
         except DomainError as exc:
             self._failure = exc
             raise

@@ -8,7 +8,7 @@ signed-in user or an agent grant plug in the same way), and every credential use
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 
 from authprofiles.core.connections import Connection
 from authprofiles.core.errors import Forbidden
@@ -20,10 +20,9 @@ class Role(StrEnum):
     VIEWER = "viewer"  # read profiles and statuses
 
 
-class _Rank(IntEnum):
-    viewer = 1
-    developer = 2
-    admin = 3
+#: Each role's rank: a role may do what any lower one may. (A plain dict: asked on every
+#: credential use, it is several times faster than an enum's lookup by value.)
+_RANK: dict[Role, int] = {Role.VIEWER: 1, Role.DEVELOPER: 2, Role.ADMIN: 3}
 
 
 class CallerKind(StrEnum):
@@ -93,12 +92,12 @@ class CredentialRequest:
 
 
 def has_role(principal: Principal, role: Role) -> bool:
-    return _Rank[principal.role.value] >= _Rank[role.value]
+    return _RANK[principal.role] >= _RANK[role]
 
 
 def lower_role(first: Role, second: Role) -> Role:
     """The less powerful of two roles (a key acts with its own role or its user's)."""
-    return first if _Rank[first.value] <= _Rank[second.value] else second
+    return first if _RANK[first] <= _RANK[second] else second
 
 
 def require_role(principal: Principal, role: Role) -> None:

@@ -101,7 +101,8 @@ class ApiKeys:
         self.store = ApiKeyStore()
         self.people = UserStore()
         self.audit: AuditTrail = audit or DiscardAudit()
-        self._cache: dict[str, tuple[float, Principal]] = {}
+        #: (key as presented, the caller's address) -> (until when, its principal).
+        self._cache: dict[tuple[str, str | None], tuple[float, Principal]] = {}
         self._lock = threading.Lock()
         #: Bumped by every revocation and change of a user: a verification that began
         #: before one is not remembered.
@@ -222,19 +223,22 @@ class ApiKeys:
             maker=principal,
         )
 
-    def cached(self, presented: str) -> Principal | None:
-        """A recently verified key's principal, without touching the database."""
+    def cached(self, presented: str, address: str | None = None) -> Principal | None:
+        """A recently verified key's principal, as presented from ``address``, without
+        touching the database."""
         with self._lock:
-            hit = self._cache.get(presented)
+            hit = self._cache.get((presented, address))
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
         return None
 
-    def authenticate(self, presented: str | None) -> Principal:
+    def authenticate(self, presented: str | None, address: str | None = None) -> Principal:
+        """The key's principal, calling from ``address``; ``Unauthenticated`` when there is
+        no key, or it is unknown, revoked, or its user is disabled or gone."""
         if not presented:
             raise Unauthenticated("send an API key as `Authorization: Bearer <key>`")
         now = time.monotonic()
-        cached = self.cached(presented)
+        cached = self.cached(presented, address)
         if cached is not None:
             return cached
         parts = presented.split("_", 2)
@@ -265,6 +269,7 @@ class ApiKeys:
             key_id=row.id,
             name=row.name,
             user_id=row.user_id,
+            address=address,
         )
         with self._lock:
             # A revocation or a change of the user made while this was read leaves it
@@ -272,7 +277,7 @@ class ApiKeys:
             if generation == self._generation:
                 if len(self._cache) > 10_000:
                     self._cache.clear()
-                self._cache[presented] = (now + CACHE_SECONDS, principal)
+                self._cache[(presented, address)] = (now + CACHE_SECONDS, principal)
         return principal
 
     def list(
@@ -345,6 +350,6 @@ class ApiKeys:
     def _forget(self, matches: Callable[[Principal], bool]) -> None:
         with self._lock:
             self._generation += 1
-            for presented, (_, principal) in builtins.list(self._cache.items()):
+            for cache_key, (_, principal) in builtins.list(self._cache.items()):
                 if matches(principal):
-                    del self._cache[presented]
+                    del self._cache[cache_key]
