@@ -90,19 +90,6 @@ def _profiles() -> list[dict[str, Any]]:
     ]
 
 
-@pytest.fixture
-def runner(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str, master_key: str
-) -> CliRunner:
-    """Commands run against the test database; each builds its Settings from this env."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("AUTHPROFILES_DATABASE_URL", database_url)
-    monkeypatch.setenv("AUTHPROFILES_MASTER_KEY", master_key)
-    monkeypatch.setenv("AUTHPROFILES_KEY_FILE", str(tmp_path / "must-not-be-created.key"))
-    monkeypatch.setenv("COLUMNS", "200")
-    return CliRunner()
-
-
 def run(runner: CliRunner, *args: str, ok: bool = True) -> Result:
     result = runner.invoke(cli, list(args))
     if ok:

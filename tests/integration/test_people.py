@@ -46,19 +46,6 @@ def _member(services: Services, email: str, role: str, workspace: str | None = N
     ).key
 
 
-@pytest.fixture
-def runner(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str, master_key: str
-) -> CliRunner:
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("AUTHPROFILES_DATABASE_URL", database_url)
-    monkeypatch.setenv("AUTHPROFILES_MASTER_KEY", master_key)
-    monkeypatch.setenv("AUTHPROFILES_KEY_FILE", str(tmp_path / "unused.key"))
-    monkeypatch.setenv("COLUMNS", "200")
-    return CliRunner()
-
-
 def test_the_first_admin_from_the_cli_adopts_the_keys_made_before(
     runner: CliRunner, services: Services
 ) -> None:

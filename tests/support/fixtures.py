@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from .echo import EchoServer, start_echo
 from .faults import FaultProxy
@@ -151,3 +153,16 @@ def pytest_runtest_makereport(
             if name in names:
                 report.sections.append((f"{name} log (tail)", server.log_tail(4000)))
     return report
+
+
+@pytest.fixture
+def runner(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str, master_key: str
+) -> CliRunner:
+    """Commands run against the test database; each builds its Settings from this env."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AUTHPROFILES_DATABASE_URL", database_url)
+    monkeypatch.setenv("AUTHPROFILES_MASTER_KEY", master_key)
+    monkeypatch.setenv("AUTHPROFILES_KEY_FILE", str(tmp_path / "must-not-be-created.key"))
+    monkeypatch.setenv("COLUMNS", "200")
+    return CliRunner()

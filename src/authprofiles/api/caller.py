@@ -120,9 +120,7 @@ class Caller:
                 address = client_address(self._scope)
                 principal = self._keys.cached(self._key, address) if self._key else None
                 if principal is None:
-                    principal = await run_in_threadpool(
-                        self._keys.authenticate, self._key, address
-                    )
+                    principal = await run_in_threadpool(self._keys.authenticate, self._key, address)
         except DomainError as exc:
             self._failure = exc
             raise
