@@ -101,12 +101,12 @@ def migrated_template(admin_url: str) -> Iterator[str]:
     from authprofiles.store.db import Database
 
     url = create_database(admin_url)
-    database = Database(url)
     try:
-        database.migrate()
-    finally:
-        database.dispose()  # a template must have no connection open while it is copied
-    try:
+        database = Database(url)
+        try:
+            database.migrate()
+        finally:
+            database.dispose()  # a template must have no connection open while copied
         yield url.rsplit("/", 1)[1]
     finally:
         drop_database(admin_url, url)

@@ -32,7 +32,6 @@ class Action(StrEnum):
     TOKEN_REFRESH_FAILED = "token.refresh_failed"  # noqa: S105
     USER_SIGNED_IN = "user.signed_in"
     USER_SIGNIN_FAILED = "user.signin_failed"
-    USER_SIGNED_OUT = "user.signed_out"
     USER_CREATED = "user.created"
     USER_UPDATED = "user.updated"
     USER_DISABLED = "user.disabled"

@@ -19,6 +19,10 @@ class NoticeEvent(StrEnum):
     PROFILE_ACCESS_GRANTED = "profile.access_granted"
 
 
+#: The event names, in the contract's order.
+EVENT_NAMES: tuple[str, ...] = tuple(event.value for event in NoticeEvent)
+
+
 @dataclass(frozen=True)
 class Notice:
     event: NoticeEvent
@@ -33,4 +37,4 @@ class Notice:
     to_admins: bool = False
 
 
-__all__ = ["Notice", "NoticeEvent"]
+__all__ = ["EVENT_NAMES", "Notice", "NoticeEvent"]

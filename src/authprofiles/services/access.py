@@ -152,16 +152,26 @@ class RolePolicy:
                 else "a shared connection is disconnected by an admin"
             )
 
-    def may_see_connection(self, principal: Principal, owner: str, profile_id: str) -> bool:
-        """Whether a list shows the connection: admins see all of the workspace's;
-        developers their own and the shared ones of profiles they were invited to."""
+    def visible_to(self, principal: Principal) -> tuple[str, frozenset[str]] | None:
+        """Which connections the caller sees: None, every one of the workspace (admins, and
+        keys from before the workspace had people); else ``(user id, profile ids)``: their
+        own, and the shared ones of the profiles they were invited to."""
         if principal.user_id is None or has_role(principal, Role.ADMIN):
+            return None
+        usable = (
+            self.access.usable(principal.workspace_id, principal.user_id)
+            if self.access is not None
+            else frozenset()
+        )
+        return principal.user_id, usable
+
+    def may_see_connection(self, principal: Principal, owner: str, profile_id: str) -> bool:
+        """Whether the caller sees this connection (see :meth:`visible_to`)."""
+        visible = self.visible_to(principal)
+        if visible is None:
             return True
-        if owner == principal.user_id:
-            return True
-        if owner != SHARED_OWNER or self.access is None:
-            return False
-        return profile_id in self.access.usable(principal.workspace_id, principal.user_id)
+        user_id, profiles = visible
+        return owner == user_id or (owner == SHARED_OWNER and profile_id in profiles)
 
 
 __all__ = [

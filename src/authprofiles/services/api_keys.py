@@ -183,14 +183,7 @@ class ApiKeys:
     ) -> CreatedApiKey:
         """`api-keys create`: the workspace and user named (by name or id, and by email)."""
         with self.db.read() as session:
-            workspace_id = DEFAULT_WORKSPACE_ID
-            if workspace is not None:
-                row = self.people.workspace(session, workspace) or self.people.workspace_by_name(
-                    session, workspace
-                )
-                if row is None:
-                    raise NotFound(f"no workspace named {workspace!r}")
-                workspace_id = row.id
+            workspace_id = self.people.workspace_id_named(session, workspace)
             user_id = None
             if user_email is not None:
                 user = self.people.by_email(session, user_email)

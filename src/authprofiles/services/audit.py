@@ -26,10 +26,11 @@ from typing import Any, Protocol
 
 from authprofiles.core.audit import Action, Actor, AuditEntry, DetailValue, Target
 from authprofiles.core.callers import Principal, Role, require_role
-from authprofiles.core.errors import FieldError, NotFound, ValidationFailed
+from authprofiles.core.errors import FieldError, ValidationFailed
 from authprofiles.store.audit import AuditQuery, AuditStore
 from authprofiles.store.db import Database, UnitOfWork
 from authprofiles.store.models import AuditEventRow
+from authprofiles.store.people import UserStore
 
 log = logging.getLogger("authprofiles.audit")
 
@@ -263,10 +264,7 @@ class AuditLog:
     def workspace_id(self, name_or_id: str) -> str:
         """The id of the workspace of that id or name (the command line names one)."""
         with self._db.read() as session:
-            found = self._store.workspace(session, name_or_id)
-        if found is None:
-            raise NotFound(f"no workspace named {name_or_id!r} (or of that id)")
-        return found
+            return UserStore().workspace_id_named(session, name_or_id)
 
 
 class EntryWriter(Protocol):

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field
 
 from authprofiles.core.audit import SYSTEM, Action, Actor, AuditEntry, Target
-from authprofiles.core.callers import has_role
 from authprofiles.core.connections import SHARED_OWNER, Connection, ConnectionStatus
 from authprofiles.core.errors import FieldError, Forbidden, NotFound, ValidationFailed
 from authprofiles.core.ports import AuditTrail, Clock, TokenCache
@@ -692,14 +691,7 @@ class ConnectionService:
         ``limit`` after the ``(created_at, id)`` key ``after``. Admins see every one;
         developers their own and the shared ones of the profiles shared with them."""
         require_role(principal, Role.DEVELOPER)
-        visible_to = None
-        if principal.user_id is not None and not has_role(principal, Role.ADMIN):
-            usable = (
-                self.policy.access.usable(principal.workspace_id, principal.user_id)
-                if self.policy.access is not None
-                else frozenset()
-            )
-            visible_to = (principal.user_id, usable)
+        visible_to = self.policy.visible_to(principal)
         with self.db.read() as session:
             return self.connection_store.list(
                 session,

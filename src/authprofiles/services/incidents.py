@@ -41,22 +41,7 @@ class Incidents:
     ) -> bool:
         """The profile fails (``reason``, never a secret); True when this opened the
         incident (and its admins are told)."""
-        if not self.profile_store.set_failing(session, profile_id, reason):
-            return False
-        name = self.profile_store.name_of(session, workspace_id, profile_id)
-        self.notifier.notify(
-            session,
-            Notice(
-                event=NoticeEvent.PROFILE_FAILING,
-                workspace_id=workspace_id,
-                profile_id=profile_id,
-                profile_name=name,
-                detail=reason,
-                connection_id=connection_id,
-                to_admins=True,
-            ),
-        )
-        return True
+        return self._change(session, workspace_id, profile_id, reason, connection_id)
 
     def working(
         self,
@@ -67,17 +52,29 @@ class Incidents:
         connection_id: str | None = None,
     ) -> bool:
         """The profile works again; True when this closed an incident (admins told)."""
-        if not self.profile_store.set_failing(session, profile_id, None):
+        return self._change(session, workspace_id, profile_id, None, connection_id)
+
+    def _change(
+        self,
+        session: UnitOfWork,
+        workspace_id: str,
+        profile_id: str,
+        reason: str | None,
+        connection_id: str | None,
+    ) -> bool:
+        """Set whether the profile fails (``reason``) or works (None); when that opened or
+        closed the incident, tell its admins, in the same unit of work."""
+        if not self.profile_store.set_failing(session, profile_id, reason):
             return False
         name = self.profile_store.name_of(session, workspace_id, profile_id)
         self.notifier.notify(
             session,
             Notice(
-                event=NoticeEvent.PROFILE_RECOVERED,
+                event=NoticeEvent.PROFILE_FAILING if reason else NoticeEvent.PROFILE_RECOVERED,
                 workspace_id=workspace_id,
                 profile_id=profile_id,
                 profile_name=name,
-                detail=f"The authorization profile {name!r} works again.",
+                detail=reason or f"The authorization profile {name!r} works again.",
                 connection_id=connection_id,
                 to_admins=True,
             ),

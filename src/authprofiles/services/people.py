@@ -34,7 +34,7 @@ from authprofiles.core.ports import AuditTrail, Clock, Notifier
 from authprofiles.core.validation import hidden_character
 from authprofiles.services.passwords import hash_password
 from authprofiles.store.db import ConstraintViolated, Database, UnitOfWork
-from authprofiles.store.models import DEFAULT_WORKSPACE_ID, MembershipRow, TeamRow, UserRow
+from authprofiles.store.models import MembershipRow, TeamRow, UserRow
 from authprofiles.store.people import AccessStore, TeamStore, UserStore, normalise_email
 from authprofiles.store.profiles import ProfileStore
 
@@ -168,15 +168,8 @@ class PeopleService:
     # -- the command line's bootstrap --------------------------------------------------------
     def workspace_id_of(self, name_or_id: str | None) -> str:
         """A workspace named, or with that id (None: the first one, ``default``)."""
-        if name_or_id is None:
-            return DEFAULT_WORKSPACE_ID
         with self.db.read() as session:
-            row = self.users.workspace(session, name_or_id) or self.users.workspace_by_name(
-                session, name_or_id
-            )
-        if row is None:
-            raise NotFound(f"no workspace named {name_or_id!r}")
-        return row.id
+            return self.users.workspace_id_named(session, name_or_id)
 
     def create_user(
         self,
@@ -278,11 +271,6 @@ class PeopleService:
             if self.users.membership(session, workspace_id, user.id) is None:
                 raise NotFound(f"{email} is not a member of that workspace")
             return user.id
-
-    def first_admin(self, workspace_id: str) -> str | None:
-        with self.db.read() as session:
-            admins = self.users.admins(session, workspace_id)
-        return admins[0].id if admins else None
 
     # -- the caller ---------------------------------------------------------------------------
     def me(self, principal: Principal) -> Me:
@@ -442,10 +430,6 @@ class PeopleService:
         try:
             with self.db.session() as session:
                 self._check_members(session, principal.workspace_id, member_ids, "members")
-                if any(
-                    t.name == name.strip() for t in self.teams.page(session, principal.workspace_id)
-                ):
-                    raise taken
                 row = self.teams.add(
                     session,
                     team_id=str(uuid.uuid4()),
@@ -464,6 +448,7 @@ class PeopleService:
                 )
                 team = Team.of(row, sorted(member_ids))
         except ConstraintViolated:
+            # The workspace's unique team names decide (two creators racing included).
             raise taken from None
         self._access_changed()
         return team

@@ -38,9 +38,6 @@ class ApiKeyStore:
         session.add(row)
         return row
 
-    def by_prefix(self, session: UnitOfWork, prefix: str) -> ApiKeyRow | None:
-        return session.scalars(select(ApiKeyRow).where(ApiKeyRow.prefix == prefix)).one_or_none()
-
     def by_prefix_with_user(
         self, session: UnitOfWork, prefix: str
     ) -> tuple[ApiKeyRow, UserRow | None, MembershipRow | None] | None:

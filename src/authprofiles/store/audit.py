@@ -128,19 +128,6 @@ class AuditStore:
         statement = select(WorkspaceRow.id).order_by(WorkspaceRow.created_at, WorkspaceRow.id)
         return builtins.list(session.scalars(statement))
 
-    def workspace(self, session: UnitOfWork, name_or_id: str) -> str | None:
-        """The id of the workspace of that id, else of the first one of that name."""
-        by_id = session.get(WorkspaceRow, name_or_id)
-        if by_id is not None:
-            return by_id.id
-        statement = (
-            select(WorkspaceRow.id)
-            .where(WorkspaceRow.name == name_or_id)
-            .order_by(WorkspaceRow.created_at, WorkspaceRow.id)
-            .limit(1)
-        )
-        return session.scalars(statement).first()
-
 
 def _matching(query: AuditQuery) -> Select[AuditEventRow]:
     statement = select(AuditEventRow).where(AuditEventRow.workspace_id == query.workspace_id)

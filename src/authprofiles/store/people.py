@@ -8,8 +8,10 @@ from datetime import datetime
 
 from sqlalchemy import delete, select, tuple_, update
 
+from authprofiles.core.errors import NotFound
 from authprofiles.store.db import UnitOfWork
 from authprofiles.store.models import (
+    DEFAULT_WORKSPACE_ID,
     ApiKeyRow,
     MembershipRow,
     ProfileAccessRow,
@@ -170,6 +172,16 @@ class UserStore:
     # -- workspaces -----------------------------------------------------------------------
     def workspace(self, session: UnitOfWork, workspace_id: str) -> WorkspaceRow | None:
         return session.get(WorkspaceRow, workspace_id)
+
+    def workspace_id_named(self, session: UnitOfWork, name_or_id: str | None) -> str:
+        """The id of the workspace of that id, else of the oldest one of that name (the
+        command line names them either way); None: the first one, ``default``."""
+        if name_or_id is None:
+            return DEFAULT_WORKSPACE_ID
+        row = self.workspace(session, name_or_id) or self.workspace_by_name(session, name_or_id)
+        if row is None:
+            raise NotFound(f"no workspace named {name_or_id!r} (or of that id)")
+        return row.id
 
     def workspace_by_name(self, session: UnitOfWork, name: str) -> WorkspaceRow | None:
         return session.scalars(

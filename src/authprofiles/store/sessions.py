@@ -100,17 +100,6 @@ class SessionStore:
             select(UserSessionRow).where(UserSessionRow.id == session_id).with_for_update()
         ).one_or_none()
 
-    def lineage(
-        self, unit: UnitOfWork, user_id: str, csrf_token: str
-    ) -> builtins.list[UserSessionRow]:
-        return builtins.list(
-            unit.scalars(
-                select(UserSessionRow).where(
-                    UserSessionRow.user_id == user_id, UserSessionRow.csrf_token == csrf_token
-                )
-            )
-        )
-
     def end_lineage(self, unit: UnitOfWork, user_id: str, csrf_token: str) -> None:
         """End one session: every token it had."""
         unit.execute(

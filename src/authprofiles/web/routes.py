@@ -10,17 +10,10 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from authprofiles.composition import Services
+from authprofiles.web.pages import HTML_PAGE, services_of
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 router = APIRouter(tags=["oauth"])
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-_PAGE = {"text/html": {"schema": {"type": "string"}}}
 
 
 @router.get(
@@ -28,13 +21,16 @@ _PAGE = {"text/html": {"schema": {"type": "string"}}}
     response_class=HTMLResponse,
     responses={
         200: {"description": "A page saying the connection is made"},
-        400: {"description": "A page saying why not (state, code or the IdP)", "content": _PAGE},
-        502: {"description": "A page saying the code exchange failed", "content": _PAGE},
+        400: {
+            "description": "A page saying why not (state, code or the IdP)",
+            "content": HTML_PAGE,
+        },
+        502: {"description": "A page saying the code exchange failed", "content": HTML_PAGE},
     },
 )
 async def oauth_callback(
     request: Request,
-    services: Services = Depends(_services),
+    services: Services = Depends(services_of),
     state: str | None = None,
     code: str | None = None,
     error: str | None = None,

@@ -45,6 +45,7 @@ from authprofiles.services.signin import (
     safe_next,
 )
 from authprofiles.services.signin.sessions import set_cookie_header
+from authprofiles.web.pages import HTML_PAGE, services_of
 from authprofiles.web.routes import templates
 
 router = APIRouter(tags=["sign-in"])
@@ -58,7 +59,6 @@ SSO_COOKIE_PATH = "/signin/sso"
 MAX_FORM_BYTES = 16 * 1024
 
 _STYLESHEET = Path(__file__).parent / "templates" / "signin.css"
-_PAGE = {"text/html": {"schema": {"type": "string"}}}
 #: Answers of every form here before it is read whole (problems, not pages).
 _FORM_REFUSED: dict[int | str, dict[str, Any]] = {
     413: {"description": "The form is larger than these pages send"}
@@ -75,11 +75,6 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
 }
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
 
 
 def _address(request: Request) -> str | None:
@@ -218,7 +213,7 @@ def _signed_in_response(services: Services, signed_in: SignedIn) -> Response:
     responses={200: {"description": "The sign-in page (or, signed in, who you are)"}},
 )
 async def signin_page(
-    request: Request, services: Services = Depends(_services), next: str | None = None
+    request: Request, services: Services = Depends(services_of), next: str | None = None
 ) -> Response:
     """Email and password, and "Sign in with <provider>" when single sign-on is set up.
     Signed in already: who you are, the workspace switcher and the sign-out buttons."""
@@ -246,13 +241,13 @@ async def signin_page(
     response_class=HTMLResponse,
     responses={
         303: {"description": "Signed in: off to `next`, with the session cookie"},
-        401: {"description": "The page again, saying why not", "content": _PAGE},
-        403: {"description": "The form's CSRF token is missing or wrong", "content": _PAGE},
-        429: {"description": "Locked: the page says until when", "content": _PAGE},
+        401: {"description": "The page again, saying why not", "content": HTML_PAGE},
+        403: {"description": "The form's CSRF token is missing or wrong", "content": HTML_PAGE},
+        429: {"description": "Locked: the page says until when", "content": HTML_PAGE},
         **_FORM_REFUSED,
     },
 )
-async def signin(request: Request, services: Services = Depends(_services)) -> Response:
+async def signin(request: Request, services: Services = Depends(services_of)) -> Response:
     """Sign in with email and password (form fields `email`, `password`, `csrf_token`,
     `next`). Failed tries are counted per account and per address; a locked account or
     address is told when it unlocks."""
@@ -303,7 +298,7 @@ async def signin(request: Request, services: Services = Depends(_services)) -> R
         401: {"description": "Not signed in"},
     },
 )
-async def signin_csrf(request: Request, services: Services = Depends(_services)) -> Response:
+async def signin_csrf(request: Request, services: Services = Depends(services_of)) -> Response:
     """The CSRF token of the browser's session, which an API call made with the session
     cookie sends as `X-CSRF-Token` when its method is not GET, HEAD or OPTIONS. 401 when
     not signed in."""
@@ -330,13 +325,13 @@ async def stylesheet() -> Response:
     "/signin/sso",
     responses={
         303: {"description": "Off to the OpenID provider"},
-        403: {"description": "The form's CSRF token is missing or wrong", "content": _PAGE},
+        403: {"description": "The form's CSRF token is missing or wrong", "content": HTML_PAGE},
         404: {"description": "Single sign-on is not set up"},
-        502: {"description": "The provider could not be used", "content": _PAGE},
+        502: {"description": "The provider could not be used", "content": HTML_PAGE},
         **_FORM_REFUSED,
     },
 )
-async def sso_start(request: Request, services: Services = Depends(_services)) -> Response:
+async def sso_start(request: Request, services: Services = Depends(services_of)) -> Response:
     """Begin signing in at the OpenID Connect provider (form fields `csrf_token`,
     `next`): authorization code with PKCE, state and nonce."""
     form = await _form(request)
@@ -366,14 +361,14 @@ async def sso_start(request: Request, services: Services = Depends(_services)) -
     "/signin/sso/callback",
     responses={
         303: {"description": "Signed in: off to `next`, with the session cookie"},
-        401: {"description": "The sign-in page, saying why not", "content": _PAGE},
-        404: {"description": "Single sign-on is not set up", "content": _PAGE},
-        502: {"description": "The provider could not be used", "content": _PAGE},
+        401: {"description": "The sign-in page, saying why not", "content": HTML_PAGE},
+        404: {"description": "Single sign-on is not set up", "content": HTML_PAGE},
+        502: {"description": "The provider could not be used", "content": HTML_PAGE},
     },
 )
 async def sso_callback(
     request: Request,
-    services: Services = Depends(_services),
+    services: Services = Depends(services_of),
     state: str | None = None,
     code: str | None = None,
     error: str | None = None,
@@ -431,14 +426,14 @@ _SIGNED_IN_FORM: dict[int | str, dict[str, Any]] = {
     303: {"description": "Done: back to the sign-in page"},
     403: {
         "description": "Not signed in, or the form's CSRF token is wrong: the sign-in page",
-        "content": _PAGE,
+        "content": HTML_PAGE,
     },
     **_FORM_REFUSED,
 }
 
 
 @router.post("/signout", responses=_SIGNED_IN_FORM)
-async def signout(request: Request, services: Services = Depends(_services)) -> Response:
+async def signout(request: Request, services: Services = Depends(services_of)) -> Response:
     """End this browser's session (form field `csrf_token`)."""
     session, _ = await _session_form(request, services)
     if session is None:
@@ -448,7 +443,9 @@ async def signout(request: Request, services: Services = Depends(_services)) -> 
 
 
 @router.post("/signout/everywhere", responses=_SIGNED_IN_FORM)
-async def signout_everywhere(request: Request, services: Services = Depends(_services)) -> Response:
+async def signout_everywhere(
+    request: Request, services: Services = Depends(services_of)
+) -> Response:
     """End every session of the signed-in person, in every browser (form field
     `csrf_token`)."""
     session, _ = await _session_form(request, services)
@@ -462,7 +459,7 @@ async def signout_everywhere(request: Request, services: Services = Depends(_ser
     "/signin/workspace",
     responses={**_SIGNED_IN_FORM, 303: {"description": "Switched: off to `next`"}},
 )
-async def switch_workspace(request: Request, services: Services = Depends(_services)) -> Response:
+async def switch_workspace(request: Request, services: Services = Depends(services_of)) -> Response:
     """Work in another of your workspaces (form fields `workspace_id`, `csrf_token`,
     `next`)."""
     session, form = await _session_form(request, services)
@@ -496,11 +493,11 @@ def _forbidden(request: Request, services: Services) -> Response:
     response_class=HTMLResponse,
     responses={
         200: {"description": "A form to choose a new password"},
-        404: {"description": "The link is unknown, used or expired", "content": _PAGE},
+        404: {"description": "The link is unknown, used or expired", "content": HTML_PAGE},
     },
 )
 async def reset_page(
-    token: str, request: Request, services: Services = Depends(_services)
+    token: str, request: Request, services: Services = Depends(services_of)
 ) -> Response:
     """The page of a one-time password reset link."""
     try:
@@ -535,14 +532,16 @@ def _reset_page(
     response_class=HTMLResponse,
     responses={
         303: {"description": "Password set, signed in: off to the console"},
-        400: {"description": "The password was refused; the page says why", "content": _PAGE},
-        403: {"description": "The form's CSRF token is missing or wrong", "content": _PAGE},
-        404: {"description": "The link is unknown, used or expired", "content": _PAGE},
-        409: {"description": "The account cannot take a password now", "content": _PAGE},
+        400: {"description": "The password was refused; the page says why", "content": HTML_PAGE},
+        403: {"description": "The form's CSRF token is missing or wrong", "content": HTML_PAGE},
+        404: {"description": "The link is unknown, used or expired", "content": HTML_PAGE},
+        409: {"description": "The account cannot take a password now", "content": HTML_PAGE},
         **_FORM_REFUSED,
     },
 )
-async def reset(token: str, request: Request, services: Services = Depends(_services)) -> Response:
+async def reset(
+    token: str, request: Request, services: Services = Depends(services_of)
+) -> Response:
     """Set a new password (form fields `password`, `confirm`, `csrf_token`); the link
     works once, and every other session of the person ends."""
     form = await _form(request)

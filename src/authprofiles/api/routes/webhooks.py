@@ -19,6 +19,7 @@ from authprofiles.api.paging import Page, by_creation, page_responses
 from authprofiles.api.problems import problem_responses
 from authprofiles.core.notices import NoticeEvent
 from authprofiles.services.notifications import CreatedWebhook, Delivery, WebhookInfo
+from authprofiles.services.notifications.urls import MAX_URL_LENGTH
 
 router = APIRouter(tags=["webhooks"])
 
@@ -47,7 +48,7 @@ class WebhookCreate(BaseModel):
 
     url: str = Field(
         min_length=1,
-        max_length=3000,
+        max_length=MAX_URL_LENGTH,
         description="Where deliveries are POSTed: an http or https URL. Loopback and "
         "private addresses are refused unless the server allows them "
         "(AUTHPROFILES_WEBHOOK_ALLOW_PRIVATE)",

@@ -274,10 +274,6 @@ class DeliveryWorker:
         return self.poster.post(job.url, body, headers)
 
     # -- `authprofiles notifications test` -----------------------------------------------------
-    def send_test_email(self, to: str, public_url: str) -> None:
-        """Send a test email to ``to`` now (see :func:`send_test_email`)."""
-        send_test_email(self.email, to, public_url)
-
     def send_test_webhook(self, webhook_id: str) -> int:
         """Send a signed test event (``webhook.test``) to a webhook now; its status."""
         with self.db.read() as session:

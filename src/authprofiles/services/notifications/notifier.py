@@ -12,6 +12,7 @@ from typing import Any
 from authprofiles.core.notices import Notice
 from authprofiles.core.ports import Clock, SystemClock
 from authprofiles.services.notifications.messages import email_for, webhook_body
+from authprofiles.services.notifications.preferences import muted_events
 from authprofiles.settings import Settings
 from authprofiles.store.models import UserRow
 from authprofiles.store.outbox import EMAIL, WEBHOOK, OutboxStore
@@ -21,7 +22,7 @@ from authprofiles.store.webhooks import WebhookStore
 
 def muted(user: UserRow, event: str) -> bool:
     """Whether ``user`` turned emails about ``event`` off (all are on by default)."""
-    return event in (user.muted_events or "").split()
+    return event in muted_events(user)
 
 
 class OutboxNotifier:

@@ -10,12 +10,10 @@ from collections.abc import Mapping
 
 from authprofiles.core.callers import Principal
 from authprofiles.core.errors import Conflict, FieldError, NotFound, ValidationFailed
-from authprofiles.core.notices import NoticeEvent
+from authprofiles.core.notices import EVENT_NAMES
 from authprofiles.store.db import Database, UnitOfWork
 from authprofiles.store.models import UserRow
 from authprofiles.store.people import UserStore
-
-EVENT_NAMES = tuple(event.value for event in NoticeEvent)
 
 
 class NoUser(Conflict):
@@ -23,8 +21,13 @@ class NoUser(Conflict):
     admin): there is nobody whose preferences these would be."""
 
 
+def muted_events(user: UserRow) -> set[str]:
+    """The events ``user`` turned emails off for (all are on by default)."""
+    return set((user.muted_events or "").split())
+
+
 def email_choices(user: UserRow) -> dict[str, bool]:
-    muted = set((user.muted_events or "").split())
+    muted = muted_events(user)
     return {event: event not in muted for event in EVENT_NAMES}
 
 
@@ -54,7 +57,7 @@ class EmailPreferences:
             )
         with self.db.session() as session:
             user = self._user(session, principal)
-            muted = set((user.muted_events or "").split())
+            muted = muted_events(user)
             for event, on in email.items():
                 (muted.discard if on else muted.add)(event)
             user.muted_events = " ".join(e for e in EVENT_NAMES if e in muted)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from authprofiles.core.audit import Action, AuditEntry, Target
 from authprofiles.core.callers import Principal, Role, require_role
 from authprofiles.core.errors import FieldError, NotFound, ValidationFailed
-from authprofiles.core.notices import NoticeEvent
+from authprofiles.core.notices import EVENT_NAMES
 from authprofiles.core.ports import AuditTrail
 from authprofiles.services.notifications.ports import Resolver
 from authprofiles.services.notifications.urls import url_problem
@@ -27,7 +27,6 @@ from authprofiles.store.outbox import PENDING, OutboxStore
 from authprofiles.store.webhooks import WebhookStore
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
-EVENT_NAMES = tuple(event.value for event in NoticeEvent)
 
 
 @dataclass(frozen=True)
@@ -174,11 +173,6 @@ class WebhookService:
         with self.db.read() as session:
             rows = self.store.page(session, principal.workspace_id, after=after, limit=limit)
             return [WebhookInfo.of(row) for row in rows]
-
-    def get(self, principal: Principal, webhook_id: str) -> WebhookInfo:
-        require_role(principal, Role.ADMIN)
-        with self.db.read() as session:
-            return WebhookInfo.of(self._row(session, principal, webhook_id))
 
     def delete(self, principal: Principal, webhook_id: str) -> None:
         """Forget a webhook of the caller's workspace, and its deliveries (pending ones

@@ -27,7 +27,6 @@ link made for a workspace, that one when the person is active there.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import uuid
@@ -49,7 +48,7 @@ from authprofiles.core.ports import AuditTrail, Clock
 from authprofiles.oauth.errors import GrantRefused, IdPUnavailable, OAuthFailure
 from authprofiles.oauth.oidc_signin import OidcSignIn
 from authprofiles.services.passwords import check_password, hash_password, verify_password
-from authprofiles.services.signin.sessions import IssuedSession, Sessions
+from authprofiles.services.signin.sessions import IssuedSession, Sessions, token_hash
 from authprofiles.settings import Settings
 from authprofiles.store.db import ConstraintViolated, Database, UnitOfWork
 from authprofiles.store.models import DEFAULT_WORKSPACE_ID, UserRow
@@ -69,10 +68,6 @@ _DISABLED = "this account is disabled; ask an admin of your workspace"
 
 class SignInRefused(Unauthenticated):
     """A sign-in that did not succeed; ``detail`` says why in words for the person."""
-
-
-def _hash(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def safe_next(value: str | None) -> str:
@@ -295,13 +290,13 @@ class SignInService:
             self.requests.add(
                 unit,
                 request_id=str(uuid.uuid4()),
-                state_hash=_hash(state),
+                state_hash=token_hash(state),
                 secrets={
                     "kind": _SSO,
                     "nonce": nonce,
                     "code_verifier": verifier,
                     "next": safe_next(next_url),
-                    "binding": _hash(binding),
+                    "binding": token_hash(binding),
                 },
                 now=now,
                 expires_at=now + SSO_REQUEST_TTL,
@@ -330,10 +325,10 @@ class SignInService:
         now = self.clock.now()
         with self.db.session() as unit:
             # Claimed at once: a state is good for one callback, success or not.
-            request = self.requests.usable(unit, _hash(state), now, claim=True)
+            request = self.requests.usable(unit, token_hash(state), now, claim=True)
         if request is None or request.get("kind") != _SSO:
             raise SignInRefused("this sign-in was used already or has expired; start again")
-        if binding is None or not hmac.compare_digest(request["binding"], _hash(binding)):
+        if binding is None or not hmac.compare_digest(request["binding"], token_hash(binding)):
             raise SignInRefused("this sign-in was started in another browser; start again")
         if error:
             raise SignInRefused(f"the provider refused the sign-in ({error[:100]})")
@@ -464,7 +459,7 @@ class SignInService:
             self.requests.add(
                 unit,
                 request_id=str(uuid.uuid4()),
-                state_hash=_hash(token),
+                state_hash=token_hash(token),
                 secrets=carried,
                 now=now,
                 expires_at=expires_at,
@@ -533,7 +528,7 @@ class SignInService:
         self, unit: UnitOfWork, token: str, now: datetime, *, claim: bool
     ) -> tuple[UserRow, dict[str, str]]:
         """The user of a usable reset link, and what the link carries."""
-        found = self.requests.usable(unit, _hash(token), now, claim=claim) if token else None
+        found = self.requests.usable(unit, token_hash(token), now, claim=claim) if token else None
         user = None
         if found is not None and found.get("kind") == _RESET:
             user = self.users.get(unit, found.get("user_id", ""))

@@ -241,28 +241,26 @@ class Sessions:
             ]
 
     # -- ending and switching ----------------------------------------------------------
-    def end(self, unit: UnitOfWork, token: str | None) -> None:
+    def end(self, unit: UnitOfWork, token: str | None) -> str | None:
         """End the session of ``token`` (every token it had), whoever's it is, in the
         caller's unit of work: signing in again in a browser ends the session it held,
-        rather than leaving that token good until its idle timeout."""
+        rather than leaving that token good until its idle timeout. Returns the user's
+        id, or None when there was no such session."""
         if not token:
-            return
+            return None
         found = self.store.find(unit, token_hash(token))
-        if found is not None:
-            self.store.end_lineage(unit, found[0].user_id, found[0].csrf_token)
+        if found is None:
+            return None
+        row = found[0]
+        self.store.end_lineage(unit, row.user_id, row.csrf_token)
+        return row.user_id
 
     def sign_out(self, token: str | None) -> str | None:
-        """End the session of ``token`` (every token it had); returns the user's id, or
-        None when there was no such session."""
+        """End the session of ``token`` in a unit of work of its own (see :meth:`end`)."""
         if not token:
             return None
         with self.db.session() as unit:
-            found = self.store.find(unit, token_hash(token))
-            if found is None:
-                return None
-            row = found[0]
-            self.store.end_lineage(unit, row.user_id, row.csrf_token)
-            return row.user_id
+            return self.end(unit, token)
 
     def sign_out_everywhere(self, user_id: str) -> None:
         """End every session of the user, in every browser and worker."""
