@@ -28,8 +28,11 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 serve: install-serve
 	$(BIN)/authprofiles serve
 
+# Two workers, each taking whole test files (module fixtures stay together); every test
+# owns its ports, directories and databases. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit

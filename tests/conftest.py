@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,12 @@ from tests.support.postgres import (
     migrated_template,
     postgres_server,
 )
+
+# pytest-xdist starts its workers with COLUMNS=80 in the environment, and a Rich console
+# made while it is set keeps that width for good: the CLI's tables would wrap differently
+# from a plain run. Tests that care set COLUMNS themselves.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 
 pytest_plugins = ["tests.support.fixtures", "tests.support.app", "tests.support.mail"]
 

@@ -30,7 +30,7 @@ from authprofiles.api.routes import (
 from authprofiles.composition import Services
 from authprofiles.services.tokens import BackgroundRefresher
 from authprofiles.settings import Settings, get_settings
-from authprofiles.web import home, signin
+from authprofiles.web import console, home, signin
 from authprofiles.web import routes as web_routes
 
 log = logging.getLogger("authprofiles")
@@ -134,6 +134,7 @@ def create_app(
     app.include_router(web_routes.router)
     app.include_router(signin.router)
     app.include_router(home.router)
+    console.install(app)
     for module in (
         profiles,
         connections,

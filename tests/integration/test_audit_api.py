@@ -43,7 +43,8 @@ SQLITE_ONLY = True
 OTHER = "ws-other"
 T0 = datetime(2020, 1, 1, 9, 0, tzinfo=UTC)
 KEY = Actor("api_key", "key-1", "ci-deploy")
-PERSON_ID = str(uuid.uuid4())
+# Fixed, not random: a parameter id, which must be the same in every pytest-xdist worker.
+PERSON_ID = "6f1c2a9e-4b7d-4e0a-9c3f-2d8e5b1a7c40"
 PERSON = Actor("user", PERSON_ID, "Ada Lovelace")
 PERSON_EMAIL = "ada@example.com"
 #: The entries these tests write are of 2020: the use cases' own (an API key made for a

@@ -1,4 +1,4 @@
-"""The page a person lands on at ``/`` (until the console does), and the README at
+"""The page a person lands on at ``/`` (the console once signed in), and the README at
 ``/readme``: what this server is, which version, and where to go next. No API key."""
 
 from __future__ import annotations
@@ -7,11 +7,13 @@ from functools import lru_cache
 from importlib import metadata
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markdown_it import MarkdownIt
 
 from authprofiles import __version__
+from authprofiles.web.console.home import START
 from authprofiles.web.routes import templates
+from authprofiles.web.signin import current_session
 
 router = APIRouter(tags=["pages"])
 
@@ -22,12 +24,19 @@ _HEADERS = {"X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
 @router.get(
     "/",
     response_class=HTMLResponse,
-    responses={200: {"description": "A page for people, linking the documentation"}},
+    responses={
+        200: {"description": "A page for people: sign in, and the documentation"},
+        303: {"description": "Signed in: off to the console"},
+    },
 )
-async def home(request: Request) -> HTMLResponse:
-    """The service's name and version, with links to the API documentation (`/docs`,
-    `/redoc`), the health endpoints and the README; the console's place once it lands."""
-    settings = request.app.state.services.settings
+async def home(request: Request) -> Response:
+    """The service's name and version, a way to sign in to the console, links to the
+    API documentation (`/docs`, `/redoc`), the health endpoints and the README. A
+    signed-in person goes straight to the console."""
+    services = request.app.state.services
+    if await current_session(request, services) is not None:
+        return RedirectResponse(START, status_code=303, headers={"Cache-Control": "no-store"})
+    settings = services.settings
     return templates.TemplateResponse(
         request,
         "home.html",

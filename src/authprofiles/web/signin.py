@@ -104,7 +104,7 @@ def _with_headers(response: Response, cookies: list[str] | None = None) -> Respo
     return response
 
 
-async def _current(request: Request, services: Services) -> ActiveSession | None:
+async def current_session(request: Request, services: Services) -> ActiveSession | None:
     """The signed-in session of this browser, or None."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
@@ -217,7 +217,7 @@ async def signin_page(
 ) -> Response:
     """Email and password, and "Sign in with <provider>" when single sign-on is set up.
     Signed in already: who you are, the workspace switcher and the sign-out buttons."""
-    session = await _current(request, services)
+    session = await current_session(request, services)
     if session is None:
         return _signin_page(request, services, next_url=next)
     assert session.principal.user_id is not None
@@ -302,7 +302,7 @@ async def signin_csrf(request: Request, services: Services = Depends(services_of
     """The CSRF token of the browser's session, which an API call made with the session
     cookie sends as `X-CSRF-Token` when its method is not GET, HEAD or OPTIONS. 401 when
     not signed in."""
-    session = await _current(request, services)
+    session = await current_session(request, services)
     if session is None:
         raise Unauthenticated("not signed in")
     response = JSONResponse({"csrf_token": session.csrf_token})
@@ -411,7 +411,7 @@ async def _session_form(
 ) -> tuple[ActiveSession | None, dict[str, str]]:
     """The session and the form, when the form carries the session's CSRF token."""
     form = await _form(request)
-    session = await _current(request, services)
+    session = await current_session(request, services)
     if session is None or not csrf_matches(session.csrf_token, form.get(CSRF_FIELD)):
         return None, form
     return session, form
