@@ -161,7 +161,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     # -- no key: health, the OAuth redirect target, the pages for people ----------------------
     ("GET", "/healthz"): public("2xx"),
     ("GET", "/readyz"): public("2xx"),
-    ("GET", "/"): public("2xx"),
+    ("GET", "/"): public("2xx", signed_in="303"),  # a signed-in person goes to the console
     ("GET", "/readme"): public("2xx"),
     # Without `state` the callback's page says why it did not connect.
     ("GET", "/oauth/callback"): public("400"),

@@ -1,0 +1,205 @@
+// The connection pages (My settings > OAuth connections, a profile's Sharing): connect,
+// reconnect in place, the device code screen, and the invitations form. Runs after
+// console.js (both `defer`) and uses its window.Console.
+//
+//   <button data-start="/api/v1/…" data-flow="redirect|device|password|client"
+//           [data-body='{"owner": "…"}'] [data-reauth] data-success="/console/…?notice=…">
+//   <form data-start=… (same attributes)>  the form's inputs are added to the body.
+//   <button data-open-dialog="id">  opens that <dialog> (a form asking what connecting
+//       needs: tenant, form fields, User ID and Password).
+//   <form data-access-form data-endpoint="/api/v1/profiles/ID/access" data-success="…">
+//       the checked `users` and `teams` checkboxes, saved with PUT.
+//
+// What the API answers decides what follows: an `authorization_url` sends the browser to
+// the identity provider (it comes back to /oauth/callback); a `user_code` opens the device
+// code screen, which polls the connection until it is authorized or the attempt ends;
+// anything else is the connection, done: on to data-success.
+"use strict";
+
+(function () {
+  const Console = window.Console;
+  if (!Console) return;
+
+  // How often the device code screen asks this server about the connection (the server
+  // itself polls the identity provider at the interval it asked for).
+  const POLL_MS = 1500;
+  // What changes on a connection once a person's authorization completed or failed.
+  const WATCHED = ["status", "expires_at", "refreshed_at", "last_error_at"];
+
+  function bodyOf(element) {
+    let body = {};
+    if (element.dataset.body) {
+      try { body = JSON.parse(element.dataset.body); } catch (error) { body = {}; }
+    }
+    if (element instanceof HTMLFormElement) Object.assign(body, Console.serialize(element));
+    return body;
+  }
+
+  function busy(element, on) {
+    const buttons = element instanceof HTMLFormElement
+      ? element.querySelectorAll("button[type=submit]") : [element];
+    buttons.forEach((button) => { button.disabled = on; });
+    if (on) element.setAttribute("aria-busy", "true"); else element.removeAttribute("aria-busy");
+  }
+
+  async function start(element) {
+    const form = element instanceof HTMLFormElement ? element : null;
+    if (form) Console.clearErrors(form);
+    busy(element, true);
+    const result = await Console.api("POST", element.dataset.start, bodyOf(element));
+    if (!result.ok) {
+      busy(element, false);
+      if (form) Console.showProblem(form, result);
+      else Console.notice(Console.problemText(result.data), "error");
+      return;
+    }
+    const data = result.data || {};
+    if (data.authorization_url) {
+      // To the identity provider's login page; it sends the person back to /oauth/callback.
+      Console.notice("Taking you to the identity provider…", "info");
+      window.location.assign(data.authorization_url);
+      return;
+    }
+    const dialog = element.closest("dialog");
+    if (dialog && dialog.open) dialog.close();
+    busy(element, false);
+    if (data.user_code) {
+      device(data, element);
+      return;
+    }
+    Console.go(element.dataset.success || window.location.pathname);
+  }
+
+  // -- the device code screen (RFC 8628) -------------------------------------------------
+
+  let polling = null;
+
+  function stopPolling() {
+    if (polling) { clearTimeout(polling.timer); polling = null; }
+  }
+
+  function deviceStatus(text, kind) {
+    const status = document.getElementById("device-status");
+    status.className = "notice " + kind;
+    status.textContent = text;
+  }
+
+  function device(data, element) {
+    const dialog = document.getElementById("device-dialog");
+    if (!dialog) return;
+    const link = data.verification_uri_complete || data.verification_uri;
+    document.getElementById("device-code").value = data.user_code;
+    const anchor = document.getElementById("device-link");
+    anchor.href = link;
+    anchor.textContent = data.verification_uri || link;
+    document.getElementById("device-open").href = link;
+    const expiry = document.getElementById("device-expiry");
+    const expires = data.expires_at ? new Date(data.expires_at) : null;
+    expiry.textContent = expires ? "The code expires at " + expires.toLocaleTimeString() + "." : "";
+    deviceStatus("Waiting for your approval…", "info");
+    const cancel = document.getElementById("device-cancel");
+    cancel.textContent = "Cancel";
+
+    const created = !("reauth" in element.dataset);
+    const before = data.connection || {};
+    const state = { id: data.id, created: created, done: false, timer: null };
+    stopPolling();
+    polling = state;
+
+    async function finish(abandon) {
+      stopPolling();
+      if (dialog.open) dialog.close();
+      if (abandon && state.created && !state.done) {
+        // A connection nobody authorized is of no use: it goes now, not later.
+        await Console.api("DELETE", "/api/v1/connections/" + encodeURIComponent(state.id));
+        window.location.reload();
+      }
+    }
+    cancel.onclick = () => finish(true);
+    dialog.oncancel = (event) => { event.preventDefault(); finish(true); };
+
+    async function poll() {
+      if (polling !== state) return;
+      const result = await Console.api("GET", "/api/v1/connections/" + encodeURIComponent(state.id));
+      if (polling !== state) return;
+      if (result.status === 404) {
+        state.done = true;
+        stopPolling();
+        deviceStatus("This authorization ended without a connection. Start again.", "error");
+        cancel.textContent = "Close";
+        return;
+      }
+      const now = result.ok ? result.data : null;
+      if (now && WATCHED.some((key) => (now[key] || null) !== (before[key] || null))) {
+        state.done = true;
+        stopPolling();
+        if (now.status === "active" && !now.last_error) {
+          deviceStatus("Approved. Connected.", "success");
+          Console.go(element.dataset.success || window.location.pathname);
+        } else {
+          deviceStatus("The authorization did not complete: " + (now.last_error || now.status) + ".", "error");
+          cancel.textContent = "Close";
+        }
+        return;
+      }
+      if (expires && expires.getTime() < Date.now()) {
+        state.done = true;
+        stopPolling();
+        deviceStatus("The code expired before it was approved. Start again.", "error");
+        cancel.textContent = "Close";
+        return;
+      }
+      state.timer = setTimeout(poll, POLL_MS);
+    }
+
+    Console.openDialog(dialog);
+    document.getElementById("device-open").focus();
+    state.timer = setTimeout(poll, POLL_MS);
+  }
+
+  // -- invitations (Invite roles) ----------------------------------------------------------
+
+  async function saveAccess(form) {
+    Console.clearErrors(form);
+    const checked = (name) => Array.from(form.querySelectorAll('input[name="' + name + '"]:checked'), (box) => box.value);
+    busy(form, true);
+    const result = await Console.api("PUT", form.dataset.endpoint, { users: checked("users"), teams: checked("teams") });
+    busy(form, false);
+    if (!result.ok) { Console.showProblem(form, result); return; }
+    Console.go(form.dataset.success);
+  }
+
+  // -- wiring ------------------------------------------------------------------------------
+
+  document.addEventListener("click", (event) => {
+    const target = event.target instanceof Element ? event.target : null;
+    if (!target) return;
+    const starter = target.closest("button[data-start]");
+    if (starter) { event.preventDefault(); start(starter); return; }
+    const opener = target.closest("[data-open-dialog]");
+    if (opener) {
+      event.preventDefault();
+      const dialog = document.getElementById(opener.dataset.openDialog);
+      if (dialog) {
+        const form = dialog.querySelector("form");
+        if (form) { form.reset(); Console.clearErrors(form); }
+        dialog.addEventListener("close", () => opener.focus(), { once: true });
+        Console.openDialog(dialog);
+      }
+      return;
+    }
+    const closer = target.closest("[data-close-dialog]");
+    if (closer) {
+      event.preventDefault();
+      const dialog = closer.closest("dialog");
+      if (dialog) dialog.close();
+    }
+  });
+
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement)) return;
+    if (form.dataset.start) { event.preventDefault(); start(form); return; }
+    if ("accessForm" in form.dataset) { event.preventDefault(); saveAccess(form); }
+  });
+})();
