@@ -305,6 +305,8 @@ class Console:
             (PHONE, "light", f"{name}-390"),
             (LAPTOP, "dark", f"{name}-1280-dark"),
         ]
+        # From the top: a full-page shot taken scrolled shows the sticky top bar mid-page.
+        page.evaluate("() => window.scrollTo(0, 0)")
         try:
             for size, scheme, file_name in shots:
                 page.set_viewport_size(size)
