@@ -33,7 +33,7 @@ from authprofiles.services.keys import rotate_master_key
 from authprofiles.settings import Settings
 from authprofiles.store.models import DEFAULT_WORKSPACE_ID
 from authprofiles.store.people import UserStore
-from tests.support.app import Live, oauth_profile
+from tests.support.app import ADMIN, Live, oauth_profile
 from tests.support.idp import IdP
 
 #: HTTP behaviour the database does not change runs on SQLite; what it changes is marked
@@ -584,3 +584,24 @@ def _filters(**filters: Any) -> Any:
     from authprofiles.services.audit import AuditFilters
 
     return AuditFilters(**filters)
+
+
+@pytest.mark.both_databases
+def test_when_each_person_last_did_something_is_one_grouped_read(services: Services) -> None:
+    """What the console's members page shows as "last sign-in"."""
+    add_workspace(services)
+    other_person = Actor("user", "someone-else", "Grace")
+    services.audit_log.record_many(
+        [
+            entry(Action.USER_SIGNED_IN, 1, actor=PERSON),
+            entry(Action.USER_SIGNED_IN, 5, actor=PERSON),
+            entry(Action.PROFILE_CREATED, 9, actor=PERSON),  # another action: not counted
+            entry(Action.USER_SIGNED_IN, 3, actor=other_person),
+            entry(Action.USER_SIGNED_IN, 7, actor=other_person, workspace_id=OTHER),
+        ]
+    )
+    last = services.audit_log.last_done(
+        ADMIN, Action.USER_SIGNED_IN, [PERSON_ID, "someone-else", "never-signed-in"]
+    )
+    assert last == {PERSON_ID: T0 + timedelta(minutes=5), "someone-else": T0 + timedelta(minutes=3)}
+    assert services.audit_log.last_done(ADMIN, Action.USER_SIGNED_IN, []) == {}

@@ -6,8 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.support.app import Live, oauth_profile
+from authprofiles.core.callers import Principal, Role
+from authprofiles.core.errors import Forbidden
+from authprofiles.store.models import DEFAULT_WORKSPACE_ID
+from tests.support.app import ADMIN, Live, oauth_profile
 from tests.support.idp import IdP
 
 CONNECTIONS = "/api/v1/connections"
@@ -69,6 +73,13 @@ def test_connections_are_listed_filtered_by_profile_owner_and_status(live: Live,
     bad = live.http.get(CONNECTIONS, params={"status": "sleeping"})
     assert bad.status_code == 422
     assert bad.headers["content-type"].startswith("application/problem+json")
+
+    # What the console's delete confirmation counts: one grouped read, admins only.
+    counts = live.services.connections.counts_by_profile(ADMIN)
+    assert counts == {one: 2, two: 1, client_credentials["id"]: 1}
+    developer = Principal(workspace_id=DEFAULT_WORKSPACE_ID, role=Role.DEVELOPER)
+    with pytest.raises(Forbidden):
+        live.services.connections.counts_by_profile(developer)
 
 
 def test_connections_are_listed_a_page_at_a_time(live: Live) -> None:

@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -217,6 +217,17 @@ class AuditLog:
                 session, filters.query(principal.workspace_id), before=after, limit=limit
             )
             return [AuditRecord.of(row) for row in rows]
+
+    def last_done(
+        self, principal: Principal, action: Action, user_ids: Collection[str]
+    ) -> dict[str, datetime]:
+        """When each of ``user_ids`` last did ``action`` here (e.g. signed in), in one
+        query. Admins only."""
+        require_role(principal, Role.ADMIN)
+        with self._db.read() as session:
+            return self._store.latest_by_actor(
+                session, principal.workspace_id, action.value, user_ids
+            )
 
     def in_order(
         self,

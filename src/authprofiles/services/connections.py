@@ -676,6 +676,13 @@ class ConnectionService:
             )
         return connection
 
+    def counts_by_profile(self, principal: Principal) -> dict[str, int]:
+        """How many connections each profile of the caller's workspace has (admins only:
+        they see every connection)."""
+        require_role(principal, Role.ADMIN)
+        with self.db.read() as session:
+            return self.connection_store.count_by_profile(session, principal.workspace_id)
+
     def list(
         self,
         principal: Principal,

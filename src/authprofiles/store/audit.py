@@ -13,6 +13,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -117,6 +118,28 @@ class AuditStore:
             statement = statement.where(tuple_(AuditEventRow.at, AuditEventRow.id) > after)
         statement = statement.order_by(AuditEventRow.at, AuditEventRow.id)
         return builtins.list(session.scalars(statement.limit(limit)))
+
+    def latest_by_actor(
+        self, session: UnitOfWork, workspace_id: str, action: str, actor_ids: Collection[str]
+    ) -> dict[str, datetime]:
+        """When each of ``actor_ids`` last did ``action`` in the workspace (one grouped
+        query; actors who never did are left out)."""
+        if not actor_ids:
+            return {}
+        statement = (
+            select(AuditEventRow.actor_id, func.max(AuditEventRow.at))
+            .where(
+                AuditEventRow.workspace_id == workspace_id,
+                AuditEventRow.action == action,
+                AuditEventRow.actor_id.in_(builtins.list(actor_ids)),
+            )
+            .group_by(AuditEventRow.actor_id)
+        )
+        return {
+            actor_id: at
+            for actor_id, at in session.execute(statement)
+            if actor_id is not None and at is not None
+        }
 
     def count(self, session: UnitOfWork, query: AuditQuery) -> int:
         statement = _matching(query).with_only_columns(func.count()).order_by(None)

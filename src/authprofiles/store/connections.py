@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, or_, select, tuple_, update
+from sqlalchemy import delete, exists, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from authprofiles.core.connections import SHARED_OWNER, Connection, ConnectionStatus, TokenSet
@@ -293,6 +293,16 @@ class ConnectionStore:
         if limit is not None:
             statement = statement.limit(limit)
         return [self.to_domain(r) for r in session.scalars(statement)]
+
+    def count_by_profile(self, session: Session, workspace_id: str) -> dict[str, int]:
+        """How many connections each profile of the workspace has (one grouped count:
+        nothing is read or decrypted)."""
+        statement = (
+            select(ConnectionRow.profile_id, func.count())
+            .where(ConnectionRow.workspace_id == workspace_id)
+            .group_by(ConnectionRow.profile_id)
+        )
+        return {profile_id: int(count) for profile_id, count in session.execute(statement)}
 
     def expiring(self, session: Session, before: datetime, limit: int = 100) -> builtins.list[str]:
         return list(
