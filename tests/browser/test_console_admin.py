@@ -18,7 +18,7 @@ from playwright.sync_api import Locator, Page, expect
 from authprofiles.services.notifications import SIGNATURE_HEADER, verify
 from authprofiles.settings import Settings
 from tests.support.console import Console
-from tests.support.mail import SmtpServer, WebhookReceiver
+from tests.support.mail import SmtpServer, WebhookReceiver, mail_settings
 
 SMTP_USER = "mailer"
 SMTP_PASSWORD = "smtp-pw-planted-7c2d1e"
@@ -27,20 +27,11 @@ INVITED = "grace@example.com"
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], smtp_server: SmtpServer) -> Settings:
-    smtp_server.require_auth(SMTP_USER, SMTP_PASSWORD)
     return make_settings(
         public_url="http://127.0.0.1:8000",
         http_timeout_seconds=5,
         token_reuse_seconds=0,
-        smtp_host="127.0.0.1",
-        smtp_port=smtp_server.port,
-        smtp_security="none",
-        smtp_username=SMTP_USER,
-        smtp_password=SMTP_PASSWORD,
-        smtp_from="alerts@authprofiles.example.com",
-        # The receiver listens on loopback.
-        webhook_allow_private=True,
-        notification_tick_seconds=3600,
+        **mail_settings(smtp_server, SMTP_USER, SMTP_PASSWORD),
     )
 
 
@@ -51,6 +42,14 @@ def _notice(page: Page, text: str | re.Pattern[str]) -> None:
 def _row(page: Page, testid: str, **attributes: str) -> Locator:
     selector = "".join(f'[data-{name}="{value}"]' for name, value in attributes.items())
     return page.locator(f'[data-testid="{testid}"]{selector}')
+
+
+def _save_team(page: Page, form: Locator, name: str, member: str, button: str) -> Locator:
+    """Names the team in its dialog's ``form``, adds ``member``, saves: the team's row."""
+    form.get_by_label("Name").fill(name)
+    form.get_by_label(member).check()
+    form.get_by_role("button", name=button).click()
+    return _row(page, "team-row", name=name)
 
 
 def _shown_once(page: Page) -> str:
@@ -118,22 +117,16 @@ def test_an_admin_manages_people_keys_and_notifications_and_reads_it_in_the_audi
     expect(page.get_by_role("heading", name="No teams yet")).to_be_visible()
     page.get_by_role("button", name="Create team").first.click()
     create = page.get_by_test_id("team-create-form")
-    create.get_by_label("Name").fill("payments")
-    create.get_by_label("Grace Hopper").check()
-    create.get_by_role("button", name="Create team").click()
+    team = _save_team(page, create, "payments", "Grace Hopper", "Create team")
     _notice(page, "Team created")
-    team = _row(page, "team-row", name="payments")
     expect(team).to_contain_text("Grace Hopper")
     expect(team).to_contain_text("1 member")
     team.get_by_role("button", name="Edit team payments").click()
     edit = page.get_by_test_id("team-edit-form")
     expect(edit.get_by_label("Name")).to_have_value("payments")
     expect(edit.get_by_label("Grace Hopper")).to_be_checked()
-    edit.get_by_label("Name").fill("payments-eu")
-    edit.get_by_label("Ada Admin").check()
-    edit.get_by_role("button", name="Save team").click()
+    team = _save_team(page, edit, "payments-eu", "Ada Admin", "Save team")
     _notice(page, "Team saved")
-    team = _row(page, "team-row", name="payments-eu")
     expect(team).to_contain_text("2 members")
     expect(team).to_contain_text("Ada Admin")
     console.check("teams")

@@ -46,6 +46,15 @@ def _save(page: Page) -> None:
     page.get_by_role("button", name="Save new Auth").click()
 
 
+def _fill_client(page: Page, name: str, client_id: str, client_secret: str | None = None) -> None:
+    """What every new profile here starts with: its name, the IdP's, and the client."""
+    page.locator("#f-name").fill(name)
+    page.locator("#f-identity_provider").fill("Test IdP")
+    page.locator("#f-client_id").fill(client_id)
+    if client_secret is not None:
+        page.locator("#f-client_secret").fill(client_secret)
+
+
 def test_an_admin_creates_a_profile_of_each_type_and_sees_every_error_at_once(
     console: Console, idp: IdP, user: tuple[str, str]
 ) -> None:
@@ -93,10 +102,7 @@ def test_an_admin_creates_a_profile_of_each_type_and_sees_every_error_at_once(
     # -- client credentials, prefilled by discovery --------------------------------------
     client = idp.register_client("client-credentials")
     console.plant(client.client_secret)
-    page.locator("#f-name").fill("billing")
-    page.locator("#f-identity_provider").fill("Test IdP")
-    page.locator("#f-client_id").fill(client.client_id)
-    page.locator("#f-client_secret").fill(client.client_secret)
+    _fill_client(page, "billing", client.client_id, client.client_secret)
     page.locator("#discovery-issuer").fill("http://127.0.0.1:1/nothing-here")
     page.get_by_role("button", name="Prefill from discovery").click()
     expect(page.get_by_test_id("discovery-error")).not_to_be_empty()
@@ -116,10 +122,7 @@ def test_an_admin_creates_a_profile_of_each_type_and_sees_every_error_at_once(
     page.locator("#f-auth_type").select_option(AuthType.PASSWORD.value)
     client = idp.register_client("password")
     console.plant(client.client_secret)
-    page.locator("#f-name").fill("billing-user")
-    page.locator("#f-identity_provider").fill("Test IdP")
-    page.locator("#f-client_id").fill(client.client_id)
-    page.locator("#f-client_secret").fill(client.client_secret)
+    _fill_client(page, "billing-user", client.client_id, client.client_secret)
     page.locator("#f-token_url").fill(idp.token_url)
     expect(page.locator("#f-username")).to_be_hidden()
     page.get_by_label("Pre-authorize the integration (Recommended)").check()
@@ -150,9 +153,7 @@ def test_an_admin_creates_a_profile_of_each_type_and_sees_every_error_at_once(
     page.get_by_role("link", name="Add new auth").click()
     page.locator("#f-auth_type").select_option(AuthType.DEVICE_CODE.value)
     client = idp.register_client("device-code", client_type="public")
-    page.locator("#f-name").fill("cli-device")
-    page.locator("#f-identity_provider").fill("Test IdP")
-    page.locator("#f-client_id").fill(client.client_id)
+    _fill_client(page, "cli-device", client.client_id)
     page.locator("#f-client_auth_method").select_option("none")
     expect(page.locator("#f-client_secret")).to_be_hidden()
     page.locator("#discovery-issuer").fill(idp.issuer)
@@ -167,10 +168,7 @@ def test_an_admin_creates_a_profile_of_each_type_and_sees_every_error_at_once(
     expect(page.locator("#f-auth_type")).to_have_value(AuthType.AUTHORIZATION_CODE.value)
     client = idp.register_client("authorization-code", [console.live.url + "/oauth/callback"])
     console.plant(client.client_secret)
-    page.locator("#f-name").fill("crm")
-    page.locator("#f-identity_provider").fill("Test IdP")
-    page.locator("#f-client_id").fill(client.client_id)
-    page.locator("#f-client_secret").fill(client.client_secret)
+    _fill_client(page, "crm", client.client_id, client.client_secret)
     page.locator("#f-authorization_url").fill(idp.authorization_url)
     page.locator("#f-token_url").fill(idp.token_url)
     page.get_by_label("No, this tool and all of its tasks do not have tenancy URLs.").check()

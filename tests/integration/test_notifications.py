@@ -54,6 +54,7 @@ from tests.support.mail import (
     WAIT_SECONDS,
     SmtpServer,
     WebhookReceiver,
+    mail_settings,
     running_smtp_server,
     silent_smtp_server,
 )
@@ -71,19 +72,9 @@ DETAIL = "the identity provider refused the refresh token (invalid_grant)"
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], smtp_server: SmtpServer) -> Settings:
-    smtp_server.require_auth(SMTP_USER, SMTP_PASSWORD)
     return make_settings(
         public_url=PUBLIC_URL,
-        smtp_host="127.0.0.1",
-        smtp_port=smtp_server.port,
-        smtp_security="none",
-        smtp_username=SMTP_USER,
-        smtp_password=SMTP_PASSWORD,
-        smtp_from="alerts@authprofiles.example.com",
-        # The receiver listens on loopback.
-        webhook_allow_private=True,
-        # The tests run the delivery pass themselves; the app's worker stays idle.
-        notification_tick_seconds=3600,
+        **mail_settings(smtp_server, SMTP_USER, SMTP_PASSWORD),
         notification_retry_seconds=100,
         token_reuse_seconds=0,
     )

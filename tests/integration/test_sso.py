@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from authprofiles.services.passwords import hash_password
 from authprofiles.store.models import DEFAULT_WORKSPACE_ID
 from authprofiles.store.people import UserStore
 from tests.support.app import Live
+from tests.support.console import use_sso
 from tests.support.oidc_provider import OidcProvider
 
 #: HTTP behaviour the database does not change runs on SQLite; what it changes is marked
@@ -41,17 +41,7 @@ class Person:
 def sso(live: Live, oidc_provider: OidcProvider) -> Live:
     """The live app with single sign-on at the suite's provider, through a client
     registered for this test."""
-    client = oidc_provider.register_client(
-        "client_secret_basic",
-        redirect_uris=[live.url + "/signin/sso/callback"],
-        grant_types=("authorization_code",),
-        scope="openid email profile",
-    )
-    settings = live.services.settings
-    settings.sso_issuer = oidc_provider.issuer
-    settings.sso_client_id = client.client_id
-    settings.sso_client_secret = SecretStr(client.client_secret)
-    settings.sso_provider_name = "Test Provider"
+    use_sso(live, oidc_provider, "Test Provider")
     return live
 
 

@@ -49,7 +49,7 @@ from playwright.sync_api import (
 from pydantic import SecretStr
 
 from tests.support.app import Live
-from tests.support.oidc_provider import OidcProvider
+from tests.support.oidc_provider import Client, OidcProvider
 
 REPO = Path(__file__).resolve().parents[2]
 #: Where ``check`` saves its screenshots: ``<name>-1280.png``, ``<name>-390.png`` and
@@ -426,9 +426,9 @@ class Sso:
         expect(page).to_have_url(_ON_CONSOLE)
 
 
-def configure_sso(console: Console, provider: OidcProvider, name: str = "Test Provider") -> Sso:
-    """Set the live app's single sign-on (AUTHPROFILES_SSO_*) to ``provider``."""
-    live = console.live
+def use_sso(live: Live, provider: OidcProvider, name: str = "Test Provider") -> Client:
+    """Set the live app's single sign-on (AUTHPROFILES_SSO_*) to ``provider``, through a
+    client registered there for it: that client."""
     client = provider.register_client(
         "client_secret_basic",
         redirect_uris=[live.url + "/signin/sso/callback"],
@@ -440,8 +440,17 @@ def configure_sso(console: Console, provider: OidcProvider, name: str = "Test Pr
     settings.sso_client_id = client.client_id
     settings.sso_client_secret = SecretStr(client.client_secret)
     settings.sso_provider_name = name
+    return client
+
+
+def configure_sso(console: Console, provider: OidcProvider, name: str = "Test Provider") -> Sso:
+    """The console's app with single sign-on at ``provider`` (its client secret planted)."""
+    client = use_sso(console.live, provider, name)
     console.plant(client.client_secret)
     return Sso(console, provider, name)
+
+
+# -- email and webhooks -------------------------------------------------------------------
 
 
 __all__ = [
@@ -455,4 +464,5 @@ __all__ = [
     "ensure_axe_installed",
     "open_console",
     "run_axe",
+    "use_sso",
 ]

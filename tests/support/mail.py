@@ -294,3 +294,21 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
         yield receiver
     finally:
         receiver.stop()
+
+
+def mail_settings(smtp_server: SmtpServer, username: str, password: str) -> dict[str, Any]:
+    """Settings (for ``make_settings``) that send email through the suite's ``smtp_server``,
+    which from now on asks for ``username`` and ``password``, and webhooks to loopback
+    (where the suite's receiver listens); the app's notification worker stays idle (the
+    tests run delivery passes themselves)."""
+    smtp_server.require_auth(username, password)
+    return {
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp_server.port,
+        "smtp_security": "none",
+        "smtp_username": username,
+        "smtp_password": password,
+        "smtp_from": "alerts@authprofiles.example.com",
+        "webhook_allow_private": True,
+        "notification_tick_seconds": 3600,
+    }

@@ -97,7 +97,7 @@ class PageRequest:
         if len(items) <= self.limit:
             return items
         shown = items[: self.limit]
-        cursor = _encode(key(shown[-1]))
+        cursor = encode_cursor(key(shown[-1]))
         next_url = request.url.include_query_params(cursor=cursor, limit=self.limit)
         response.headers["Link"] = f'<{next_url}>; rel="next"'
         return shown
@@ -126,7 +126,7 @@ def parse_time(value: str) -> datetime:
     return parsed
 
 
-def _encode(key: list[str]) -> str:
+def encode_cursor(key: list[str]) -> str:
     raw = json.dumps(key, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
@@ -146,7 +146,7 @@ def _page_request(
         Query(
             max_length=MAX_CURSOR_LENGTH,
             description="Where the page starts, as the previous page's `Link` header gives it",
-            examples=[_encode(["billing", "5d0c8e3a-1f2b-4c6d-8e9f-0a1b2c3d4e5f"])],
+            examples=[encode_cursor(["billing", "5d0c8e3a-1f2b-4c6d-8e9f-0a1b2c3d4e5f"])],
         ),
     ] = None,
 ) -> PageRequest:

@@ -67,7 +67,14 @@ class ApiKeyInfo:
     role: Role
     created_at: datetime
     revoked_at: datetime | None
+    #: The key's public part (``ap_<prefix>_…``): what tells keys apart.
+    prefix: str
     user_id: str | None = None
+
+    @property
+    def start(self) -> str:
+        """How the key starts (``ap_<prefix>_``); the rest is never stored."""
+        return f"{KEY_PREFIX}_{self.prefix}_"
 
     @classmethod
     def of(cls, row: ApiKeyRow) -> ApiKeyInfo:
@@ -77,6 +84,7 @@ class ApiKeyInfo:
             role=Role(row.role),
             created_at=row.created_at,
             revoked_at=row.revoked_at,
+            prefix=row.prefix,
             user_id=row.user_id,
         )
 

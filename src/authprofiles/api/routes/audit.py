@@ -159,7 +159,7 @@ def _filters(
 Filters = Annotated[AuditFilters, Depends(_filters)]
 
 
-def _by_time(record: AuditRecord) -> list[str]:
+def by_time(record: AuditRecord) -> list[str]:
     """The cursor key of a list newest first: ``at``, then ``id``."""
     return [record.at.isoformat(), record.id]
 
@@ -184,7 +184,7 @@ def list_audit_entries(
     `cursor`), filtered by actor, profile, action and time."""
     after = page.after_created()
     records = services.audit_log.query(principal, filters, after=after, limit=page.fetch)
-    return [AuditEntryPublic.of(r) for r in page.page(request, response, records, _by_time)]
+    return [AuditEntryPublic.of(r) for r in page.page(request, response, records, by_time)]
 
 
 @router.get(

@@ -21,21 +21,17 @@ does).
 
 from __future__ import annotations
 
-import base64
-import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import select
 
-from authprofiles.api.paging import PageRequest
+from authprofiles.api.paging import by_creation
 from authprofiles.api.problems import domain_problem
+from authprofiles.api.routes.audit import by_time
 from authprofiles.composition import Services
 from authprofiles.core.audit import Action
 from authprofiles.core.callers import Principal, Role, has_role, require_role
@@ -54,13 +50,13 @@ from authprofiles.services.audit import AuditFilters, AuditRecord, parse_time
 from authprofiles.services.notifications import Delivery, WebhookInfo, send_test_email
 from authprofiles.services.people import Member
 from authprofiles.services.signin.sessions import CSRF_HEADER, ActiveSession, csrf_matches
-from authprofiles.store.models import ApiKeyRow
 from authprofiles.web.console.base import (
     ConsolePage,
     console_page,
     notices,
     with_console_headers,
 )
+from authprofiles.web.console.views import Paging, page_url
 from authprofiles.web.pages import services_of
 from authprofiles.web.signin import current_session
 
@@ -83,9 +79,6 @@ notices(
     email_preferences_saved="Your email preferences are saved.",
 )
 
-#: Rows per page of the admin lists, unless ``?limit=`` says otherwise (up to the most).
-PAGE_SIZE = 50
-MAX_PAGE_SIZE = 200
 #: Deliveries shown under each webhook.
 RECENT_DELIVERIES = 5
 #: Profiles offered in the audit log's profile filter.
@@ -108,52 +101,6 @@ PREFERENCE_FIELDS = {event: event.replace(".", "_") for event in EVENT_NAMES}
 MAX_EMAIL_LENGTH = 320
 
 
-# -- paging ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Paging:
-    limit: int
-    cursor: str | None
-    after: tuple[datetime, str] | None
-
-
-def _paging(request: Request) -> Paging:
-    """``?limit=`` and ``?cursor=`` of a list page; a cursor this page did not make is
-    taken as the first page."""
-    raw = request.query_params.get("limit", "")
-    limit = int(raw) if raw.isdigit() else PAGE_SIZE
-    limit = max(1, min(limit, MAX_PAGE_SIZE))
-    cursor = request.query_params.get("cursor") or None
-    after = None
-    if cursor is not None:
-        try:
-            after = PageRequest(limit=limit, cursor=cursor).after_created()
-        except ValidationFailed:
-            cursor = None
-    return Paging(limit=limit, cursor=cursor, after=after)
-
-
-def _cursor(at: datetime, item_id: str) -> str:
-    """The cursor after an item of key ``(at, id)`` (as ``api.paging`` makes them)."""
-    raw = json.dumps([at.isoformat(), item_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _page_url(path: str, params: dict[str, str], **more: str) -> str:
-    query = {key: value for key, value in {**params, **more}.items() if value}
-    return path + ("?" + urlencode(query) if query else "")
-
-
-def _split(items: Sequence[Any], limit: int) -> tuple[list[Any], bool]:
-    """The page's items (fetched one more than shown), and whether there is more."""
-    return list(items[:limit]), len(items) > limit
-
-
-def _limit_param(paging: Paging) -> dict[str, str]:
-    return {"limit": str(paging.limit)} if paging.limit != PAGE_SIZE else {}
-
-
 # -- users ----------------------------------------------------------------------------------
 
 
@@ -173,9 +120,8 @@ def _last_sign_in(services: Services, principal: Principal, user_id: str) -> dat
 def _member_rows(
     services: Services, principal: Principal, paging: Paging
 ) -> tuple[list[MemberRow], bool]:
-    members, more = _split(
-        services.people.members(principal, after=paging.after, limit=paging.limit + 1),
-        paging.limit,
+    members, more = paging.split(
+        services.people.members(principal, after=paging.after, limit=paging.fetch)
     )
     rows = [
         MemberRow(
@@ -191,27 +137,15 @@ def _member_rows(
 @router.get("/console/users")
 async def users_page(request: Request, page: ConsolePage = Depends(console_page)) -> Response:
     page.require(Role.ADMIN)
-    paging = _paging(request)
+    paging = Paging.of(request)
     rows, more = await page.call(_member_rows, page.services, page.principal, paging)
-    next_url = (
-        _page_url(
-            "/console/users",
-            _limit_param(paging),
-            cursor=_cursor(rows[-1].member.created_at, rows[-1].member.id),
-        )
-        if more and rows
-        else None
-    )
     return page.render(
         "users.html",
         {
             "rows": rows,
             "roles": list(Role),
             "role_hints": ROLE_HINTS,
-            "next_url": next_url,
-            "first_url": _page_url("/console/users", _limit_param(paging))
-            if paging.cursor
-            else None,
+            **paging.links("/console/users", rows, more, lambda row: by_creation(row.member)),
         },
         active="users",
         title="Users",
@@ -228,37 +162,24 @@ def _all_members(services: Services, principal: Principal) -> list[Member]:
 @router.get("/console/teams")
 async def teams_page(request: Request, page: ConsolePage = Depends(console_page)) -> Response:
     page.require(Role.ADMIN)
-    paging = _paging(request)
-    teams, more = _split(
+    paging = Paging.of(request)
+    teams, more = paging.split(
         await page.call(
             page.services.people.list_teams,
             page.principal,
             after=paging.after,
-            limit=paging.limit + 1,
-        ),
-        paging.limit,
+            limit=paging.fetch,
+        )
     )
     members = await page.call(_all_members, page.services, page.principal)
     by_id = {member.id: member for member in members}
-    next_url = (
-        _page_url(
-            "/console/teams",
-            _limit_param(paging),
-            cursor=_cursor(teams[-1].created_at, teams[-1].id),
-        )
-        if more and teams
-        else None
-    )
     return page.render(
         "teams.html",
         {
             "teams": teams,
             "members": members,
             "by_id": by_id,
-            "next_url": next_url,
-            "first_url": _page_url("/console/teams", _limit_param(paging))
-            if paging.cursor
-            else None,
+            **paging.links("/console/teams", teams, more, by_creation),
         },
         active="teams",
         title="Teams",
@@ -271,8 +192,6 @@ async def teams_page(request: Request, page: ConsolePage = Depends(console_page)
 @dataclass(frozen=True)
 class KeyRow:
     key: ApiKeyInfo
-    #: ``ap_<prefix>``: what tells keys apart (the key's secret part is never stored).
-    prefix: str | None
     user: str | None
     mine: bool
 
@@ -280,18 +199,9 @@ class KeyRow:
 def _key_rows(
     services: Services, principal: Principal, paging: Paging
 ) -> tuple[list[KeyRow], bool]:
-    keys, more = _split(
-        services.api_keys.list_for(principal, after=paging.after, limit=paging.limit + 1),
-        paging.limit,
+    keys, more = paging.split(
+        services.api_keys.list_for(principal, after=paging.after, limit=paging.fetch)
     )
-    ids = [key.id for key in keys]
-    with services.db.read() as session:
-        found = session.execute(
-            select(ApiKeyRow.id, ApiKeyRow.prefix).where(
-                ApiKeyRow.id.in_(ids), ApiKeyRow.workspace_id == principal.workspace_id
-            )
-        )
-        prefixes = {key_id: prefix for key_id, prefix in found}
     if has_role(principal, Role.ADMIN):
         people = {m.id: m.name or m.email for m in services.people.members(principal)}
     else:
@@ -300,7 +210,6 @@ def _key_rows(
     return [
         KeyRow(
             key=key,
-            prefix=f"ap_{prefixes[key.id]}" if key.id in prefixes else None,
             user=people.get(key.user_id) if key.user_id else None,
             mine=key.user_id is not None and key.user_id == principal.user_id,
         )
@@ -311,27 +220,15 @@ def _key_rows(
 @router.get("/console/api-keys")
 async def api_keys_page(request: Request, page: ConsolePage = Depends(console_page)) -> Response:
     page.require(Role.DEVELOPER)
-    paging = _paging(request)
+    paging = Paging.of(request)
     rows, more = await page.call(_key_rows, page.services, page.principal, paging)
-    next_url = (
-        _page_url(
-            "/console/api-keys",
-            _limit_param(paging),
-            cursor=_cursor(rows[-1].key.created_at, rows[-1].key.id),
-        )
-        if more and rows
-        else None
-    )
     return page.render(
         "api_keys.html",
         {
             "rows": rows,
             "roles": [role for role in Role if page.allows(role)],
             "role_hints": ROLE_HINTS,
-            "next_url": next_url,
-            "first_url": _page_url("/console/api-keys", _limit_param(paging))
-            if paging.cursor
-            else None,
+            **paging.links("/console/api-keys", rows, more, lambda row: by_creation(row.key)),
         },
         active="api-keys",
         title="API keys",
@@ -575,9 +472,8 @@ def _audit_page(
     ]
     if filters is None:
         return AuditPage([], False, profiles)
-    records, more = _split(
-        services.audit_log.query(principal, filters, after=paging.after, limit=paging.limit + 1),
-        paging.limit,
+    records, more = paging.split(
+        services.audit_log.query(principal, filters, after=paging.after, limit=paging.fetch)
     )
     return AuditPage(records, more, profiles)
 
@@ -589,19 +485,13 @@ def _detail_text(record: AuditRecord) -> str:
 @router.get("/console/audit")
 async def audit_page(request: Request, page: ConsolePage = Depends(console_page)) -> Response:
     page.require(Role.ADMIN)
-    paging = _paging(request)
+    paging = Paging.of(request)
     values = _filter_values(request)
     filters, errors = _audit_filters(values)
     shown = await page.call(
         _audit_page, page.services, page.principal, None if errors else filters, paging
     )
-    params = {**values, **_limit_param(paging)}
     records = shown.records
-    next_url = (
-        _page_url("/console/audit", params, cursor=_cursor(records[-1].at, records[-1].id))
-        if shown.more and records
-        else None
-    )
     export: dict[str, str] = {
         name: values[name] for name in ("actor", "action", "profile_id") if values[name]
     }
@@ -623,11 +513,10 @@ async def audit_page(request: Request, page: ConsolePage = Depends(console_page)
             "profiles": shown.profiles,
             "profile_names": profile_names,
             "detail_text": _detail_text,
-            "next_url": next_url,
-            "first_url": _page_url("/console/audit", params) if paging.cursor else None,
-            "export_url": _page_url("/api/v1/audit/export", export),
+            **paging.links("/console/audit", records, shown.more, by_time, values),
+            "export_url": page_url("/api/v1/audit/export", export),
             "clear_url": "/console/audit" if filtered else None,
-            "limit": paging.limit if paging.limit != PAGE_SIZE else None,
+            "limit": paging.params.get("limit"),
         },
         active="audit",
         title="Audit log",

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 
 from authprofiles.core.auth_types import AUTH_TYPES, AuthType
 from authprofiles.core.callers import Role
-from authprofiles.core.connections import SHARED_OWNER, Connection, ConnectionStatus
+from authprofiles.core.connections import SHARED_OWNER
 from authprofiles.core.errors import NotFound
 from authprofiles.core.profiles import (
     AuthorizationMode,
@@ -29,6 +29,7 @@ from authprofiles.core.profiles import (
 )
 from authprofiles.services.people import Member, Team
 from authprofiles.web.console.base import ConsolePage, console_page, notices
+from authprofiles.web.console.views import ConnectionView, missing_profile
 
 router = APIRouter(include_in_schema=False)
 
@@ -40,102 +41,6 @@ notices(
     shared_disconnected="The shared connection was disconnected.",
     access_saved="Invitations saved.",
 )
-
-
-# -- what a page shows of a moment and of a connection ---------------------------------
-@dataclass(frozen=True)
-class Moment:
-    """A time as people read it, with the ISO 8601 value for ``<time datetime>``."""
-
-    iso: str
-    text: str
-    relative: str
-    past: bool
-
-    @classmethod
-    def of(cls, when: datetime | None, now: datetime | None = None) -> Moment | None:
-        if when is None:
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        when = when.astimezone(UTC)
-        now = now or datetime.now(UTC)
-        text = f"{when:%d %b %Y, %H:%M} UTC".lstrip("0")
-        return cls(
-            iso=when.isoformat(timespec="seconds"),
-            text=text,
-            relative=_relative(when, now),
-            past=when <= now,
-        )
-
-
-def _relative(when: datetime, now: datetime) -> str:
-    seconds = int((when - now).total_seconds())
-    ahead = seconds >= 0
-    seconds = abs(seconds)
-    if seconds < 60:
-        return "in under a minute" if ahead else "just now"
-    for size, unit in ((86_400, "day"), (3_600, "hour"), (60, "minute")):
-        if seconds >= size:
-            count = seconds // size
-            words = f"{count} {unit}{'' if count == 1 else 's'}"
-            return f"in {words}" if ahead else f"{words} ago"
-    return ""  # pragma: no cover - the loop always answers
-
-
-@dataclass(frozen=True)
-class ConnectionView:
-    """What the console shows of a connection: what ``GET /connections/{id}`` shows."""
-
-    id: str
-    owner: str
-    tenant: str | None
-    status: ConnectionStatus
-    expires_at: Moment | None
-    refreshed_at: Moment | None
-    created_at: Moment | None
-    last_error: str | None
-    last_error_at: Moment | None
-    has_refresh_token: bool
-    scopes: tuple[str, ...] | None
-
-    @classmethod
-    def of(cls, connection: Connection, now: datetime) -> ConnectionView:
-        tokens = connection.tokens
-        return cls(
-            id=connection.id,
-            owner=connection.owner,
-            tenant=connection.tenant,
-            status=connection.status,
-            expires_at=Moment.of(tokens.expires_at if tokens else None, now),
-            refreshed_at=Moment.of(connection.refreshed_at, now),
-            created_at=Moment.of(connection.created_at, now),
-            last_error=connection.last_error,
-            last_error_at=Moment.of(connection.last_error_at, now),
-            has_refresh_token=bool(tokens and tokens.refresh_token),
-            scopes=tokens.scopes if tokens else None,
-        )
-
-    @property
-    def status_label(self) -> str:
-        if self.status is ConnectionStatus.ACTIVE:
-            return "Active, refresh failing" if self.last_error else "Active"
-        if self.status is ConnectionStatus.PENDING:
-            return "Waiting for authorization"
-        return "Needs re-authorization"
-
-    @property
-    def status_kind(self) -> str:
-        """The badge's class: the label says the same in words (not colour alone)."""
-        if self.status is ConnectionStatus.ACTIVE:
-            return "warning" if self.last_error else "success"
-        if self.status is ConnectionStatus.PENDING:
-            return "info"
-        return "danger"
-
-    @property
-    def may_reconnect(self) -> bool:
-        return self.status is not ConnectionStatus.ACTIVE
 
 
 # -- how a profile connects --------------------------------------------------------------
@@ -420,12 +325,7 @@ async def sharing(profile_id: str, page: ConsolePage = Depends(console_page)) ->
     try:
         found = await page.call(_sharing, page, profile_id)
     except NotFound:
-        return page.render(
-            "sharing_missing.html",
-            active="profiles",
-            status_code=404,
-            title="No such authorization profile",
-        )
+        return missing_profile(page)
     return page.render(
         "sharing.html",
         {
@@ -485,4 +385,4 @@ def _team(team: Team, people: dict[str, Person], invited: bool) -> TeamView:
     return TeamView(team.id, team.name, members, invited)
 
 
-__all__ = ["ConnectionView", "Flow", "Moment", "ProfileView", "router"]
+__all__ = ["Flow", "ProfileView", "router"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
@@ -60,6 +60,7 @@ from authprofiles.core.validation import (
 from authprofiles.services.audit import AuditFilters, AuditRecord
 from authprofiles.services.profiles import public_view
 from authprofiles.web.console.base import ConsolePage, console_page, notices
+from authprofiles.web.console.views import ConnectionView, missing_profile
 
 router = APIRouter(include_in_schema=False)
 
@@ -69,7 +70,12 @@ notices(
     profile_deleted="The auth profile is deleted.",
 )
 
-BREADCRUMBS = ("Settings", "Security & Control", "Authorization profile")
+#: Where the profile pages sit (seed 000): (label, link) of each step; a page adds its own.
+BREADCRUMBS: list[tuple[str, str | None]] = [
+    ("Settings", None),
+    ("Security & Control", None),
+    ("Authorization profile", "/console/profiles"),
+]
 
 # -- the status of a profile, as the list and the activity page show it ------------------
 
@@ -554,22 +560,12 @@ async def _profile_or_none(page: ConsolePage, profile_id: str) -> Profile | None
         return None
 
 
-def _missing(page: ConsolePage, profile_id: str) -> Response:
-    return page.render(
-        "profiles_missing.html",
-        {"profile_id": profile_id, "breadcrumbs": BREADCRUMBS},
-        active="profiles",
-        status_code=404,
-        title="No such authorization profile",
-    )
-
-
 @router.get("/console/profiles/{profile_id}/edit")
 async def edit_profile(profile_id: str, page: ConsolePage = Depends(console_page)) -> Response:
     page.require(Role.ADMIN)
     profile = await _profile_or_none(page, profile_id)
     if profile is None:
-        return _missing(page, profile_id)
+        return missing_profile(page)
     # The public view only: a secret is "set", never its value.
     values = public_view(profile, page.services.settings.callback_url)
     context = _form_context(page, auth_type=profile.auth_type, values=values, editing=True)
@@ -596,21 +592,6 @@ async def _connection_count(page: ConsolePage, profile_id: str) -> int | None:
 
 
 # -- the activity of one profile ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConnectionView:
-    """A connection as the activity page lists it: never a token."""
-
-    id: str
-    owner: str
-    tenant: str | None
-    status: str
-    expires_at: datetime | None
-    refreshed_at: datetime | None
-    last_error: str | None
-    last_error_at: datetime | None
-    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -680,21 +661,9 @@ async def activity_of(page: ConsolePage, profile: Profile) -> Activity:
     activity = Activity()
     if page.allows(Role.DEVELOPER):
         connections = await page.call(page.services.connections.list, page.principal, profile.id)
-        activity.connections = [
-            ConnectionView(
-                id=c.id,
-                owner=c.owner,
-                tenant=c.tenant,
-                status=c.status.value,
-                expires_at=c.tokens.expires_at if c.tokens else None,
-                refreshed_at=c.refreshed_at,
-                last_error=c.last_error,
-                last_error_at=c.last_error_at,
-                created_at=c.created_at,
-            )
-            for c in connections
-        ]
-        refreshed = [c.refreshed_at for c in activity.connections if c.refreshed_at]
+        now = datetime.now(UTC)
+        activity.connections = [ConnectionView.of(c, now) for c in connections]
+        refreshed = [c.refreshed_at.at for c in activity.connections if c.refreshed_at]
         activity.last_refresh = max(refreshed) if refreshed else None
     if page.allows(Role.ADMIN):
         activity.audit_visible = True
@@ -730,7 +699,7 @@ def owner_label(owner: str, me: str | None) -> str:
 async def profile_activity(profile_id: str, page: ConsolePage = Depends(console_page)) -> Response:
     profile = await _profile_or_none(page, profile_id)
     if profile is None:
-        return _missing(page, profile_id)
+        return missing_profile(page)
     usable = await usable_profiles(page)
     view = status_of(profile)
     activity = await activity_of(page, profile)

@@ -1,14 +1,11 @@
 // The connection pages (My settings > OAuth connections, a profile's Sharing): connect,
-// reconnect in place, the device code screen, and the invitations form. Runs after
-// console.js (both `defer`) and uses its window.Console.
+// reconnect in place, and the device code screen. Runs after console.js (both `defer`)
+// and uses its window.Console (which also opens the dialogs asking what connecting needs,
+// and sends the invitations form).
 //
 //   <button data-start="/api/v1/…" data-flow="redirect|device|password|client"
 //           [data-body='{"owner": "…"}'] [data-reauth] data-success="/console/…?notice=…">
 //   <form data-start=… (same attributes)>  the form's inputs are added to the body.
-//   <button data-open-dialog="id">  opens that <dialog> (a form asking what connecting
-//       needs: tenant, form fields, User ID and Password).
-//   <form data-access-form data-endpoint="/api/v1/profiles/ID/access" data-success="…">
-//       the checked `users` and `teams` checkboxes, saved with PUT.
 //
 // What the API answers decides what follows: an `authorization_url` sends the browser to
 // the identity provider (it comes back to /oauth/callback); a `user_code` opens the device
@@ -35,20 +32,13 @@
     return body;
   }
 
-  function busy(element, on) {
-    const buttons = element instanceof HTMLFormElement
-      ? element.querySelectorAll("button[type=submit]") : [element];
-    buttons.forEach((button) => { button.disabled = on; });
-    if (on) element.setAttribute("aria-busy", "true"); else element.removeAttribute("aria-busy");
-  }
-
   async function start(element) {
     const form = element instanceof HTMLFormElement ? element : null;
     if (form) Console.clearErrors(form);
-    busy(element, true);
+    Console.busy(element, true);
     const result = await Console.api("POST", element.dataset.start, bodyOf(element));
     if (!result.ok) {
-      busy(element, false);
+      Console.busy(element, false);
       if (form) Console.showProblem(form, result);
       else Console.notice(Console.problemText(result.data), "error");
       return;
@@ -62,7 +52,7 @@
     }
     const dialog = element.closest("dialog");
     if (dialog && dialog.open) dialog.close();
-    busy(element, false);
+    Console.busy(element, false);
     if (data.user_code) {
       device(data, element);
       return;
@@ -157,49 +147,18 @@
     state.timer = setTimeout(poll, POLL_MS);
   }
 
-  // -- invitations (Invite roles) ----------------------------------------------------------
-
-  async function saveAccess(form) {
-    Console.clearErrors(form);
-    const checked = (name) => Array.from(form.querySelectorAll('input[name="' + name + '"]:checked'), (box) => box.value);
-    busy(form, true);
-    const result = await Console.api("PUT", form.dataset.endpoint, { users: checked("users"), teams: checked("teams") });
-    busy(form, false);
-    if (!result.ok) { Console.showProblem(form, result); return; }
-    Console.go(form.dataset.success);
-  }
-
   // -- wiring ------------------------------------------------------------------------------
 
   document.addEventListener("click", (event) => {
     const target = event.target instanceof Element ? event.target : null;
     if (!target) return;
     const starter = target.closest("button[data-start]");
-    if (starter) { event.preventDefault(); start(starter); return; }
-    const opener = target.closest("[data-open-dialog]");
-    if (opener) {
-      event.preventDefault();
-      const dialog = document.getElementById(opener.dataset.openDialog);
-      if (dialog) {
-        const form = dialog.querySelector("form");
-        if (form) { form.reset(); Console.clearErrors(form); }
-        dialog.addEventListener("close", () => opener.focus(), { once: true });
-        Console.openDialog(dialog);
-      }
-      return;
-    }
-    const closer = target.closest("[data-close-dialog]");
-    if (closer) {
-      event.preventDefault();
-      const dialog = closer.closest("dialog");
-      if (dialog) dialog.close();
-    }
+    if (starter) { event.preventDefault(); start(starter); }
   });
 
   document.addEventListener("submit", (event) => {
     const form = event.target;
     if (!(form instanceof HTMLFormElement)) return;
-    if (form.dataset.start) { event.preventDefault(); start(form); return; }
-    if ("accessForm" in form.dataset) { event.preventDefault(); saveAccess(form); }
+    if (form.dataset.start) { event.preventDefault(); start(form); }
   });
 })();

@@ -15,13 +15,19 @@
 //   <button data-action="DELETE /api/v1/…" [data-confirm="…"] [data-confirm-label="…"]
 //         [data-success="…"]>  one call, after a confirmation when asked.
 //   <button data-copy="#selector">  copies the element's value or text.
+//   <button data-open-dialog="id">  opens that <dialog> (its forms' errors cleared, and
+//       the forms reset when they have data-reset-on-open; focus comes back to the
+//       button when it closes); [data-close-dialog] inside a dialog closes it.
+//   data-once-title / data-once-message on a form or button with data-show-once: the
+//       words of the shown-once dialog.
 //   <button data-add-row="list"> / <template data-row-template="list"> /
 //   <div data-list="list"> rows <div data-item> with inputs named by data-name;
 //   <button data-remove-row> removes its row.
 //   [role=tablist] tabs; <details class="menu"> closes on Escape or a click elsewhere.
 //
-// window.Console exposes api, serialize, showProblem, clearErrors, notice, go,
-// openDialog and confirmAction for the pages' own scripts.
+// window.Console exposes api, serialize, showProblem, clearErrors, notice, go, busy,
+// openDialog, confirmAction, showOnce, problemText and selectTab for the pages' own
+// scripts.
 "use strict";
 
 (function () {
@@ -112,10 +118,13 @@
   }
 
   // The form as the API's JSON: inputs by `name` (dotted names nest), lists by
-  // `data-list`, blanks left out (so an update keeps what was not retyped), and a
-  // checkbox `data-clears="field"` sends that field as null (cleared on purpose).
+  // `data-list`, blanks left out (so an update keeps what was not retyped), a checkbox
+  // `data-clears="field"` sends that field as null (cleared on purpose), and checkboxes
+  // sharing a name with `data-kind="set"` send the array of the checked ones' values
+  // (none checked: []).
   function serialize(form) {
     const body = {};
+    const sets = {};
     Array.from(form.elements).forEach((element) => {
       if (!element.name || !included(element, form)) return;
       if ("clears" in element.dataset) {
@@ -123,6 +132,11 @@
         return;
       }
       if (element.name === "csrf_token") return;
+      if (element.type === "checkbox" && element.dataset.kind === "set") {
+        if (!sets[element.name]) setPath(body, element.name, (sets[element.name] = []));
+        if (element.checked) sets[element.name].push(element.value);
+        return;
+      }
       const value = valueOf(element);
       if (value !== undefined) setPath(body, element.name, value);
     });
@@ -248,11 +262,21 @@
 
   function go(url) { window.location.assign(url); }
 
+  // Marks a form (its submit buttons) or a button busy while its call runs.
+  function busy(element, on) {
+    const buttons = element instanceof HTMLFormElement
+      ? element.querySelectorAll("button[type=submit], button:not([type])") : [element];
+    buttons.forEach((button) => { button.disabled = on; });
+    if (on) element.setAttribute("aria-busy", "true"); else element.removeAttribute("aria-busy");
+  }
+
   function fill(template, data) {
     return template.replace(/\{(\w+)\}/g, (whole, key) => (data && data[key] !== undefined ? encodeURIComponent(data[key]) : whole));
   }
 
-  function openDialog(dialog) {
+  // Opens a <dialog>; with `opener`, focus goes back to it when the dialog closes.
+  function openDialog(dialog, opener) {
+    if (opener) dialog.addEventListener("close", () => { if (opener.isConnected) opener.focus(); }, { once: true });
     if (!dialog.open) dialog.showModal();
     const focusable = dialog.querySelector("[autofocus], input:not([type=hidden]):not([readonly]), select, textarea, button");
     if (focusable) focusable.focus();
@@ -272,9 +296,19 @@
     });
   }
 
-  function showOnce(value, then) {
+  // The layout's words of the shown-once dialog, for a source that brings none.
+  const onceWords = {};
+
+  // Shows `value` once (copy it now); `then` after Done. `source`: the form or button it
+  // came from, whose data-once-title and data-once-message word the dialog.
+  function showOnce(value, then, source) {
     const dialog = document.getElementById("shown-once-dialog");
     const input = document.getElementById("shown-once-value");
+    [["title", "onceTitle"], ["message", "onceMessage"]].forEach(([part, key]) => {
+      const node = document.getElementById("shown-once-" + part);
+      if (!(part in onceWords)) onceWords[part] = node.textContent;
+      node.textContent = (source && source.dataset[key]) || onceWords[part];
+    });
     input.value = value;
     const done = document.getElementById("shown-once-done");
     done.onclick = () => { dialog.close(); if (then) then(); };
@@ -289,12 +323,9 @@
   async function submitApiForm(form, submitter) {
     const method = (form.dataset.method || "POST").toUpperCase();
     const body = serialize(form);
-    const buttons = form.querySelectorAll("button[type=submit], button:not([type])");
-    buttons.forEach((button) => { button.disabled = true; });
-    form.setAttribute("aria-busy", "true");
+    busy(form, true);
     const result = await api(method, fill(form.dataset.api, {}), body);
-    buttons.forEach((button) => { button.disabled = false; });
-    form.removeAttribute("aria-busy");
+    busy(form, false);
     if (!result.ok) { showProblem(form, result); return; }
     clearErrors(form);
     if (form.dataset.event) {
@@ -304,7 +335,7 @@
     const next = form.dataset.success ? fill(form.dataset.success, result.data) : null;
     const shown = form.dataset.showOnce;
     if (shown && result.data && result.data[shown]) {
-      showOnce(result.data[shown], next ? () => go(next) : null);
+      showOnce(result.data[shown], next ? () => go(next) : null, form);
       return;
     }
     if (next) go(next); else if (submitter) notice("Saved.");
@@ -333,7 +364,7 @@
     }
     if (button.dataset.showOnce && result.data && result.data[button.dataset.showOnce]) {
       const next = button.dataset.success ? fill(button.dataset.success, result.data) : null;
-      showOnce(result.data[button.dataset.showOnce], next ? () => go(next) : null);
+      showOnce(result.data[button.dataset.showOnce], next ? () => go(next) : null, button);
       return;
     }
     if (button.dataset.success) go(fill(button.dataset.success, result.data)); else notice("Done.");
@@ -396,6 +427,16 @@
     if (adder) adder.focus();
   }
 
+  function openFrom(opener) {
+    const dialog = document.getElementById(opener.dataset.openDialog);
+    if (!dialog) return;
+    dialog.querySelectorAll("form").forEach((form) => {
+      if ("resetOnOpen" in form.dataset) form.reset();
+      clearErrors(form);
+    });
+    openDialog(dialog, opener);
+  }
+
   function selectTab(tab) {
     const tablist = tab.closest('[role="tablist"]');
     tablist.querySelectorAll('[role="tab"]').forEach((other) => {
@@ -418,6 +459,11 @@
     if (adder) { event.preventDefault(); addRow(adder); }
     const remover = target.closest("[data-remove-row]");
     if (remover) { event.preventDefault(); removeRow(remover); }
+    const opener = target.closest("[data-open-dialog]");
+    if (opener) { event.preventDefault(); openFrom(opener); }
+    const closer = target.closest("[data-close-dialog]");
+    const closing = closer && closer.closest("dialog");
+    if (closing) { event.preventDefault(); closing.close(); }
     const tab = target.closest('[role="tab"]');
     if (tab) selectTab(tab);
     document.querySelectorAll("details.menu[open]").forEach((menu) => {
@@ -446,7 +492,7 @@
 
   window.Console = {
     api: api, serialize: serialize, showProblem: showProblem, clearErrors: clearErrors,
-    notice: notice, go: go, openDialog: openDialog, confirmAction: confirmAction,
+    notice: notice, go: go, busy: busy, openDialog: openDialog, confirmAction: confirmAction,
     showOnce: showOnce, problemText: problemText, selectTab: selectTab,
   };
 })();

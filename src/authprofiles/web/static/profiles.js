@@ -171,13 +171,10 @@
 
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const submit = form.querySelector("button[type=submit]");
       const data = editing ? changes(body()) : body();
-      submit.disabled = true;
-      form.setAttribute("aria-busy", "true");
+      C.busy(form, true);
       const result = await C.api(form.dataset.method, form.dataset.endpoint, data);
-      submit.disabled = false;
-      form.removeAttribute("aria-busy");
+      C.busy(form, false);
       if (!result.ok) {
         C.showProblem(form, result);
         // An error inside closed Advanced Options: open them, so it shows.
@@ -361,7 +358,7 @@
       C.clearErrors(testForm);
       const asks = buildInputs(current);
       runButton.textContent = "Test";
-      C.openDialog(dialog);
+      C.openDialog(dialog, button);
       if (!asks) runTest();
     }
 
@@ -369,11 +366,7 @@
       const button = event.target instanceof Element ? event.target.closest("[data-test-profile]") : null;
       if (button) { event.preventDefault(); open(button); }
     });
-    dialog.querySelector("[data-close-test]").addEventListener("click", () => dialog.close());
-    dialog.addEventListener("close", () => {
-      run += 1; // stops a poll still running
-      if (current && current.button) current.button.focus();
-    });
+    dialog.addEventListener("close", () => { run += 1; }); // stops a poll still running
     testForm.addEventListener("submit", (event) => { event.preventDefault(); runTest(); });
 
     async function runTest() {
