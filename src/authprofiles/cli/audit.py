@@ -4,8 +4,9 @@ database (it holds no secret, so no master key is needed)."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
-import time
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -117,8 +118,12 @@ def _follow(
     after a newer one was printed is still printed (once)."""
     seen = {record.id: record.at for record in shown}
     newest: datetime | None = max(seen.values()) if seen else None
-    while True:
-        time.sleep(interval)
+    # While following, Ctrl-C only sets a flag, so it never lands inside a database call
+    # (whose pool it could leave locked, and the command hanging on its way out): the
+    # loop sees it between looks and returns.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _stop)
+    while not _STOP.wait(interval):
         after = (newest - LOOKBACK, "") if newest is not None else None
         fresh: list[AuditRecord] = []
         while True:
@@ -134,6 +139,13 @@ def _follow(
         newest = max(seen.values())
         horizon = newest - LOOKBACK
         seen = {key: at for key, at in seen.items() if at >= horizon}
+
+
+_STOP = threading.Event()
+
+
+def _stop(signum: int, frame: object) -> None:
+    _STOP.set()
 
 
 def _print(records: list[AuditRecord], *, as_json: bool, header: bool) -> None:
