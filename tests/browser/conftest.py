@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.support.app import Live
 from tests.support.console import Console, Sso, axe_source, configure_sso, open_console
@@ -36,6 +36,11 @@ ARGS = [
     "--disable-dev-shm-usage",
 ]
 HERE = Path(__file__).resolve().parent
+
+# Playwright's assertions wait 5 s by default: too short for a page that waits on the
+# IdP (or on a poll of it) while the suite keeps two cores busy. A wait on such a real
+# event says its own, longer, timeout; this is the floor for the rest.
+expect.set_options(timeout=10_000)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

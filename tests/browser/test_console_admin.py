@@ -141,6 +141,11 @@ def test_an_admin_manages_people_keys_and_notifications_and_reads_it_in_the_audi
     expect(page.locator("#shown-once-title")).to_have_text("Copy your new API key")
     key = _shown_once(page)
     console.check("api-key-shown-once")
+    # Only Done closes it: Escape, however often, leaves the key on screen.
+    for _ in range(3):
+        page.keyboard.press("Escape")
+        expect(page.locator("#shown-once-dialog")).to_be_visible()
+    expect(page.get_by_test_id("shown-once-value")).to_have_value(key)
     answer = _me(console.live.url, key)
     assert answer.status_code == 200, answer.text
     assert answer.json()["role"] == "developer"
@@ -285,6 +290,12 @@ def test_a_developer_manages_only_their_own_keys_and_not_the_admin_pages(
     for path in ("/console/teams", "/console/notifications", "/console/audit"):
         response = page.goto(path)
         assert response is not None and response.status == 403, path
+    # An address the console has no page at: its 404 page, in the layout.
+    response = page.goto("/console/no-such-page")
+    assert response is not None and response.status == 404
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    expect(page.get_by_role("heading", level=1)).to_have_text("Page not found")
+    console.check("not-found", page)
 
     # The console's own JSON endpoints: an admin's, with the session's CSRF token.
     token = page.locator('meta[name="csrf-token"]').get_attribute("content")

@@ -111,22 +111,20 @@ class MemberRow:
     is_me: bool
 
 
-def _last_sign_in(services: Services, principal: Principal, user_id: str) -> datetime | None:
-    filters = AuditFilters(actor=user_id, action=Action.USER_SIGNED_IN.value)
-    records = services.audit_log.query(principal, filters, limit=1)
-    return records[0].at if records else None
-
-
 def _member_rows(
     services: Services, principal: Principal, paging: Paging
 ) -> tuple[list[MemberRow], bool]:
     members, more = paging.split(
         services.people.members(principal, after=paging.after, limit=paging.fetch)
     )
+    # When each member of the page last signed in: one query for the page.
+    signed_in = services.audit_log.last_done(
+        principal, Action.USER_SIGNED_IN, [member.id for member in members]
+    )
     rows = [
         MemberRow(
             member=member,
-            last_sign_in=_last_sign_in(services, principal, member.id),
+            last_sign_in=signed_in.get(member.id),
             is_me=member.id == principal.user_id,
         )
         for member in members
@@ -464,12 +462,25 @@ class AuditPage:
 
 
 def _audit_page(
-    services: Services, principal: Principal, filters: AuditFilters | None, paging: Paging
+    services: Services,
+    principal: Principal,
+    filters: AuditFilters | None,
+    paging: Paging,
+    chosen: str | None = None,
 ) -> AuditPage:
     profiles = [
         (profile.id, profile.name)
         for profile in services.profiles.list(principal, limit=PROFILE_CHOICES)
     ]
+    if chosen and all(chosen != id_ for id_, _ in profiles):
+        # Beyond the choices offered: the chosen one is offered too, while it exists (a
+        # deleted one is said to be so).
+        try:
+            found = services.profiles.get(principal, chosen)
+        except DomainError:
+            pass  # deleted (or never there)
+        else:
+            profiles.append((found.id, found.name))
     if filters is None:
         return AuditPage([], False, profiles)
     records, more = paging.split(
@@ -489,7 +500,12 @@ async def audit_page(request: Request, page: ConsolePage = Depends(console_page)
     values = _filter_values(request)
     filters, errors = _audit_filters(values)
     shown = await page.call(
-        _audit_page, page.services, page.principal, None if errors else filters, paging
+        _audit_page,
+        page.services,
+        page.principal,
+        None if errors else filters,
+        paging,
+        values["profile_id"] or None,
     )
     records = shown.records
     export: dict[str, str] = {

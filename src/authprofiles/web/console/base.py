@@ -140,13 +140,15 @@ class ConsolePage:
         status_code: int = 200,
         title: str | None = None,
     ) -> Response:
-        """The page ``template`` (under ``templates/console``) in the console's layout."""
+        """The page ``template`` (under ``templates/console``) in the console's layout.
+
+        Templates get what they show, never ``self``: its services reach the settings
+        (the master key, the SMTP password) and every store."""
         notice = NOTICES.get(self.request.query_params.get("notice", ""))
         response = templates.TemplateResponse(
             self.request,
             f"console/{template}",
             {
-                "page": self,
                 "me": self.me,
                 "role": self.role.value,
                 "is_admin": self.allows(Role.ADMIN),
@@ -164,11 +166,17 @@ class ConsolePage:
         return with_console_headers(response, self.session, self.services)
 
 
+def console_headers(response: Response) -> Response:
+    """The console's headers on ``response`` (one that is no page of a session too)."""
+    for name, value in CONSOLE_HEADERS.items():
+        response.headers[name] = value
+    return response
+
+
 def with_console_headers(
     response: Response, session: ActiveSession | None, services: Services
 ) -> Response:
-    for name, value in CONSOLE_HEADERS.items():
-        response.headers[name] = value
+    console_headers(response)
     if session is not None and session.new_token is not None:
         response.headers.append(
             "set-cookie", services.sessions.cookie(session.new_token, session.expires_at)
@@ -198,9 +206,9 @@ def install(app: FastAPI) -> None:
     async def sign_in_first(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, SignInFirst)
         target = "/signin?next=" + quote(exc.next_url, safe="/")
-        response = RedirectResponse(target, status_code=303)
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        return with_console_headers(
+            RedirectResponse(target, status_code=303), None, services_of(request)
+        )
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, NotAllowedHere)
@@ -221,6 +229,7 @@ __all__ = [
     "NOTICES",
     "ConsolePage",
     "NavItem",
+    "console_headers",
     "console_page",
     "install",
     "notices",

@@ -81,7 +81,11 @@ def user_connects(profile: Profile) -> bool:
 @dataclass(frozen=True)
 class Input:
     """One input of the connect form: the tenant, a form field, an authorization field
-    without a value, or the password grant's User ID and Password."""
+    without a value, or the password grant's User ID and Password.
+
+    ``name`` is the request's member; a field's value goes into the map ``fields`` by
+    its key (``map_key``), which may hold dots: the input is named by ``data-map`` and
+    ``data-key`` rather than a dotted name (which the console's script would nest)."""
 
     name: str
     label: str
@@ -89,6 +93,12 @@ class Input:
     kind: str = "text"
     required: bool = False
     autocomplete: str = "off"
+    map_key: str | None = None
+
+
+def field_input(key: str, label: str, hint: str, *, kind: str, required: bool) -> Input:
+    """The input of a value of the map ``fields`` (``POST .../connections``)."""
+    return Input("fields", label, hint, kind=kind, required=required, map_key=key)
 
 
 def connect_inputs(profile: Profile, *, shared: bool) -> list[Input]:
@@ -107,8 +117,8 @@ def connect_inputs(profile: Profile, *, shared: bool) -> list[Input]:
         if form_field.visibility is FormFieldVisibility.HIDDEN and not form_field.mandatory:
             continue
         inputs.append(
-            Input(
-                f"fields.{form_field.key}",
+            field_input(
+                form_field.key,
                 form_field.title,
                 form_field.hint,
                 kind="password" if form_field.type is FormFieldType.PASSWORD else "text",
@@ -118,10 +128,11 @@ def connect_inputs(profile: Profile, *, shared: bool) -> list[Input]:
     for auth_field in profile.authorization_fields:
         if auth_field.value is None:
             inputs.append(
-                Input(
-                    f"fields.{auth_field.key}",
+                field_input(
+                    auth_field.key,
                     auth_field.key,
                     f"Sent in the request's {auth_field.type.value}",
+                    kind="text",
                     required=True,
                 )
             )

@@ -17,13 +17,12 @@ the form and the activity page are made from the API's public view of a profile
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from authprofiles.core.auth_types import (
@@ -60,7 +59,7 @@ from authprofiles.core.validation import (
 from authprofiles.services.audit import AuditFilters, AuditRecord
 from authprofiles.services.profiles import public_view
 from authprofiles.web.console.base import ConsolePage, console_page, notices
-from authprofiles.web.console.views import ConnectionView, missing_profile
+from authprofiles.web.console.views import ConnectionView, Paging, missing_profile
 
 router = APIRouter(include_in_schema=False)
 
@@ -215,12 +214,12 @@ def delete_message(profile: Profile, connections: int | None) -> str:
     )
 
 
-async def connection_counts(page: ConsolePage) -> Counter[str] | None:
-    """Connections per profile, for the delete confirmation (admins: they see them all)."""
+async def connection_counts(page: ConsolePage) -> dict[str, int] | None:
+    """Connections per profile, for the delete confirmation (admins: they see them all),
+    counted by the database (no connection is read, let alone decrypted)."""
     if not page.allows(Role.ADMIN):
         return None
-    connections = await page.call(page.services.connections.list, page.principal)
-    return Counter(c.profile_id for c in connections)
+    return await page.call(page.services.connections.counts_by_profile, page.principal)
 
 
 def _matches(profile: Profile, status: StatusView, q: str, wanted: str) -> bool:
@@ -243,23 +242,60 @@ STATUS_FILTERS = (
 )
 
 
+def _profile_key(profile: Profile) -> list[str]:
+    """A profile's place in the list (by name, then id), as the API's cursor holds it."""
+    return [profile.name, profile.id]
+
+
+@dataclass(frozen=True)
+class ProfilePage:
+    """The profiles of one page of the list, and what the page says about the rest."""
+
+    profiles: list[Profile]
+    more: bool
+    #: Whether the workspace has any profile at all (the empty state when not).
+    any: bool
+    #: With a search: how many match, of how many there are (None without one: the
+    #: list is read a page at a time, not counted).
+    matched: int | None = None
+    total: int | None = None
+
+
+def _profile_page(page: ConsolePage, paging: Paging, q: str, wanted: str) -> ProfilePage:
+    """A page of the list, by name. Without a search, read a page at a time (keyset,
+    as the API pages it); a search (part of a name, the identity provider or the type,
+    and the status, which is worked out per profile) reads them all and pages the
+    matches."""
+    services, principal = page.services, page.principal
+    if not (q or wanted):
+        found = services.profiles.list(principal, after=paging.after_key, limit=paging.fetch)
+        shown, more = paging.split(found)
+        return ProfilePage(shown, more, any=bool(found) or paging.cursor is not None)
+    every = services.profiles.list(principal)
+    matches = [p for p in every if _matches(p, status_of(p), q, wanted)]
+    after = paging.after_key
+    rest = [p for p in matches if after is None or (p.name, p.id) > after]
+    shown, more = paging.split(rest[: paging.fetch])
+    return ProfilePage(shown, more, any=bool(every), matched=len(matches), total=len(every))
+
+
 @router.get("/console/profiles")
 async def profiles_list(
+    request: Request,
     page: ConsolePage = Depends(console_page),
     q: str = Query(default=""),
     status: str = Query(default=""),
 ) -> Response:
     q = q.strip()[:200]  # a longer one matches nothing anyway
-    profiles = await page.call(page.services.profiles.list, page.principal)
-    usable = await usable_profiles(page)
-    counts = await connection_counts(page) if profiles else None
     wanted = status if status in {value for value, _ in STATUS_FILTERS} else ""
+    paging = Paging.of(request, by_creation=False)
+    listed = await page.call(_profile_page, page, paging, q, wanted)
+    usable = await usable_profiles(page)
+    counts = await connection_counts(page) if listed.profiles else None
     rows = []
-    for profile in profiles:
-        view = status_of(profile)
-        if not _matches(profile, view, q, wanted):
-            continue
+    for profile in listed.profiles:
         count = counts.get(profile.id, 0) if counts is not None else None
+        view = status_of(profile)
         rows.append(
             ListedProfile(
                 id=profile.id,
@@ -274,17 +310,21 @@ async def profiles_list(
                 delete_message=delete_message(profile, count),
             )
         )
+    search = {name: value for name, value in (("q", q), ("status", wanted)) if value}
     return page.render(
         "profiles.html",
         {
             "rows": rows,
-            "total": len(profiles),
+            "any": listed.any,
+            "matched": listed.matched,
+            "total": listed.total,
             "q": q,
             "status": wanted,
             "status_filters": STATUS_FILTERS,
             "breadcrumbs": BREADCRUMBS,
             "can_manage": page.allows(Role.ADMIN),
             "filtered": bool(q or wanted),
+            **paging.links("/console/profiles", listed.profiles, listed.more, _profile_key, search),
         },
         active="profiles",
         title="Authorization profiles",
@@ -585,10 +625,8 @@ async def edit_profile(profile_id: str, page: ConsolePage = Depends(console_page
 
 
 async def _connection_count(page: ConsolePage, profile_id: str) -> int | None:
-    if not page.allows(Role.ADMIN):
-        return None
-    connections = await page.call(page.services.connections.list, page.principal, profile_id)
-    return len(connections)
+    counts = await connection_counts(page)
+    return None if counts is None else counts.get(profile_id, 0)
 
 
 # -- the activity of one profile ------------------------------------------------------------
@@ -687,6 +725,30 @@ async def activity_of(page: ConsolePage, profile: Profile) -> Activity:
     return activity
 
 
+@dataclass(frozen=True)
+class ProfileHeading:
+    """What the activity page shows of the profile itself, beside its summary (whose
+    secrets say only "Set" or "Not set"): never the profile, which holds its secrets."""
+
+    id: str
+    name: str
+    identity_provider: str | None
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, profile: Profile) -> ProfileHeading:
+        return cls(
+            id=profile.id,
+            name=profile.name,
+            identity_provider=profile.identity_provider,
+            description=profile.description,
+            created_at=profile.created_at,
+            updated_at=profile.updated_at,
+        )
+
+
 def owner_label(owner: str, me: str | None) -> str:
     if owner == "shared":
         return "Shared"
@@ -708,7 +770,7 @@ async def profile_activity(profile_id: str, page: ConsolePage = Depends(console_
     return page.render(
         "profile_detail.html",
         {
-            "profile": profile,
+            "profile": ProfileHeading.of(profile),
             "type_label": spec_for(profile.auth_type).label,
             "status": view,
             "summary": summary_of(profile, page.services.settings.callback_url),

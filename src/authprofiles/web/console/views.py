@@ -135,23 +135,32 @@ class Paging:
 
     limit: int
     cursor: str | None
-    #: The ``(created_at, id)`` key the cursor holds (None: the first page).
+    #: The ``(created_at, id)`` key the cursor holds (None: the first page, or a list
+    #: in another order: see ``after_key``).
     after: tuple[datetime, str] | None
+    #: The cursor's key as it is: ``(sort value, id)``, e.g. ``(name, id)``.
+    after_key: tuple[str, str] | None = None
 
     @classmethod
-    def of(cls, request: Request) -> Paging:
-        """A cursor this console did not make is taken as the first page."""
+    def of(cls, request: Request, *, by_creation: bool = True) -> Paging:
+        """A cursor this console did not make is taken as the first page. A list in
+        creation order reads the cursor's ``(created_at, id)`` (``after``); another
+        (``by_creation=False``, e.g. by name) its ``(value, id)`` (``after_key``)."""
         raw = request.query_params.get("limit", "")
         limit = int(raw) if raw.isdigit() else PAGE_SIZE
         limit = max(1, min(limit, MAX_PAGE_SIZE))
         cursor = request.query_params.get("cursor") or None
         after = None
+        after_key = None
         if cursor is not None:
+            asked = PageRequest(limit=limit, cursor=cursor)
             try:
-                after = PageRequest(limit=limit, cursor=cursor).after_created()
+                after_key = asked.after()
+                if by_creation:
+                    after = asked.after_created()
             except ValidationFailed:
-                cursor = None
-        return cls(limit=limit, cursor=cursor, after=after)
+                cursor, after_key = None, None
+        return cls(limit=limit, cursor=cursor, after=after, after_key=after_key)
 
     @property
     def fetch(self) -> int:

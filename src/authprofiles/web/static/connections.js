@@ -46,8 +46,15 @@
     const data = result.data || {};
     if (data.authorization_url) {
       // To the identity provider's login page; it sends the person back to /oauth/callback.
+      // Only to an http(s) address: whatever else an answer holds is not followed.
+      const url = Console.httpUrl(data.authorization_url);
+      Console.busy(element, false);
+      if (!url) {
+        Console.notice("The identity provider's authorization URL is not an http or https address: check the profile.", "error");
+        return;
+      }
       Console.notice("Taking you to the identity provider…", "info");
-      window.location.assign(data.authorization_url);
+      window.location.assign(url);
       return;
     }
     const dialog = element.closest("dialog");
@@ -77,12 +84,23 @@
   function device(data, element) {
     const dialog = document.getElementById("device-dialog");
     if (!dialog) return;
-    const link = data.verification_uri_complete || data.verification_uri;
+    // The identity provider's page is linked only when it is an http(s) address; any
+    // other is shown as text, to type in (never a link the browser would follow).
+    const shown = data.verification_uri || data.verification_uri_complete || "";
+    const link = Console.httpUrl(data.verification_uri_complete) || Console.httpUrl(data.verification_uri);
     document.getElementById("device-code").value = data.user_code;
     const anchor = document.getElementById("device-link");
-    anchor.href = link;
-    anchor.textContent = data.verification_uri || link;
-    document.getElementById("device-open").href = link;
+    const open = document.getElementById("device-open");
+    anchor.textContent = shown || "the verification page";
+    if (link) {
+      anchor.href = link;
+      open.href = link;
+      open.hidden = false;
+    } else {
+      anchor.removeAttribute("href");
+      open.removeAttribute("href");
+      open.hidden = true;
+    }
     const expiry = document.getElementById("device-expiry");
     const expires = data.expires_at ? new Date(data.expires_at) : null;
     expiry.textContent = expires ? "The code expires at " + expires.toLocaleTimeString() + "." : "";
@@ -143,7 +161,7 @@
     }
 
     Console.openDialog(dialog);
-    document.getElementById("device-open").focus();
+    (link ? open : document.getElementById("device-code")).focus();
     state.timer = setTimeout(poll, POLL_MS);
   }
 

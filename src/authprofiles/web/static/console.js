@@ -23,11 +23,14 @@
 //   <button data-add-row="list"> / <template data-row-template="list"> /
 //   <div data-list="list"> rows <div data-item> with inputs named by data-name;
 //   <button data-remove-row> removes its row.
+//   <input data-map="fields" data-key="org.region"> (no name): the member "org.region"
+//       of the object `fields` (a key may hold dots; none reaches a prototype).
 //   [role=tablist] tabs; <details class="menu"> closes on Escape or a click elsewhere.
 //
 // window.Console exposes api, serialize, showProblem, clearErrors, notice, go, busy,
-// openDialog, confirmAction, showOnce, problemText and selectTab for the pages' own
-// scripts.
+// openDialog, confirmAction, showOnce, problemText, selectTab and httpUrl (an absolute
+// http(s) URL, or null) for the pages' own scripts. A page's `?notice=` leaves the
+// address once shown.
 "use strict";
 
 (function () {
@@ -85,15 +88,28 @@
     return raw;
   }
 
+  // Names that would reach an object's prototype rather than the object itself.
+  const UNSAFE_PARTS = new Set(["__proto__", "constructor", "prototype"]);
+
+  function own(node, key) { return Object.prototype.hasOwnProperty.call(node, key); }
+
+  // Sets `a.b.c` in `target`, walking (and making) only its own plain objects; a path
+  // with an empty part or one naming a prototype is refused (nothing is set).
   function setPath(target, path, value) {
-    const parts = path.split(".");
+    const parts = String(path).split(".");
+    if (parts.some((part) => part === "" || UNSAFE_PARTS.has(part))) return false;
     let node = target;
-    parts.slice(0, -1).forEach((part) => {
-      if (typeof node[part] !== "object" || node[part] === null) node[part] = {};
+    for (const part of parts.slice(0, -1)) {
+      if (!own(node, part) || typeof node[part] !== "object" || node[part] === null) node[part] = {};
       node = node[part];
-    });
+    }
     node[parts[parts.length - 1]] = value;
+    return true;
   }
+
+  // A map the API gets as a JSON object whose keys are data (they may hold dots, or be
+  // "__proto__"): no prototype, so any key is an own member, sent as it is.
+  function newMap() { return Object.create(null); }
 
   function included(element, form) {
     if (element.disabled || "ignore" in element.dataset) return false;
@@ -121,11 +137,24 @@
   // `data-list`, blanks left out (so an update keeps what was not retyped), a checkbox
   // `data-clears="field"` sends that field as null (cleared on purpose), and checkboxes
   // sharing a name with `data-kind="set"` send the array of the checked ones' values
-  // (none checked: []).
+  // (none checked: []). Inputs with `data-map="fields" data-key="org.region"` (and no
+  // name) are the members of the map `fields`, by their key as it is (dots and all).
   function serialize(form) {
     const body = {};
     const sets = {};
+    const maps = {};
     Array.from(form.elements).forEach((element) => {
+      if ("map" in element.dataset && element.dataset.key !== undefined) {
+        if (!included(element, form)) return;
+        const mapName = element.dataset.map;
+        if (!own(maps, mapName)) {
+          maps[mapName] = newMap();
+          if (!setPath(body, mapName, maps[mapName])) return;
+        }
+        const value = valueOf(element);
+        if (value !== undefined) maps[mapName][element.dataset.key] = value;
+        return;
+      }
       if (!element.name || !included(element, form)) return;
       if ("clears" in element.dataset) {
         if (element.checked) setPath(body, element.dataset.clears, null);
@@ -144,7 +173,7 @@
       if (list.closest("[data-list]") !== list || list.closest("[disabled]") || list.hidden) return;
       const rows = rowsOf(list);
       if (list.dataset.as === "map") {
-        const map = {};
+        const map = newMap();
         rows.forEach((row) => { if (row.key !== undefined) map[row.key] = row.value === undefined ? "" : row.value; });
         if (rows.length || !("omitEmpty" in list.dataset)) setPath(body, list.dataset.list, map);
       } else if (rows.length || !("omitEmpty" in list.dataset)) {
@@ -179,6 +208,13 @@
           return (rest && row.querySelector('[data-name="' + CSS.escape(rest) + '"]')) || row.querySelector("[data-name]");
         }
       }
+    }
+    // `fields.org.region`: the input of key `org.region` in the map `fields`.
+    const dot = field.indexOf(".");
+    if (dot > 0) {
+      const member = Array.from(form.querySelectorAll('[data-map="' + CSS.escape(field.slice(0, dot)) + '"]'))
+        .find((element) => element.dataset.key === field.slice(dot + 1));
+      if (member) return member;
     }
     // `scopes[1]` or `fields.region`: the field they belong to.
     const base = field.split(/[.[]/)[0];
@@ -311,12 +347,42 @@
     });
     input.value = value;
     const done = document.getElementById("shown-once-done");
-    done.onclick = () => { dialog.close(); if (then) then(); };
-    dialog.addEventListener("cancel", (event) => event.preventDefault(), { once: true });
+    let finished = false;
+    // Only Done closes it: Escape is refused every time, and should the browser close it
+    // anyway (it lets a second Escape through without a click between), it opens again.
+    dialog.oncancel = (event) => { if (!finished) event.preventDefault(); };
+    dialog.onclose = () => { if (!finished) dialog.showModal(); };
+    done.onclick = () => {
+      finished = true;
+      dialog.oncancel = null;
+      dialog.onclose = null;
+      input.value = "";
+      dialog.close();
+      if (then) then();
+    };
     dialog.showModal();
     input.focus();
     input.select();
   }
+
+  // `value` as an absolute http(s) URL, or null: an address from elsewhere (an identity
+  // provider's answer) is linked to or opened only when it is one.
+  function httpUrl(value) {
+    if (typeof value !== "string" || !value) return null;
+    let url;
+    try { url = new URL(value); } catch (error) { return null; }
+    return url.protocol === "https:" || url.protocol === "http:" ? url.href : null;
+  }
+
+  // A page reached with `?notice=code` showed its message: the code leaves the address,
+  // so reloading the page or coming back to it does not say it again.
+  function forgetNotice() {
+    const url = new URL(window.location.href);
+    if (!url.searchParams.has("notice")) return;
+    url.searchParams.delete("notice");
+    window.history.replaceState(window.history.state, "", url.pathname + url.search + url.hash);
+  }
+  forgetNotice();
 
   // -- behaviours --------------------------------------------------------------------
 
@@ -493,6 +559,6 @@
   window.Console = {
     api: api, serialize: serialize, showProblem: showProblem, clearErrors: clearErrors,
     notice: notice, go: go, busy: busy, openDialog: openDialog, confirmAction: confirmAction,
-    showOnce: showOnce, problemText: problemText, selectTab: selectTab,
+    showOnce: showOnce, problemText: problemText, selectTab: selectTab, httpUrl: httpUrl,
   };
 })();

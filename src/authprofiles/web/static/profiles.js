@@ -12,7 +12,10 @@
 //   password profile in user mode, a username and password; runs POST
 //   /api/v1/profiles/{id}/test; shows the outcome with the Headers and Response tabs. For
 //   an authorization code profile it then runs the real browser flow in a new window (the
-//   tester's own connection) and polls the connection until the identity provider answered.
+//   tester's own connection: the one they have, authorized again, or a new one when they
+//   have none, removed again should they give up before the identity provider answered)
+//   and polls the connection until the identity provider answered. Form field values go
+//   into `fields` by their key (data-map/data-key: a key may hold dots).
 "use strict";
 
 (function () {
@@ -324,8 +327,10 @@
           "This profile has tenancy: the tenant its {tenant} URLs are made for, for example, acme."));
       }
       setup.formFields.forEach((f, index) => {
+        // By its key in the map `fields` (a key may hold dots: not a dotted name).
         const control = el("input", {
-          name: "fields." + f.key,
+          "data-map": "fields",
+          "data-key": f.key,
           type: f.type === "password" ? "password" : "text",
           autocomplete: "off",
           readonly: f.visibility === "readonly" ? true : null,
@@ -484,20 +489,47 @@
       go.addEventListener("click", () => browserFlow(go, outcome));
     }
 
+    // The tester's own connection through the profile, authorized again: the one they
+    // have for this tenant (active or not) is reused; a new one is made only when there
+    // is none. `before`: the connection as it was (null when made now).
     async function ownConnection(userId, request) {
+      const tenant = request.tenant ? request.tenant.toLowerCase() : null;
       const query = "/api/v1/connections?profile_id=" + encodeURIComponent(current.id) + "&owner=" + encodeURIComponent(userId);
       const listed = await C.api("GET", query);
-      const reusable = listed.ok && Array.isArray(listed.data)
-        ? listed.data.find((c) => c.status !== "active" && (c.tenant || null) === (request.tenant ? request.tenant.toLowerCase() : null))
-        : null;
+      const mine = listed.ok && Array.isArray(listed.data)
+        ? listed.data.filter((c) => (c.tenant || null) === tenant)
+        : [];
+      // The one that works first, then the newest of the others.
+      const reusable = mine.find((c) => c.status === "active") || mine[mine.length - 1] || null;
       if (reusable) {
         const again = await C.api("POST", "/api/v1/connections/" + encodeURIComponent(reusable.id) + "/reauthorize");
-        if (again.ok) return { answer: again, before: reusable };
+        if (again.ok || again.status !== 404) return { answer: again, before: reusable };
       }
       const body = { owner: userId, fields: request.fields };
       if (request.tenant) body.tenant = request.tenant;
       return { answer: await C.api("POST", "/api/v1/profiles/" + encodeURIComponent(current.id) + "/connections", body), before: null };
     }
+
+    // The flow under way (one at a time): its connection, and whether this test made it.
+    let flow = null;
+
+    // A connection this test made that nobody authorized is of no use: when the person
+    // gives up (closes the window or the dialog) and it is still pending, it goes.
+    // Resolves true when it went.
+    async function abandon(state) {
+      if (!state || !state.created || state.finished) return false;
+      state.finished = true;
+      const path = "/api/v1/connections/" + encodeURIComponent(state.connectionId);
+      const now = await C.api("GET", path);
+      if (!(now.ok && now.data && now.data.status === "pending")) return false;
+      return (await C.api("DELETE", path)).ok;
+    }
+
+    dialog.addEventListener("close", () => {
+      const state = flow;
+      flow = null;
+      abandon(state);
+    });
 
     async function browserFlow(button, outcome) {
       const mine = run;
@@ -508,37 +540,64 @@
       outcome.textContent = "Starting the authorization…";
       const userId = dialog.dataset.userId;
       const { answer, before } = await ownConnection(userId, current.request || { fields: {} });
-      if (!answer.ok || !answer.data.authorization_url) {
+      const url = answer.ok && answer.data ? C.httpUrl(answer.data.authorization_url) : null;
+      if (!url) {
         if (popup) popup.close();
         button.disabled = false;
         outcome.dataset.status = "error";
-        outcome.textContent = "Could not start the authorization: " + C.problemText(answer.data);
+        outcome.textContent = "Could not start the authorization: " + (answer.ok
+          ? "the identity provider's authorization URL is not an http or https address."
+          : C.problemText(answer.data));
+        if (answer.ok && answer.data && !before) {
+          abandon({ connectionId: answer.data.id || answer.data.connection_id, created: true, finished: false });
+        }
         return;
       }
       const connectionId = answer.data.id || answer.data.connection_id;
-      const url = answer.data.authorization_url;
+      // Made by this dialog's earlier try (and reused now): still this test's own.
+      const madeEarlier = Boolean(flow && flow.connectionId === connectionId && flow.created);
+      if (flow && flow.connectionId !== connectionId) abandon(flow);
+      const state = { connectionId: connectionId, created: !before || madeEarlier, finished: false };
+      flow = state;
+      if (mine !== run) {
+        // The dialog closed (or the test ran again) meanwhile: nobody waits for this one.
+        if (popup) popup.close();
+        flow = null;
+        abandon(state);
+        return;
+      }
       if (popup) {
         popup.location.href = url;
         outcome.textContent = "Waiting for the identity provider: sign in in the new window…";
       } else {
         outcome.textContent = "";
         outcome.appendChild(document.createTextNode("Your browser blocked the new window: "));
-        outcome.appendChild(el("a", { href: url, target: "_blank", rel: "noopener", text: "open the identity provider's sign-in page" }));
+        outcome.appendChild(el("a", { href: url, target: "_blank", rel: "noopener noreferrer", text: "open the identity provider's sign-in page" }));
         outcome.appendChild(document.createTextNode(", then come back here."));
       }
-      poll(connectionId, before, popup, outcome, button, mine);
+      poll(state, before, popup, outcome, button, mine);
     }
 
     function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
 
-    async function poll(connectionId, before, popup, outcome, button, mine) {
+    // What changes on a connection once the person's authorization completed or failed.
+    const WATCHED = ["status", "expires_at", "refreshed_at", "last_error_at"];
+
+    function changed(now, before) {
+      return !before || WATCHED.some((key) => (now[key] || null) !== (before[key] || null));
+    }
+
+    async function poll(state, before, popup, outcome, button, mine) {
       const started = Date.now();
       let closedPolls = 0;
+      const path = "/api/v1/connections/" + encodeURIComponent(state.connectionId);
       while (mine === run && Date.now() - started < 10 * 60 * 1000) {
         await sleep(1000);
         if (mine !== run) return;
-        const answer = await C.api("GET", "/api/v1/connections/" + encodeURIComponent(connectionId));
+        const answer = await C.api("GET", path);
+        if (mine !== run) return;
         if (!answer.ok) {
+          state.finished = true;
           outcome.dataset.status = "error";
           outcome.textContent = "Could not read the connection: " + C.problemText(answer.data);
           button.disabled = false;
@@ -546,13 +605,15 @@
         }
         const c = answer.data;
         const failedAgain = before && c.last_error_at && c.last_error_at !== before.last_error_at;
-        if (c.status === "active") {
+        if (c.status === "active" && !failedAgain && changed(c, before)) {
+          state.finished = true;
           outcome.dataset.status = "active";
           outcome.className = "notice success";
           outcome.textContent = "Connected: the identity provider issued a token. The connection is yours, listed under OAuth connections.";
           return;
         }
         if ((c.status === "needs_reauth" && !before) || failedAgain) {
+          state.finished = true;
           outcome.dataset.status = "needs_reauth";
           outcome.className = "notice error";
           outcome.textContent = "Not connected: " + (c.last_error || "the identity provider did not authorize.");
@@ -562,8 +623,12 @@
         if (popup && popup.closed) {
           closedPolls += 1;
           if (closedPolls > 2) {
+            if (flow === state) flow = null;
+            const removed = await abandon(state);
+            if (mine !== run) return;
             outcome.dataset.status = "closed";
-            outcome.textContent = "The sign-in window was closed before the identity provider answered.";
+            outcome.textContent = "The sign-in window was closed before the identity provider answered." +
+              (removed ? " The connection this test started was removed." : "");
             button.disabled = false;
             return;
           }
