@@ -29,7 +29,12 @@ from tests.support.postgres import (
 os.environ.pop("COLUMNS", None)
 os.environ.pop("LINES", None)
 
-pytest_plugins = ["tests.support.fixtures", "tests.support.app", "tests.support.mail"]
+pytest_plugins = [
+    "tests.support.fixtures",
+    "tests.support.app",
+    "tests.support.mail",
+    "tests.support.pgbouncer",
+]
 
 ADMIN = Principal(workspace_id=DEFAULT_WORKSPACE_ID, role=Role.ADMIN, name="test-admin")
 

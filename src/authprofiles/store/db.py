@@ -60,7 +60,19 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
+    if parsed.get_driver_name() == "psycopg":
+        kwargs["connect_args"] = {**_POOLER_SAFE_PSYCOPG, **kwargs.get("connect_args", {})}
     return create_engine(url, **kwargs)
+
+
+#: psycopg 3 turns a statement it ran five times on one connection into a server-side
+#: prepared statement. Behind PgBouncer in transaction pooling mode each transaction may
+#: run on another server connection: the statement is then missing there ("prepared
+#: statement "_pg3_0" does not exist") or another client's of the same name is
+#: ("... already exists"). Never preparing costs nothing measurable here: a read ends in
+#: ROLLBACK, which makes psycopg forget its counts, so the token route's read was never
+#: prepared anyway; a short write transaction measured the same within noise.
+_POOLER_SAFE_PSYCOPG: dict[str, Any] = {"prepare_threshold": None}
 
 
 def _create_private_file(database: str | None) -> None:
@@ -151,6 +163,12 @@ class Database:
 
     def migrate(self) -> None:
         with self.engine.begin() as connection:
+            if not self.is_sqlite:
+                # Several hosts starting at once take turns: the second finds the schema
+                # at head and has nothing to do (without this, both create the same table
+                # and one fails). The lock is the transaction's, not the session's, so it
+                # holds through PgBouncer in transaction mode, and ends with the commit.
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
             config = alembic_config(self.url)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
@@ -163,6 +181,11 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+#: The advisory lock key that migrations of this schema take (any constant; this one
+#: spells "authprof" in ASCII).
+_MIGRATION_LOCK = 0x61757468_70726F66
 
 
 def alembic_config(url: str) -> Config:
