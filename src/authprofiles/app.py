@@ -59,14 +59,16 @@ def create_app(
         if migrate:
             services.db.migrate()
         keyring_watcher = services.watch_keyring()
-        refresher = None
+        refreshers = []
         if background_refresh:
-            refresher = BackgroundRefresher(
-                settings.background_refresh_interval_seconds,
-                services.tokens.refresh_expiring,
-                services.connections.expire_abandoned,
-            )
-            refresher.start()
+            # Renewals in a thread of their own: a storm of them (a full batch is followed
+            # by the next at once) holds up no cleanup.
+            refreshers = [
+                BackgroundRefresher(settings.background_refresh_interval_seconds, each)
+                for each in (services.tokens.renew_due, services.connections.expire_abandoned)
+            ]
+            for refresher in refreshers:
+                refresher.start()
         # Always on: a person approving a device code waits on it (each tick is one
         # indexed read when nothing is due).
         poller = BackgroundRefresher(
@@ -97,7 +99,7 @@ def create_app(
         try:
             yield
         finally:
-            if refresher:
+            for refresher in refreshers:
                 refresher.stop()
             poller.stop()
             for delivery in deliveries:

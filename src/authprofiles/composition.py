@@ -10,6 +10,7 @@ from authprofiles.core.ports import (
     Notifier,
     SystemClock,
 )
+from authprofiles.core.renewal import RenewalSchedule
 from authprofiles.forwarding import AiohttpForwarder
 from authprofiles.notify.addresses import resolve
 from authprofiles.notify.smtp import smtp_sender
@@ -66,7 +67,15 @@ class Services:
             self.keyring.attach(self.db.engine)
         self.clock = clock or SystemClock()
         self.profile_store = ProfileStore(self.keyring)
-        self.connection_store = ConnectionStore(self.keyring, self.clock)
+        self.connection_store = ConnectionStore(
+            self.keyring,
+            self.clock,
+            RenewalSchedule(
+                lead_seconds=settings.background_refresh_lead_seconds
+                + settings.refresh_skew_seconds,
+                jitter=settings.background_refresh_jitter,
+            ),
+        )
         self.credentials = CredentialReader(
             self.db.engine, self.connection_store, self.profile_store
         )

@@ -78,6 +78,26 @@ class Settings(BaseSettings):
         description="The background refresher renews a token this long before it expires "
         "(beyond the skew).",
     )
+    background_refresh_jitter: float = Field(
+        default=0.1,
+        ge=0,
+        le=0.5,
+        description="Each token is renewed up to this fraction of its lifetime earlier "
+        "still, at random, so that tokens issued together do not all come due together "
+        "(0.1: up to six minutes for a token that lasts an hour).",
+    )
+    background_refresh_batch_size: int = Field(
+        default=64,
+        ge=1,
+        description="How many due connections a worker's background refresher leases at "
+        "once (one short transaction); a full batch is followed by the next at once.",
+    )
+    background_refresh_concurrency: int = Field(
+        default=16,
+        ge=1,
+        description="How many of its leased connections a worker renews at the same time "
+        "(each waits on the identity provider with no database connection held).",
+    )
     # RFC 9700 recommends short-lived authorization state.
     authorization_state_ttl_seconds: int = Field(
         default=600,

@@ -178,7 +178,7 @@ def test_a_refresh_that_finds_a_newer_token_written_keeps_that_one(
         written = store.finish_refresh(
             session, connection_id, version=connection.version, tokens=stale, requested=()
         )
-    assert written is None
+    assert not written
     kept = live.services.connections.get(ADMIN, connection_id).tokens
     assert kept is not None and kept.access_token == newer.access_token
 

@@ -50,6 +50,9 @@ class Live:
             row = session.get(ConnectionRow, connection_id)
             assert row is not None
             row.expires_at = when
+            # Renewed by the background refresher at its lead before then, as it would be.
+            lead = self.services.connection_store.renewal.lead_seconds
+            row.next_refresh_at = when - timedelta(seconds=lead)
 
     def expire(self, connection_id: str) -> None:
         self.set_expires_at(connection_id, datetime.now(UTC) - timedelta(seconds=5))

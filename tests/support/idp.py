@@ -120,6 +120,14 @@ class IdP(ControlledServer):
     def create_user(self, username: str, password: str) -> None:
         self._control("POST", "/_test/users", {"username": username, "password": password})
 
+    def issue_tokens(self, client: Client, username: str, count: int) -> list[dict[str, Any]]:
+        """``count`` token answers (``access_token``, ``refresh_token``, ``expires_in``,
+        ``scope``) for ``username`` at ``client``, as that many password grants would give
+        them, written by the IdP at once (a thousand grants take seconds more)."""
+        body = {"client_id": client.client_id, "username": username, "count": count}
+        tokens: list[dict[str, Any]] = self._control("POST", "/_test/tokens", body)["tokens"]
+        return tokens
+
     def counters(self) -> dict[str, int]:
         """Token-endpoint requests so far, by grant_type ("(none)" when missing)."""
         data: dict[str, int] = self._control("GET", "/_test/counters")["token_requests"]
@@ -131,6 +139,12 @@ class IdP(ControlledServer):
         if grant_type is None:
             return sum(counts.values())
         return counts.get(grant_type, 0)
+
+    def token_errors(self, error: str | None = None) -> int:
+        """How many token-endpoint answers were errors (with that RFC 6749 ``error`` code,
+        e.g. "invalid_grant", or any) since the last reset."""
+        counts: dict[str, int] = self._control("GET", "/_test/counters")["token_errors"]
+        return sum(counts.values()) if error is None else counts.get(error, 0)
 
     def path_requests(self, path: str) -> int:
         """How many requests reached an IdP path (e.g. REVOKE_PATH) since the last reset."""
@@ -153,6 +167,14 @@ class IdP(ControlledServer):
         """``{"kind": "access" | "refresh" | None, "active": bool}``."""
         data: dict[str, Any] = self._control("POST", "/_test/token-status", {"token": token})
         return data
+
+    def inactive(self, tokens: Sequence[str]) -> list[str]:
+        """Those of ``tokens`` (access or refresh tokens) the IdP would no longer honour,
+        asked in one request."""
+        found = self._control("POST", "/_test/token-status", {"tokens": list(tokens)})
+        return [
+            t for t, status in zip(tokens, found["statuses"], strict=True) if not status["active"]
+        ]
 
     def is_active(self, token: str) -> bool:
         """Whether the IdP would still honour this access or refresh token."""

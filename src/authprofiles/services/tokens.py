@@ -9,6 +9,17 @@ that write. The rotated refresh token is written in the same statement as the ac
 token, so it can never be lost between the two; a slow IdP holds no database lock.
 
 The hot path (a token that is still valid) only reads.
+
+The background refresher renews tokens before they expire, spread over every worker of
+every host: each pass leases a batch of due connections in one short transaction (``FOR
+UPDATE SKIP LOCKED`` on PostgreSQL), so each is renewed by one worker, renews them a
+few at a time with no transaction open, and writes each result back as above. A pass
+that found a full batch is followed by another at once. A worker that dies mid-lease
+leaves leases that lapse; whoever takes one over treats the refresh token as possibly
+spent (the identity provider may have rotated it before the worker died, and replaying
+it at a server with reuse detection revokes the whole grant): a connection that keeps
+its credentials logs in again instead, and any other replays it once and, refused,
+needs authorizing again, its owner told.
 """
 
 from __future__ import annotations
@@ -19,9 +30,10 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -30,20 +42,22 @@ from authprofiles.core.connections import Connection, ConnectionStatus, DerivedO
 from authprofiles.core.errors import DomainError, NotFound
 from authprofiles.core.injection import Injection, InjectionError, build_injection
 from authprofiles.core.ports import Clock, CredentialPolicy
-from authprofiles.core.profiles import Profile, field_values
+from authprofiles.core.profiles import Profile, field_values, form_values_of
 from authprofiles.core.templating import TemplateError
 from authprofiles.oauth.engine import OAuthEngine
 from authprofiles.oauth.errors import GrantRefused, IdPUnavailable, OAuthFailure
-from authprofiles.oauth.grants import grant_for
+from authprofiles.oauth.grants import GrantInput, grant_for
 from authprofiles.services.errors import NeedsReauth, from_oauth, refuses_client
 from authprofiles.services.incidents import Incidents
 from authprofiles.services.oauth_settings import connection_settings
+from authprofiles.store.connections import UnreadableConnection
 from authprofiles.store.models import utcnow
 
 if TYPE_CHECKING:
     from authprofiles.settings import Settings
-    from authprofiles.store.connections import ConnectionStore
+    from authprofiles.store.connections import ConnectionStore, RefreshLease
     from authprofiles.store.db import Database
+    from authprofiles.store.models import ConnectionRow
     from authprofiles.store.profiles import ProfileStore
     from authprofiles.store.reads import CredentialReader
 
@@ -104,6 +118,17 @@ class IssuedToken:
             raise InjectionError(
                 f"an authorization field cannot be filled in for this connection: {exc}"
             ) from None
+
+
+@dataclass(frozen=True)
+class _Written:
+    """What became of a refresh under a lease: whether its outcome (tokens, or the
+    failure) was written, or a newer token found written instead; the failure, if any,
+    and whether it means a person must authorize again."""
+
+    written: bool
+    failure: GrantRefused | IdPUnavailable | None = None
+    needs_reauth: bool = False
 
 
 @dataclass(frozen=True)
@@ -225,7 +250,8 @@ class TokenService:
         no transaction open, and writes the result back if the token is still the one it
         refreshed. The others wait for that write, or serve the current token while it
         is still valid. A claimant that dies leaves a lease that lapses; the next caller
-        then takes over with the refresh token still stored.
+        then takes over with the refresh token still stored, and treats it as possibly
+        spent (see the module's description).
         """
         with self._locks.held(connection_id):
             deadline = time.monotonic() + 2 * self.lease_seconds
@@ -235,15 +261,15 @@ class TokenService:
                     return Refreshed(connection, profile)
                 owner = f"{_WORKER}:{uuid.uuid4().hex[:12]}"
                 with self.db.session() as session:
-                    claimed = self.connection_store.claim_refresh(
+                    lease = self.connection_store.claim_refresh(
                         session,
                         connection_id,
                         version=connection.version,
                         owner=owner,
                         seconds=self.lease_seconds,
                     )
-                if claimed:
-                    return self._refresh_under_lease(connection, profile, owner, serve_current)
+                if lease is not None:
+                    return self._refresh_under_lease(connection, profile, lease, serve_current)
                 # Another worker is refreshing. A forced refresh, or a token already
                 # expired, waits for its result; a token still valid is served meanwhile.
                 if seen_version is None and not _expired(connection, self.clock.now()):
@@ -278,21 +304,62 @@ class TokenService:
             pause = min(pause * 2, 0.25)
 
     def _refresh_under_lease(
-        self, connection: Connection, profile: Profile, owner: str, serve_current: bool
+        self, connection: Connection, profile: Profile, lease: RefreshLease, serve_current: bool
     ) -> Refreshed:
+        outcome = self._renew_and_write(connection, profile, lease)
+        if not outcome.written:
+            # A newer token was written while this refresh ran: that one stands.
+            if outcome.failure is None:
+                log.warning(
+                    "refresh of %s finished after another worker stored a newer token; "
+                    "keeping that",
+                    connection.id,
+                )
+            return Refreshed(*self.credentials.read(None, connection.id))
+        exc = outcome.failure
+        if exc is None:
+            return Refreshed(*self.credentials.read(None, connection.id))
+        if outcome.needs_reauth:
+            raise NeedsReauth(
+                "the identity provider refused to refresh this connection; authorize it again",
+                last_error=exc.detail,
+            ) from None
+        # Serve the current token while it is still valid (RFC 6749 leaves retry timing
+        # to us; an outage of the IdP must not take down callers whose token works),
+        # saying why it was not renewed.
+        if serve_current and not _expired(connection, self.clock.now()):
+            log.warning(
+                "refresh of %s failed, serving the current token: %s", connection.id, exc.detail
+            )
+            return Refreshed(connection, profile, failure=exc.detail)
+        raise from_oauth(exc) from None
+
+    def _renew_and_write(
+        self, connection: Connection, profile: Profile, lease: RefreshLease
+    ) -> _Written:
+        """Call the identity provider (no transaction open), then write the tokens, or the
+        failure, back in one short transaction."""
         store = self.connection_store
+        log_in_again = lease.possibly_spent and self._can_log_in_again(profile, connection)
         try:
-            tokens = self._renew(profile, connection)  # the network call: no transaction open
+            tokens = self._renew(profile, connection, log_in_again=log_in_again)
         except (GrantRefused, IdPUnavailable) as exc:
             reauth, client_refused = after_refresh_failure(exc)
+            reason = exc.detail
+            if lease.possibly_spent and reauth:
+                reason += (
+                    " (a refresh interrupted earlier may have used this refresh token "
+                    "at the identity provider)"
+                )
             with self.db.session() as session:
                 row = store.abandon_refresh(
                     session,
                     connection.id,
                     version=connection.version,
-                    owner=owner,
-                    error=exc.detail,
+                    owner=lease.owner,
+                    error=reason,
                     needs_reauth=reauth,
+                    retry_at=self._retry_at(),
                 )
                 if row is not None:
                     self.incidents.refresh_failed(
@@ -301,70 +368,145 @@ class TokenService:
                         profile_id=profile.id,
                         connection_id=connection.id,
                         owner=connection.owner,
-                        reason=exc.detail,
+                        reason=reason,
                         needs_reauth=reauth,
                         client_refused=client_refused,
                     )
-            if row is None:
-                # A newer token was written while this refresh failed: that one stands.
-                return Refreshed(*self.credentials.read(None, connection.id))
-            if reauth:
-                raise NeedsReauth(
-                    "the identity provider refused to refresh this connection; authorize it again",
-                    last_error=exc.detail,
-                ) from None
-            # Serve the current token while it is still valid (RFC 6749 leaves retry timing
-            # to us; an outage of the IdP must not take down callers whose token works),
-            # saying why it was not renewed.
-            if serve_current and not _expired(connection, self.clock.now()):
-                log.warning(
-                    "refresh of %s failed, serving the current token: %s",
-                    connection.id,
-                    exc.detail,
-                )
-                return Refreshed(connection, profile, failure=exc.detail)
-            raise from_oauth(exc) from None
+            return _Written(row is not None, exc, reauth)
         with self.db.session() as session:
-            row = store.finish_refresh(
+            written = store.finish_refresh(
                 session,
                 connection.id,
                 version=connection.version,
                 tokens=tokens,
                 requested=profile.scopes,
+                owner=lease.owner,
+                new_grant=log_in_again,
             )
-            if row is not None and connection.is_shared and profile.failing_reason:
+            if written and connection.is_shared and profile.failing_reason:
                 self.incidents.working(
                     session,
                     workspace_id=connection.workspace_id,
                     profile_id=profile.id,
                     connection_id=connection.id,
                 )
-        if row is None:
-            log.warning(
-                "refresh of %s finished after another worker stored a newer token; keeping that",
-                connection.id,
-            )
-        return Refreshed(*self.credentials.read(None, connection.id))
+        return _Written(written)
 
-    def _renew(self, profile: Profile, connection: Connection) -> TokenSet:
+    def _can_log_in_again(self, profile: Profile, connection: Connection) -> bool:
+        """Whether the connection keeps what its grant needs to run again with no person
+        (a preauthorized password connection's username and password)."""
+        grant = grant_for(profile.auth_type)
+        if not grant.keeps_credentials(profile):
+            return False
+        given = GrantInput(form_values=form_values_of(profile, connection.fields))
+        _, missing = grant.check_input(profile, given, kept=connection)
+        return not missing
+
+    def _renew(
+        self, profile: Profile, connection: Connection, *, log_in_again: bool = False
+    ) -> TokenSet:
+        """New tokens from the identity provider. ``log_in_again``: the refresh token may
+        be spent, so it is not replayed; the grant runs again with the stored credentials."""
         settings = connection_settings(profile, connection, self.settings.callback_url)
+        if log_in_again and connection.tokens is not None:
+            connection = replace(connection, tokens=replace(connection.tokens, refresh_token=None))
         return grant_for(profile.auth_type).renew(self.oauth, settings, profile, connection)
+
+    def _retry_at(self) -> datetime:
+        """When a connection whose renewal failed for a passing reason is due again."""
+        return self.clock.now() + timedelta(
+            seconds=self.settings.background_refresh_interval_seconds
+        )
 
     # -- the background refresher ---------------------------------------------------------
     def refresh_expiring(self) -> int:
-        """Renew tokens that expire within the lead time; returns how many were looked at."""
-        lead = float(self.settings.background_refresh_lead_seconds) + self.skew
-        before = self.clock.now() + timedelta(seconds=lead)
+        """Renew one batch of connections whose renewal time came; returns how many it
+        leased (at most ``background_refresh_batch_size``).
+
+        The batch is leased in one short transaction, long enough for the batch to be
+        worked through ``background_refresh_concurrency`` at a time with each identity
+        provider call taking all of its deadline; each connection is then renewed with no
+        transaction open (queueing with this process's on-demand callers on its lock),
+        and its result written back in a transaction of its own."""
+        batch = self.settings.background_refresh_batch_size
+        concurrency = self.settings.background_refresh_concurrency
+        rounds = -(-batch // concurrency)
+        owner = f"{_WORKER}:{uuid.uuid4().hex[:12]}"
+        with self.db.session() as session:
+            claimed = self.connection_store.claim_due_refreshes(
+                session,
+                due_by=self.clock.now(),
+                owner=owner,
+                seconds=self.lease_seconds * rounds,
+                limit=batch,
+            )
+        if not claimed:
+            return 0
+        profiles = self._profiles_of(row for _, row in claimed)
+        jobs = [(lease, row, profiles.get(row.profile_id)) for lease, row in claimed]
+        if len(jobs) == 1 or concurrency == 1:
+            for job in jobs:
+                self._renew_leased(*job)
+        else:
+            with ThreadPoolExecutor(
+                min(concurrency, len(jobs)), thread_name_prefix="token-renewal"
+            ) as pool:
+                for _ in pool.map(lambda job: self._renew_leased(*job), jobs):
+                    pass
+        return len(jobs)
+
+    def _profiles_of(self, rows: Iterable[ConnectionRow]) -> dict[str, Profile]:
+        """The profiles of a batch's connections, each read once; one that cannot be read
+        is left out (its connections are then left for later)."""
+        wanted = {row.profile_id: row.workspace_id for row in rows}
+        found: dict[str, Profile] = {}
         with self.db.read() as session:
-            ids = self.connection_store.expiring(session, before)
-        for connection_id in ids:
+            for profile_id, workspace_id in wanted.items():
+                try:
+                    found[profile_id] = self.profile_store.get(session, workspace_id, profile_id)
+                except DomainError as exc:
+                    log.warning("background refresh: profile %s: %s", profile_id, exc)
+        return found
+
+    def renew_due(self) -> bool:
+        """One pass of the background refresher: True when it found a full batch due (more
+        may be waiting, so the next pass starts at once)."""
+        return self.refresh_expiring() >= self.settings.background_refresh_batch_size
+
+    def _renew_leased(
+        self, lease: RefreshLease, row: ConnectionRow, profile: Profile | None
+    ) -> None:
+        """Renew a connection the batch leased, from the row the claim returned."""
+        connection_id = lease.connection_id
+        with self._locks.held(connection_id):
+            connection = self.connection_store.to_domain(row)
+            if profile is None or isinstance(connection, UnreadableConnection):
+                # Nothing was asked of the identity provider: the lease ends now, and the
+                # connection is due again later (a secret this worker cannot decrypt).
+                log.warning("background refresh of %s: its secrets cannot be read", connection_id)
+                self._release(lease, retry_at=self._retry_at())
+                return
+            if not _usable(connection):
+                self._release(lease, retry_at=self._retry_at())
+                return
             try:
-                self.refresh(connection_id, within_seconds=lead)
-            except (DomainError, OAuthFailure) as exc:
-                log.info("background refresh of %s: %s", connection_id, getattr(exc, "detail", exc))
+                outcome = self._renew_and_write(connection, profile, lease)
             except Exception:
+                # The identity provider may have answered: the lease is left to lapse, so
+                # that whoever takes it over knows the refresh token may be spent.
                 log.exception("background refresh of %s failed", connection_id)
-        return len(ids)
+                return
+        if outcome.failure is not None:
+            log.info("background refresh of %s: %s", connection_id, outcome.failure.detail)
+
+    def _release(self, lease: RefreshLease, *, retry_at: datetime | None) -> None:
+        try:
+            with self.db.session() as session:
+                self.connection_store.release_refresh(
+                    session, lease.connection_id, owner=lease.owner, retry_at=retry_at
+                )
+        except Exception:
+            log.exception("ending the refresh lease of %s failed", lease.connection_id)
 
 
 def needs_refresh(
@@ -418,7 +560,9 @@ def _raise_unless_active(connection: Connection) -> None:
 class BackgroundRefresher:
     """A daemon thread per worker running each of its passes every ``interval`` seconds
     (renewing tokens before they expire, cleaning up unfinished authorizations); the
-    leases make several workers safe together, and one failing pass stops no other."""
+    leases make several workers safe together, and one failing pass stops no other. A
+    pass that returns True found more work than one pass does: the next round starts at
+    once instead of after ``interval``."""
 
     def __init__(self, interval: float, *passes: Callable[[], object]) -> None:
         self.interval = interval
@@ -435,9 +579,11 @@ class BackgroundRefresher:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        more = False
+        while not self._stop.wait(0 if more else self.interval):
+            more = False
             for run_pass in self.passes:
                 try:
-                    run_pass()
+                    more = run_pass() is True or more
                 except Exception:
                     log.exception("background pass %s failed", run_pass.__name__)

@@ -4,24 +4,104 @@ from __future__ import annotations
 
 import builtins
 import json
+import random
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import delete, exists, func, or_, select, tuple_, update
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Table,
+    bindparam,
+    case,
+    delete,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from authprofiles.core.connections import SHARED_OWNER, Connection, ConnectionStatus, TokenSet
 from authprofiles.core.errors import NotFound
 from authprofiles.core.ports import Clock, SystemClock
+from authprofiles.core.renewal import DEFAULT_SCHEDULE, RenewalSchedule
 from authprofiles.store.cipher import KeyError_, Keyring, SecretsUnreadable
-from authprofiles.store.models import AuthorizationRequestRow, ConnectionRow, utcnow
+from authprofiles.store.models import (
+    AuthorizationRequestRow,
+    ConnectionRow,
+    UTCDateTime,
+    utcnow,
+)
 
 
 def _context(row_id: str, field: str) -> str:
     return f"connections:{row_id}:{field}"
+
+
+_table = cast(Table, ConnectionRow.__table__)
+_connections = _table.c
+
+
+#: The compare-and-swap that writes a refresh's tokens (``ConnectionStore.finish_refresh``):
+#: built once, its parameters bound per call, since the background refresher runs it for
+#: every renewal.
+_FINISH_REFRESH = (
+    update(_table)
+    .where(_connections.id == bindparam("b_id"), _connections.version == bindparam("b_version"))
+    .values(
+        access_token_enc=bindparam("b_access_token_enc"),
+        # An answer without a refresh token keeps the one held, but for a new grant.
+        refresh_token_enc=case(
+            (
+                bindparam("b_keep_refresh_token", type_=Boolean()),
+                func.coalesce(bindparam("b_refresh_token_enc"), _connections.refresh_token_enc),
+            ),
+            else_=bindparam("b_refresh_token_enc"),
+        ),
+        token_type=bindparam("b_token_type"),
+        expires_at=bindparam("b_expires_at", type_=UTCDateTime()),
+        # An answer without scopes keeps those stored, or else has those requested.
+        scopes=case(
+            (
+                bindparam("b_keep_scopes", type_=Boolean()),
+                func.coalesce(_connections.scopes, bindparam("b_scopes")),
+            ),
+            else_=bindparam("b_scopes"),
+        ),
+        extra_enc=bindparam("b_extra_enc"),
+        next_refresh_at=bindparam("b_next_refresh_at", type_=UTCDateTime()),
+        refresh_token_possibly_spent=false(),
+        refreshed_at=bindparam("b_now", type_=UTCDateTime()),
+        updated_at=bindparam("b_now", type_=UTCDateTime()),
+        version=_connections.version + 1,
+        status=ConnectionStatus.ACTIVE.value,
+        last_error=None,
+        last_error_at=None,
+        refresh_lease_owner=None,
+        refresh_lease_until=None,
+    )
+)
+
+
+@dataclass(frozen=True)
+class RefreshLease:
+    """A refresh lease taken: whose, on which token (``version``), and whether the
+    refresh token may already be spent (``possibly_spent``: the lease before this one
+    lapsed with nothing written back, so its holder may have died after the identity
+    provider rotated the refresh token)."""
+
+    connection_id: str
+    version: int
+    owner: str
+    possibly_spent: bool
 
 
 @dataclass(frozen=True)
@@ -33,10 +113,14 @@ class UnreadableConnection(Connection):
 
 
 class ConnectionStore:
-    def __init__(self, keyring: Keyring, clock: Clock | None = None) -> None:
+    def __init__(
+        self, keyring: Keyring, clock: Clock | None = None, renewal: RenewalSchedule | None = None
+    ) -> None:
         self.keyring = keyring
         #: Stamps rows (created, refreshed, failed): tests age tokens through it.
         self.clock = clock or SystemClock()
+        #: When the background refresher renews each token stored (``next_refresh_at``).
+        self.renewal = renewal or DEFAULT_SCHEDULE
 
     def _enc(self, row_id: str, field: str, value: str | None) -> str | None:
         return None if value is None else self.keyring.encrypt(value, _context(row_id, field))
@@ -81,27 +165,43 @@ class ConnectionStore:
         session.flush()
         return self.to_domain(row)
 
-    def _set_tokens(
-        self, row: ConnectionRow, tokens: TokenSet, now: datetime, requested: Sequence[str]
-    ) -> None:
-        row.access_token_enc = self._enc(row.id, "access_token", tokens.access_token)
+    def _token_columns(self, row_id: str, tokens: TokenSet, now: datetime) -> dict[str, object]:
+        """The columns a token response writes, but the scopes and the version (which
+        depend on what is stored): the row's :meth:`_set_tokens` and the compare-and-swap
+        of :meth:`finish_refresh` both write these."""
+        columns: dict[str, object] = {
+            "access_token_enc": self._enc(row_id, "access_token", tokens.access_token),
+            "token_type": tokens.token_type,
+            "expires_at": tokens.expires_at,
+            "extra_enc": (
+                self._enc(row_id, "extra", json.dumps(tokens.extra)) if tokens.extra else None
+            ),
+            "next_refresh_at": self.renewal.renew_at(
+                tokens.expires_at,
+                now,
+                random.random(),  # noqa: S311 (a schedule's jitter, no secret)
+            ),
+            "refresh_token_possibly_spent": False,
+            "refreshed_at": now,
+            "updated_at": now,
+        }
         # A response without a refresh token keeps the one we hold (RFC 6749 section 6:
         # the server MAY issue a new refresh token); one with a new token replaces it.
         if tokens.refresh_token is not None:
-            row.refresh_token_enc = self._enc(row.id, "refresh_token", tokens.refresh_token)
-        row.token_type = tokens.token_type
-        row.expires_at = tokens.expires_at
+            columns["refresh_token_enc"] = self._enc(row_id, "refresh_token", tokens.refresh_token)
+        return columns
+
+    def _set_tokens(
+        self, row: ConnectionRow, tokens: TokenSet, now: datetime, requested: Sequence[str]
+    ) -> None:
+        for name, value in self._token_columns(row.id, tokens, now).items():
+            setattr(row, name, value)
         if tokens.scopes is not None:
             row.scopes = json.dumps(list(tokens.scopes))
         elif row.scopes is None and requested:
             # RFC 6749 section 5.1: an omitted scope means the scope requested.
             row.scopes = json.dumps(list(requested))
-        row.extra_enc = (
-            self._enc(row.id, "extra", json.dumps(tokens.extra)) if tokens.extra else None
-        )
-        row.refreshed_at = now
         row.version = (row.version or 0) + 1
-        row.updated_at = now
 
     def store_tokens(
         self, row: ConnectionRow, tokens: TokenSet, *, requested: Sequence[str]
@@ -144,36 +244,106 @@ class ConnectionStore:
         row.last_error_at = self.clock.now()
         if needs_reauth:
             row.status = ConnectionStatus.NEEDS_REAUTH.value
+            row.next_refresh_at = None  # nothing to renew until a person authorizes again
         row.updated_at = self.clock.now()
 
     # -- the refresh lease ----------------------------------------------------------
     # A refresh is claimed, run outside any transaction, then written back. Each step is
-    # one short transaction, so a slow identity provider holds no database lock.
+    # one short transaction, so a slow identity provider holds no database lock. A lease
+    # that lapses with nothing written back (``refresh_lease_until`` still set when the
+    # next claimant comes) marks the refresh token possibly spent: its holder died, and
+    # may have died after the identity provider rotated it.
+    @staticmethod
+    def _lease_values(owner: str, until: datetime) -> dict[str, object]:
+        return {
+            "refresh_lease_owner": owner,
+            "refresh_lease_until": until,
+            "refresh_token_possibly_spent": or_(
+                ConnectionRow.refresh_token_possibly_spent,
+                ConnectionRow.refresh_lease_until.is_not(None),
+            ),
+        }
+
+    @staticmethod
+    def _lease_free(now: datetime) -> ColumnElement[bool]:
+        return or_(
+            ConnectionRow.refresh_lease_until.is_(None), ConnectionRow.refresh_lease_until < now
+        )
+
     def claim_refresh(
         self, session: Session, connection_id: str, *, version: int, owner: str, seconds: float
-    ) -> bool:
+    ) -> RefreshLease | None:
         """Take the lease if nobody holds a live one and the token is still ``version``:
-        one conditional UPDATE, so of any number of claimants exactly one wins. Leases run
-        on the system's time, not the clock port's: processes compare them."""
+        one conditional UPDATE, so of any number of claimants exactly one wins; None when
+        another did. Leases run on the system's time, not the clock port's: processes
+        compare them."""
         now = utcnow()
-        result = session.execute(
+        found = session.execute(
             update(ConnectionRow)
             .where(
                 ConnectionRow.id == connection_id,
                 ConnectionRow.version == version,
                 ConnectionRow.status == ConnectionStatus.ACTIVE.value,
-                or_(
-                    ConnectionRow.refresh_lease_until.is_(None),
-                    ConnectionRow.refresh_lease_until < now,
-                ),
+                self._lease_free(now),
             )
-            .values(
-                refresh_lease_owner=owner,
-                refresh_lease_until=now + timedelta(seconds=seconds),
+            .values(self._lease_values(owner, now + timedelta(seconds=seconds)))
+            .returning(ConnectionRow.refresh_token_possibly_spent)
+            .execution_options(synchronize_session=False)
+        ).one_or_none()
+        if found is None:
+            return None
+        return RefreshLease(connection_id, version, owner, bool(found[0]))
+
+    def claim_due_refreshes(
+        self, session: Session, *, due_by: datetime, owner: str, seconds: float, limit: int
+    ) -> builtins.list[tuple[RefreshLease, ConnectionRow]]:
+        """Lease up to ``limit`` active connections whose renewal time came by ``due_by``
+        (``next_refresh_at``, soonest first: the clock port's time, like the expiry it is
+        taken from) and that nobody else holds, for ``seconds``: one statement. Of several
+        workers claiming at once each connection goes to one: on PostgreSQL the claim
+        locks the rows it picks and skips those another claim holds (``FOR UPDATE SKIP
+        LOCKED``); on SQLite the claiming transaction holds the database's write lock
+        (``Database.session``). Each lease comes with the row as the claim left it, so
+        nothing is read again to renew it."""
+        now = utcnow()
+        due = (
+            select(ConnectionRow.id)
+            .where(
+                ConnectionRow.status == ConnectionStatus.ACTIVE.value,
+                ConnectionRow.next_refresh_at <= due_by,
+                self._lease_free(now),
             )
+            .order_by(ConnectionRow.next_refresh_at)
+            .limit(limit)
+        )
+        if session.get_bind().dialect.name != "sqlite":
+            due = due.with_for_update(skip_locked=True)
+        claimed = session.scalars(
+            update(ConnectionRow)
+            .where(ConnectionRow.id.in_(due.scalar_subquery()))
+            .values(self._lease_values(owner, now + timedelta(seconds=seconds)))
+            .returning(ConnectionRow)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        return [
+            (RefreshLease(row.id, row.version, owner, bool(row.refresh_token_possibly_spent)), row)
+            for row in claimed
+        ]
+
+    def release_refresh(
+        self, session: Session, connection_id: str, *, owner: str, retry_at: datetime | None
+    ) -> None:
+        """End ``owner``'s lease without a refresh (nothing was asked of the identity
+        provider), the connection due again at ``retry_at`` (unchanged when None)."""
+        values: dict[str, object] = {"refresh_lease_owner": None, "refresh_lease_until": None}
+        if retry_at is not None:
+            values["next_refresh_at"] = retry_at
+        session.execute(
+            update(ConnectionRow)
+            .where(ConnectionRow.id == connection_id, ConnectionRow.refresh_lease_owner == owner)
+            .values(values)
             .execution_options(synchronize_session=False)
         )
-        return getattr(result, "rowcount", 0) == 1
 
     def lease_state(self, session: Session, connection_id: str) -> tuple[int, datetime | None]:
         """(version, lease deadline) without decrypting anything: what a waiter polls."""
@@ -194,20 +364,46 @@ class ConnectionStore:
         version: int,
         tokens: TokenSet,
         requested: Sequence[str],
-    ) -> ConnectionRow | None:
-        """Write a refresh's tokens only if nobody wrote newer ones since ``version`` (a
-        compare-and-swap); None when somebody did. The access and the rotated refresh
-        token change together, and the lease ends with the write.
+        owner: str | None = None,
+        new_grant: bool = False,
+    ) -> bool:
+        """Write a refresh's tokens only if nobody wrote newer ones since ``version``: one
+        conditional UPDATE (a compare-and-swap); False when somebody did. The access and
+        the rotated refresh token change together, and the lease ends with the write
+        (``owner``'s lease ends when nothing is written, too). ``new_grant``: the tokens
+        come from the grant run again (a password connection logging in anew), not from
+        the refresh token, which is then dropped even when the answer has none.
 
         The version decides, not the lease: a claimant whose lease lapsed while its
         identity provider was slow still holds the newest tokens that IdP issued, and
         writing them beats dropping a rotated refresh token."""
-        row = self.locked_row(session, connection_id)
-        if row is None or row.version != version:
-            return None
-        self.store_tokens(row, tokens, requested=requested)
-        row.refresh_lease_owner = row.refresh_lease_until = None
-        return row
+        now = self.clock.now()
+        columns = self._token_columns(connection_id, tokens, now)
+        # RFC 6749 section 5.1: an omitted scope means the scope requested; a refresh
+        # keeps the scopes stored, if any.
+        scopes = tokens.scopes if tokens.scopes is not None else (tuple(requested) or None)
+        written = session.execute(
+            _FINISH_REFRESH,
+            {
+                "b_id": connection_id,
+                "b_version": version,
+                "b_access_token_enc": columns["access_token_enc"],
+                "b_keep_refresh_token": not new_grant,
+                "b_refresh_token_enc": columns.get("refresh_token_enc"),
+                "b_token_type": tokens.token_type,
+                "b_expires_at": tokens.expires_at,
+                "b_keep_scopes": tokens.scopes is None and not new_grant,
+                "b_scopes": json.dumps(list(scopes)) if scopes is not None else None,
+                "b_extra_enc": columns["extra_enc"],
+                "b_next_refresh_at": columns["next_refresh_at"],
+                "b_now": now,
+            },
+        )
+        if getattr(written, "rowcount", 0) == 1:
+            return True
+        if owner is not None:
+            self.release_refresh(session, connection_id, owner=owner, retry_at=None)
+        return False
 
     def abandon_refresh(
         self,
@@ -218,9 +414,11 @@ class ConnectionStore:
         owner: str,
         error: str,
         needs_reauth: bool,
+        retry_at: datetime | None = None,
     ) -> ConnectionRow | None:
         """Record a failed refresh and end the lease; nothing is marked when a newer token
-        was written meanwhile (the failure is then stale). The row, or None."""
+        was written meanwhile (the failure is then stale). A connection that stays active
+        is due again at ``retry_at`` (when given). The row, or None."""
         row = self.locked_row(session, connection_id)
         if row is None:
             return None
@@ -229,6 +427,8 @@ class ConnectionStore:
         if row.version != version:
             return None
         self.mark_error(row, error, needs_reauth=needs_reauth)
+        if not needs_reauth and retry_at is not None:
+            row.next_refresh_at = retry_at
         return row
 
     # -- reading -----------------------------------------------------------------
@@ -303,20 +503,6 @@ class ConnectionStore:
             .group_by(ConnectionRow.profile_id)
         )
         return {profile_id: int(count) for profile_id, count in session.execute(statement)}
-
-    def expiring(self, session: Session, before: datetime, limit: int = 100) -> builtins.list[str]:
-        return list(
-            session.scalars(
-                select(ConnectionRow.id)
-                .where(
-                    ConnectionRow.status == ConnectionStatus.ACTIVE.value,
-                    ConnectionRow.expires_at.is_not(None),
-                    ConnectionRow.expires_at < before,
-                )
-                .order_by(ConnectionRow.expires_at)
-                .limit(limit)
-            )
-        )
 
     def all_rows(self, session: Session) -> builtins.list[ConnectionRow]:
         return list(session.scalars(select(ConnectionRow).order_by(ConnectionRow.id)))

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -325,6 +327,16 @@ class ConnectionRow(Base):
     #: transaction stays open while the identity provider answers).
     refresh_lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     refresh_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: When the background refresher renews the token (``core.renewal``: before it expires,
+    #: spread at random); None when there is nothing to renew (no expiry, or a connection
+    #: that is not active). The refresher's leases are taken in this order.
+    next_refresh_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    #: Set when a refresh lease lapsed with nothing written back: its holder died, perhaps
+    #: after the identity provider rotated the refresh token we hold. Cleared by the next
+    #: tokens stored.
+    refresh_token_possibly_spent: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

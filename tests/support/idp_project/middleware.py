@@ -1,5 +1,6 @@
-"""Counts requests per path and token-endpoint requests per grant_type, and answers
-``slow_down`` to device-code polls when a test asked for it.
+"""Counts requests per path, token-endpoint requests per grant_type and token-endpoint
+error answers per ``error`` code, and answers ``slow_down`` to device-code polls when a
+test asked for it.
 
 It runs before any view and whatever the outcome, so a test can prove e.g. that
 exactly one refresh reached the IdP even when the refresh failed.
@@ -7,6 +8,7 @@ exactly one refresh reached the IdP even when the refresh failed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
@@ -41,4 +43,12 @@ class CountRequestsMiddleware:
             # interval MUST be increased by 5 seconds". DOT has no rate limit that would
             # say it, so a test asks for it (IdP.answer_slow_down).
             return JsonResponse({"error": "slow_down"}, status=400)
-        return self.get_response(request)
+        response = self.get_response(request)
+        if grant_type is not None and response.status_code >= 400:
+            # RFC 6749 section 5.2: an error answer names its ``error`` code.
+            try:
+                error = str(json.loads(response.content)["error"])
+            except (ValueError, KeyError, TypeError):
+                error = f"(status {response.status_code})"
+            runtime.count_token_error(error)
+        return response

@@ -14,6 +14,7 @@ from typing import Any
 _lock = threading.Lock()
 _token_requests: Counter[str] = Counter()
 _path_requests: Counter[str] = Counter()
+_token_errors: Counter[str] = Counter()
 _access_token_lifetime = int(os.environ.get("IDP_ACCESS_TOKEN_LIFETIME", "3600"))
 _device_interval = int(os.environ.get("IDP_DEVICE_INTERVAL", "1"))
 _slow_downs_left = 0
@@ -26,15 +27,25 @@ def count_request(path: str, grant_type: str | None) -> None:
             _token_requests[grant_type] += 1
 
 
+def count_token_error(error: str) -> None:
+    with _lock:
+        _token_errors[error] += 1
+
+
 def counters() -> dict[str, dict[str, int]]:
     with _lock:
-        return {"token_requests": dict(_token_requests), "requests": dict(_path_requests)}
+        return {
+            "token_requests": dict(_token_requests),
+            "requests": dict(_path_requests),
+            "token_errors": dict(_token_errors),
+        }
 
 
 def reset_counters() -> None:
     with _lock:
         _token_requests.clear()
         _path_requests.clear()
+        _token_errors.clear()
 
 
 def access_token_lifetime(request: Any = None) -> int:

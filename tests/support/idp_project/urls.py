@@ -18,6 +18,7 @@ urlpatterns = [
     path("_test/health", views.health),
     path("_test/clients", views.register_client),
     path("_test/users", views.create_user),
+    path("_test/tokens", views.issue_tokens),
     path("_test/counters", views.counters),
     path("_test/revoke", views.revoke_all),
     path("_test/token-status", views.token_status),

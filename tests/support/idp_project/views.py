@@ -8,6 +8,8 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import secrets
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import wraps
@@ -210,6 +212,42 @@ def revoke_all(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"refresh_tokens_revoked": refresh, "access_tokens_deleted": access})
 
 
+@_control
+@require_POST
+def issue_tokens(request: HttpRequest) -> HttpResponse:
+    """``count`` access and refresh token pairs for a user at a client, as that many
+    grants would issue them (each its own token family), written at once: a test that
+    needs a thousand connections holding real tokens does not wait for a thousand grants."""
+    body = _json(request)
+    app = Application.objects.get(client_id=body["client_id"])
+    user = get_user_model().objects.get(username=body["username"])
+    scope = body.get("scope") or " ".join(oauth2_settings.DEFAULT_SCOPES)
+    expires = datetime.now(UTC) + timedelta(seconds=runtime.access_token_lifetime())
+    count = int(body["count"])
+    values = [(secrets.token_urlsafe(30), secrets.token_urlsafe(30)) for _ in range(count)]
+    with transaction.atomic():
+        access = AccessToken.objects.bulk_create(
+            AccessToken(user=user, application=app, token=a, expires=expires, scope=scope)
+            for a, _ in values
+        )
+        RefreshToken.objects.bulk_create(
+            RefreshToken(
+                user=user, application=app, token=r, access_token=at, token_family=uuid.uuid4()
+            )
+            for at, (_, r) in zip(access, values, strict=True)
+        )
+    lifetime = runtime.access_token_lifetime()
+    return JsonResponse(
+        {
+            "tokens": [
+                {"access_token": a, "refresh_token": r, "expires_in": lifetime, "scope": scope}
+                for a, r in values
+            ]
+        },
+        status=201,
+    )
+
+
 def _lookup(queryset: QuerySet[Any], raw: str) -> Any:
     """Find a token row by value: DOT >= 3 looks tokens up by a SHA-256 checksum."""
     field_names = {f.name for f in queryset.model._meta.get_fields()}
@@ -226,18 +264,25 @@ def _lookup(queryset: QuerySet[Any], raw: str) -> Any:
 @_control
 @require_POST
 def token_status(request: HttpRequest) -> HttpResponse:
-    """Whether an access or refresh token would still be honoured by the IdP."""
-    raw = _json(request)["token"]
+    """Whether an access or refresh token would still be honoured by the IdP; for a list
+    of ``tokens``, ``{"statuses": [...]}`` in their order."""
+    body = _json(request)
+    if "tokens" in body:
+        return JsonResponse({"statuses": [_status_of(raw) for raw in body["tokens"]]})
+    return JsonResponse(_status_of(body["token"]))
+
+
+def _status_of(raw: str) -> dict[str, Any]:
     access = _lookup(AccessToken.objects.all(), raw)
     if access is not None:
-        return JsonResponse({"kind": "access", "active": access.is_valid()})
+        return {"kind": "access", "active": access.is_valid()}
     refresh = _lookup(RefreshToken.objects.select_related("access_token"), raw)
     if refresh is not None:
         # A rotated or revoked refresh token is kept with `revoked` set; a live one
         # always still has its access token.
         active = refresh.revoked is None and refresh.access_token_id is not None
-        return JsonResponse({"kind": "refresh", "active": active})
-    return JsonResponse({"kind": None, "active": False})
+        return {"kind": "refresh", "active": active}
+    return {"kind": None, "active": False}
 
 
 @_control
