@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +25,7 @@ from authprofiles.core.callers import Principal, Role
 from authprofiles.core.connections import TokenSet
 from authprofiles.settings import Settings
 from authprofiles.store.models import DEFAULT_WORKSPACE_ID
-from tests.support.seed import seed_connection
+from tests.support.seed import add_connection, seed_connection
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,10 +40,30 @@ class Row:
     unit: str
     goal: str
     passed: bool
+    # What the baseline is ("/healthz, same server"): results.json's "baseline".
+    baseline_name: str = ""
 
     @property
     def ratio(self) -> float:
         return self.value / self.baseline if self.baseline else float("nan")
+
+    @property
+    def judged(self) -> bool:
+        """False for a figure that is only reported (no goal)."""
+        return self.goal not in ("", "(reported)")
+
+    def as_json(self) -> dict[str, Any]:
+        ratio = self.ratio
+        return {
+            "name": self.name,
+            "value": self.value,
+            "unit": self.unit,
+            "baseline": self.baseline_name or None,
+            "baseline_value": self.baseline,
+            "ratio": None if ratio != ratio else ratio,  # NaN is not JSON
+            "goal": self.goal if self.judged else None,
+            "met": self.passed if self.judged else None,
+        }
 
 
 def free_port() -> int:
@@ -54,22 +76,27 @@ def start_process(
     args: list[str], health_url: str, *, env: dict[str, str] | None = None, cwd: Path = ROOT
 ) -> subprocess.Popen[bytes]:
     """``python <args>`` in its own process, returned once ``health_url`` answers 200."""
+    # What it says, shown if it does not start; open as long as the process runs.
+    log = tempfile.TemporaryFile()  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, *args],
         env={**os.environ, **(env or {})},
         cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             if httpx.get(health_url, timeout=1).status_code == 200:
                 return process
         except httpx.HTTPError:
             time.sleep(0.1)
     process.kill()
-    raise RuntimeError(f"python {' '.join(args)} did not start")
+    process.wait()
+    log.seek(0)
+    said = log.read().decode(errors="replace")[-3000:]
+    raise RuntimeError(f"python {' '.join(args)} did not start:\n{said}")
 
 
 def stop(process: subprocess.Popen[bytes] | None) -> None:
@@ -82,34 +109,55 @@ def stop(process: subprocess.Popen[bytes] | None) -> None:
         process.kill()
 
 
-def start_server(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[bytes]:
-    """``authprofiles serve`` on ``port``, as an operator runs it."""
+def start_server(
+    env: dict[str, str], cwd: Path, port: int, *, workers: int = 1
+) -> subprocess.Popen[bytes]:
+    """``authprofiles serve --workers N`` on ``port``, as an operator runs it."""
     return start_process(
-        ["-m", "authprofiles.cli.main", "serve", "--port", str(port)],
+        ["-m", "authprofiles.cli.main", "serve", "--port", str(port), "--workers", str(workers)],
         f"http://127.0.0.1:{port}/healthz",
         env=env,
         cwd=cwd,
     )
 
 
-def server_env(workdir: Path, key: str, **settings: str) -> dict[str, str]:
-    """The server's environment for the database ``prepare_connection`` made."""
+def server_env(
+    workdir: Path, key: str, *, database_url: str | None = None, **settings: str
+) -> dict[str, str]:
+    """The server's environment for the database ``prepare_connection`` made (SQLite in
+    ``workdir`` unless ``database_url`` names another)."""
     env = {
-        "AUTHPROFILES_DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}",
+        "AUTHPROFILES_DATABASE_URL": database_url or f"sqlite:///{workdir / 'bench.db'}",
         "AUTHPROFILES_MASTER_KEY": key,
         "AUTHPROFILES_LOG_LEVEL": "warning",
     }
     return env | {f"AUTHPROFILES_{name.upper()}": value for name, value in settings.items()}
 
 
-def prepare_connection(workdir: Path, key: str, profile: dict[str, Any]) -> tuple[str, str]:
+def prepare_connection(
+    workdir: Path, key: str, profile: dict[str, Any], *, database_url: str | None = None
+) -> tuple[str, str]:
     """A database in ``workdir`` with ``profile`` (client credentials against an IdP that
     is never called) and a connection whose token is valid for a day: (developer API key,
     connection id). The key is a real developer's (a user with the developer role, invited
     to the profile through a team), so every call passes the whole access policy."""
-    services = Services(
-        Settings(database_url=server_env(workdir, key)["AUTHPROFILES_DATABASE_URL"], master_key=key)
-    )
+    api_key, ids = prepare_connections(workdir, key, profile, database_url=database_url)
+    return api_key, ids[0]
+
+
+def prepare_connections(
+    workdir: Path,
+    key: str,
+    profile: dict[str, Any],
+    *,
+    database_url: str | None = None,
+    count: int = 1,
+    expires_in: timedelta = timedelta(days=1),
+) -> tuple[str, list[str]]:
+    """As ``prepare_connection``, with ``count`` connections of the one profile whose
+    tokens expire ``expires_in`` from now (negative: already expired)."""
+    url = server_env(workdir, key, database_url=database_url)["AUTHPROFILES_DATABASE_URL"]
+    services = Services(Settings(database_url=url, master_key=key))
     try:
         services.db.migrate()
         services.people.create_user(email="admin@bench.invalid", role="admin")
@@ -131,15 +179,30 @@ def prepare_connection(workdir: Path, key: str, profile: dict[str, Any]) -> tupl
                 access_token="bench-access-token",
                 token_type="Bearer",
                 refresh_token="bench-refresh-token",
-                expires_at=datetime.now(UTC) + timedelta(days=1),
+                expires_at=datetime.now(UTC) + expires_in,
             ),
         )
+        ids = [connection.id]
+        for _ in range(count - 1):
+            with services.db.session() as session:
+                more = add_connection(
+                    services.connection_store,
+                    session,
+                    stored.id,
+                    TokenSet(
+                        access_token="bench-access-token",
+                        token_type="Bearer",
+                        refresh_token="bench-refresh-token",
+                        expires_at=datetime.now(UTC) + expires_in,
+                    ),
+                )
+            ids.append(more.id)
         admin = Principal(workspace_id=DEFAULT_WORKSPACE_ID, role=Role.ADMIN, name="bench")
         team = services.people.create_team(admin, name="bench", members=[developer.id])
         services.people.set_profile_access(admin, stored.id, users=[], teams=[team.id])
     finally:
         services.close()
-    return api_key, connection.id
+    return api_key, ids
 
 
 def load(
@@ -221,3 +284,32 @@ def _wrk(url: str, *, concurrency: int, headers: dict[str, str], seconds: float)
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return statistics.quantiles(ordered, n=100, method="inclusive")[int(q) - 1]
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on (results.json's "machine")."""
+    import platform
+
+    import psutil
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
+        "python": platform.python_version(),
+        "os": platform.platform(),
+    }
+
+
+def postgres_version(admin_url: str) -> str:
+    import psycopg
+
+    with psycopg.connect(admin_url) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]) if row else "?"
