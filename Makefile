@@ -32,7 +32,7 @@ serve: install-serve
 # owns its ports, directories and databases. TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit

@@ -61,7 +61,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             kept.append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    # The longest files first: xdist hands each worker the next file in this order as it
+    # finishes one, so the many short ones fill in at the end instead of one worker
+    # running a long file alone while the other has finished.
+    kept.sort(key=_run_order)
+    items[:] = kept
+
+
+def _run_order(item: pytest.Item) -> int:
+    path = item.path.as_posix()
+    if "/tests/browser/" in path:
+        return 0
+    if "/tests/integration/" in path:
+        return 1
+    return 2
 
 
 @pytest.fixture(scope="session")

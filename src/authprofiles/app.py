@@ -109,6 +109,7 @@ def create_app(
             if keyring_watcher:
                 keyring_watcher.stop()
             await services.transports.aclose()
+            await services.db.close_async_reader()
             if owned:
                 services.close()
 

@@ -77,7 +77,10 @@ class Services:
             ),
         )
         self.credentials = CredentialReader(
-            self.db.engine, self.connection_store, self.profile_store
+            self.db.engine,
+            self.connection_store,
+            self.profile_store,
+            async_engine=self.db.async_reader,
         )
         self.transports = Transports(timeout=settings.http_timeout_seconds)
         self.oauth = OAuthEngine(
@@ -129,7 +132,12 @@ class Services:
         # The worker's memory of the tokens it handed out, in front of the token service:
         # the hot paths read through it, and the services that change tokens tell it.
         self.token_issuing = TokenIssuing(
-            self.tokens, self.policy, self.clock, settings, count_issued=self.token_counter.count
+            self.tokens,
+            self.policy,
+            self.clock,
+            settings,
+            count_issued=self.token_counter.count,
+            read_current=self.tokens.current_token,
         )
         self.profiles = ProfileService(
             settings=settings,

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 
 from authprofiles.app import create_app
 from authprofiles.composition import Services
@@ -160,11 +160,12 @@ def test_callers_missing_the_reuse_window_together_share_one_read(
 
     assert httpx.get(url, headers=developer_headers, trust_env=False).status_code == 200
     services.token_issuing.forget(connection_id)  # as if the window had just lapsed
-    event.listen(services.db.engine, "before_cursor_execute", record)
+    # Every engine: on PostgreSQL the read goes through the worker's async reader.
+    event.listen(Engine, "before_cursor_execute", record)
     try:
         answers = asyncio.run(many(40))
     finally:
-        event.remove(services.db.engine, "before_cursor_execute", record)
+        event.remove(Engine, "before_cursor_execute", record)
     assert {a.status_code for a in answers} == {200}
     assert {a.json()["access_token"] for a in answers} == {"at-1"}
     # Requests that arrived while the first read was under way waited for it; one that

@@ -43,6 +43,11 @@ class CredentialPolicy(Protocol):
 
     def authorize(self, principal: Principal, request: CredentialRequest) -> None: ...
 
+    def decides_in_memory(self, principal: Principal) -> bool:
+        """Whether ``authorize`` can answer for ``principal`` with no I/O (what it needs
+        is remembered), so that an async caller may ask it on the event loop."""
+        ...
+
 
 class TokenCache(Protocol):
     """Where a worker keeps tokens it handed out a moment ago: told when a connection's

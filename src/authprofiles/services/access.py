@@ -51,6 +51,12 @@ class AccessIndex:
         self._lock = threading.Lock()
         self._generation = 0
 
+    def remembered(self, workspace_id: str, user_id: str) -> bool:
+        """Whether :meth:`usable` would answer from memory, reading nothing."""
+        with self._lock:
+            hit = self._known.get((workspace_id, user_id))
+        return hit is not None and hit[0] > time.monotonic()
+
     def usable(self, workspace_id: str, user_id: str) -> frozenset[str]:
         key = (workspace_id, user_id)
         now = time.monotonic()
@@ -95,6 +101,13 @@ class RolePolicy:
         if owner != SHARED_OWNER and owner != principal.user_id:
             raise Forbidden("this connection belongs to another user; only its owner may use it")
         self.require_invited(principal, request.profile_id)
+
+    def decides_in_memory(self, principal: Principal) -> bool:
+        """Whether :meth:`authorize` can answer for ``principal`` without reading the
+        database (an async caller then asks it on the event loop)."""
+        if principal.user_id is None or has_role(principal, Role.ADMIN) or self.access is None:
+            return True
+        return self.access.remembered(principal.workspace_id, principal.user_id)
 
     def require_invited(self, principal: Principal, profile_id: str | None) -> None:
         """Developers use only the profiles an admin invited them to."""

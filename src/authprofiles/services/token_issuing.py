@@ -166,7 +166,12 @@ class TokenIssuing(Generic[IssuedT]):
         monotonic: Callable[[], float] = time.monotonic,
         run_blocking: BlockingRunner = in_thread_pool,
         count_issued: Callable[[Principal, str, str | None], None] | None = None,
+        read_current: Callable[[Principal, str], Awaitable[IssuedT | None]] | None = None,
     ) -> None:
+        #: Reads a token still valid on the event loop, with no thread (None: it is not, or
+        #: this cannot tell without blocking); the token source, off the loop, does the
+        #: rest (``services.tokens.TokenService.current_token``).
+        self._read_current = read_current
         #: Told of each token the token endpoint hands out (the audit log counts them per
         #: connection, caller and minute: ``services.audit.TokenIssueCounter.count``).
         self._count_issued = count_issued
@@ -189,7 +194,7 @@ class TokenIssuing(Generic[IssuedT]):
             handed = await self._shared_read(
                 connection_id,
                 partial(self._reusable_to_read, principal, connection_id),
-                partial(self._run_blocking, partial(self._read, principal, connection_id)),
+                partial(self._load, principal, connection_id),
             )
         rendered = handed.rendered
         if rendered is None:
@@ -207,6 +212,13 @@ class TokenIssuing(Generic[IssuedT]):
                 principal, CredentialRequest.to_use(handed.issued.connection, Purpose.READ_TOKEN)
             )
         return handed
+
+    async def _load(self, principal: Principal, connection_id: str) -> HandedOut[IssuedT]:
+        if self._read_current is not None:
+            current = await self._read_current(principal, connection_id)
+            if current is not None:
+                return self._recent.put(current)
+        return await self._run_blocking(partial(self._read, principal, connection_id))
 
     def _read(self, principal: Principal, connection_id: str) -> HandedOut[IssuedT]:
         # The token source asks the policy before it reads.

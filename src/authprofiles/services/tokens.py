@@ -202,6 +202,25 @@ class TokenService:
             self._working(issued.profile, connection.id)
         return issued
 
+    async def current_token(self, principal: Principal, connection_id: str) -> IssuedToken | None:
+        """The stored token, for ``principal`` to read, when it is valid beyond the skew:
+        read on the event loop, no thread taken, nothing refreshed or written. None when
+        that is not the whole answer (the token is due, the policy must read first, an
+        incident is to close): :meth:`get_token` then does it all, off the loop."""
+        if not self.policy.decides_in_memory(principal):
+            return None
+        found = await self.credentials.read_async(principal.workspace_id, connection_id)
+        if found is None:
+            return None  # no async driver (SQLite): read in a thread
+        connection, profile = found
+        self.policy.authorize(principal, CredentialRequest.to_use(connection, Purpose.READ_TOKEN))
+        if not _usable(connection) or _stale(connection, self.clock.now(), self.skew):
+            return None
+        if profile.failing_reason and connection.is_shared:
+            return None
+        assert connection.tokens is not None
+        return IssuedToken(connection, profile, connection.tokens)
+
     def _working(self, profile: Profile, connection_id: str) -> None:
         with self.db.session() as session:
             self.incidents.working(

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Row, Select, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authprofiles.core.connections import Connection
 from authprofiles.core.errors import NotFound
@@ -36,8 +39,16 @@ ProfileKey = tuple[str, datetime, str | None]
 
 class CredentialReader:
     def __init__(
-        self, engine: Engine, connections: ConnectionStore, profiles: ProfileStore, size: int = 1024
+        self,
+        engine: Engine,
+        connections: ConnectionStore,
+        profiles: ProfileStore,
+        size: int = 1024,
+        *,
+        async_engine: Callable[[], AsyncEngine | None] | None = None,
     ) -> None:
+        #: The running loop's async engine (``Database.async_reader``), for :meth:`read_async`.
+        self.async_engine = async_engine
         # No BEGIN on SQLite: each statement reads a consistent snapshot on its own.
         self.engine = engine.execution_options(sqlite_begin="NONE")
         self.connections = connections
@@ -48,23 +59,72 @@ class CredentialReader:
 
     def read(self, workspace_id: str | None, connection_id: str) -> tuple[Connection, Profile]:
         with self.engine.connect() as db:
-            row = db.execute(
-                _CONNECTION_WITH_PROFILE_VERSION.where(_connections.c.id == connection_id)
-            ).one_or_none()
-            if row is None or (workspace_id is not None and row.workspace_id != workspace_id):
-                raise NotFound(f"no connection with id {connection_id}")
-            key: ProfileKey = (row.profile_id, row.profile_updated_at, row.profile_failing_reason)
-            with self._lock:
-                profile = self._cache.get(key)
-                if profile is not None:
-                    self._cache.move_to_end(key)
+            row = self._found(
+                db.execute(_by_id(connection_id)).one_or_none(), workspace_id, connection_id
+            )
+            profile = self._remembered(row)
             if profile is None:
-                profile_row = db.execute(
-                    select(_profiles).where(_profiles.c.id == row.profile_id)
-                ).one()
-                profile = self.profiles.to_domain(cast(ProfileRow, profile_row), strict=True)
-                with self._lock:
-                    self._cache[key] = profile
-                    while len(self._cache) > self.size:
-                        self._cache.popitem(last=False)
+                profile = self._remember(row, db.execute(_profile(row.profile_id)).one())
         return self.connections.to_domain(cast(ConnectionRow, row), strict=True), profile
+
+    async def read_async(
+        self, workspace_id: str | None, connection_id: str
+    ) -> tuple[Connection, Profile] | None:
+        """As :meth:`read`, waiting on the event loop (``Database.async_reader``) instead
+        of in a thread; None where there is no async engine (SQLite)."""
+        engine = self.async_engine() if self.async_engine is not None else None
+        if engine is None:
+            return None
+        try:
+            return await self._read_async(engine, workspace_id, connection_id)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            # The pool's connection was closed under it (a database restart, an idle
+            # timeout; it is not pinged before use): the pool dropped it, try a new one.
+            return await self._read_async(engine, workspace_id, connection_id)
+
+    async def _read_async(
+        self, engine: AsyncEngine, workspace_id: str | None, connection_id: str
+    ) -> tuple[Connection, Profile]:
+        async with engine.connect() as db:
+            row = self._found(
+                (await db.execute(_by_id(connection_id))).one_or_none(),
+                workspace_id,
+                connection_id,
+            )
+            profile = self._remembered(row)
+            if profile is None:
+                profile = self._remember(row, (await db.execute(_profile(row.profile_id))).one())
+        return self.connections.to_domain(cast(ConnectionRow, row), strict=True), profile
+
+    @staticmethod
+    def _found(row: Row[Any] | None, workspace_id: str | None, connection_id: str) -> Row[Any]:
+        if row is None or (workspace_id is not None and row.workspace_id != workspace_id):
+            raise NotFound(f"no connection with id {connection_id}")
+        return row
+
+    def _remembered(self, row: Row[Any]) -> Profile | None:
+        key: ProfileKey = (row.profile_id, row.profile_updated_at, row.profile_failing_reason)
+        with self._lock:
+            profile = self._cache.get(key)
+            if profile is not None:
+                self._cache.move_to_end(key)
+        return profile
+
+    def _remember(self, row: Row[Any], profile_row: Row[Any]) -> Profile:
+        key: ProfileKey = (row.profile_id, row.profile_updated_at, row.profile_failing_reason)
+        profile = self.profiles.to_domain(cast(ProfileRow, profile_row), strict=True)
+        with self._lock:
+            self._cache[key] = profile
+            while len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return profile
+
+
+def _by_id(connection_id: str) -> Select[Any]:
+    return _CONNECTION_WITH_PROFILE_VERSION.where(_connections.c.id == connection_id)
+
+
+def _profile(profile_id: str) -> Select[Any]:
+    return select(_profiles).where(_profiles.c.id == profile_id)
