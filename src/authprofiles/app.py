@@ -109,7 +109,8 @@ def create_app(
             if keyring_watcher:
                 keyring_watcher.stop()
             await services.transports.aclose()
-            await services.db.close_async_reader()
+            if services.db.async_reads is not None:
+                await services.db.async_reads.close()
             if owned:
                 services.close()
 

@@ -80,7 +80,7 @@ class Services:
             self.db.engine,
             self.connection_store,
             self.profile_store,
-            async_engine=self.db.async_reader,
+            async_reads=self.db.async_reads,
         )
         self.transports = Transports(timeout=settings.http_timeout_seconds)
         self.oauth = OAuthEngine(

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, event
+from sqlalchemy import event, text
 
 from authprofiles.app import create_app
 from authprofiles.composition import Services
@@ -160,17 +160,53 @@ def test_callers_missing_the_reuse_window_together_share_one_read(
 
     assert httpx.get(url, headers=developer_headers, trust_env=False).status_code == 200
     services.token_issuing.forget(connection_id)  # as if the window had just lapsed
-    # Every engine: on PostgreSQL the read goes through the worker's async reader.
-    event.listen(Engine, "before_cursor_execute", record)
+    # On PostgreSQL a still-valid token is read through psycopg alone (AsyncReads).
+    async_reads = services.db.async_reads
+    if async_reads is not None:
+        one = async_reads.one
+
+        async def counted(statement: str, params: dict[str, Any]) -> Any:
+            record(None, None, statement)
+            return await one(statement, params)
+
+        async_reads.one = counted  # type: ignore[method-assign]
+    event.listen(services.db.engine, "before_cursor_execute", record)
     try:
         answers = asyncio.run(many(40))
     finally:
-        event.remove(Engine, "before_cursor_execute", record)
+        event.remove(services.db.engine, "before_cursor_execute", record)
+        if async_reads is not None:
+            del async_reads.one
     assert {a.status_code for a in answers} == {200}
     assert {a.json()["access_token"] for a in answers} == {"at-1"}
     # Requests that arrived while the first read was under way waited for it; one that
     # arrived after it found the token in memory. Neither read again.
     assert len(reads) == 1, reads
+
+
+def test_a_read_whose_connection_the_database_dropped_is_tried_again(
+    services: Services, client: TestClient, developer_headers: dict[str, str]
+) -> None:
+    """On PostgreSQL the hot path's connections are not pinged before use: one that the
+    server closed (a restart, an idle timeout) fails the read, which is tried once more
+    on a new one. The caller never sees it."""
+    connection_id = _valid_connection(services)
+    url = f"/api/v1/connections/{connection_id}/token"
+    assert client.get(url, headers=developer_headers).status_code == 200
+    if services.db.is_sqlite:
+        return  # no pool of its own: the reads share the engine's
+    with services.db.engine.connect() as db:
+        dropped = db.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+    assert dropped >= 1
+    for _ in range(6):  # more than the pool holds: every one of them was dropped
+        response = client.get(url, headers=developer_headers)
+        assert response.status_code == 200, response.text
+        assert response.json()["access_token"] == "at-1"
 
 
 def test_the_server_freezes_what_it_started_with_out_of_the_collectors_way(

@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Row, Select, select
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Engine, Select, bindparam, select
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 
 from authprofiles.core.connections import Connection
 from authprofiles.core.errors import NotFound
 from authprofiles.core.profiles import Profile
 from authprofiles.store.connections import ConnectionStore
+from authprofiles.store.db import AsyncReads
 from authprofiles.store.models import ConnectionRow, ProfileRow
 from authprofiles.store.profiles import ProfileStore
 
@@ -45,10 +44,10 @@ class CredentialReader:
         profiles: ProfileStore,
         size: int = 1024,
         *,
-        async_engine: Callable[[], AsyncEngine | None] | None = None,
+        async_reads: AsyncReads | None = None,
     ) -> None:
-        #: The running loop's async engine (``Database.async_reader``), for :meth:`read_async`.
-        self.async_engine = async_engine
+        #: Reads on the event loop, for :meth:`read_async` (PostgreSQL only).
+        self.async_reads = async_reads
         # No BEGIN on SQLite: each statement reads a consistent snapshot on its own.
         self.engine = engine.execution_options(sqlite_begin="NONE")
         self.connections = connections
@@ -70,41 +69,30 @@ class CredentialReader:
     async def read_async(
         self, workspace_id: str | None, connection_id: str
     ) -> tuple[Connection, Profile] | None:
-        """As :meth:`read`, waiting on the event loop (``Database.async_reader``) instead
-        of in a thread; None where there is no async engine (SQLite)."""
-        engine = self.async_engine() if self.async_engine is not None else None
-        if engine is None:
+        """As :meth:`read`, waiting on the event loop (``Database.async_reads``) instead of
+        in a thread; None where there is no such reader (SQLite)."""
+        reads = self.async_reads
+        if reads is None:
             return None
-        try:
-            return await self._read_async(engine, workspace_id, connection_id)
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-            # The pool's connection was closed under it (a database restart, an idle
-            # timeout; it is not pinged before use): the pool dropped it, try a new one.
-            return await self._read_async(engine, workspace_id, connection_id)
-
-    async def _read_async(
-        self, engine: AsyncEngine, workspace_id: str | None, connection_id: str
-    ) -> tuple[Connection, Profile]:
-        async with engine.connect() as db:
-            row = self._found(
-                (await db.execute(_by_id(connection_id))).one_or_none(),
-                workspace_id,
-                connection_id,
-            )
-            profile = self._remembered(row)
-            if profile is None:
-                profile = self._remember(row, (await db.execute(_profile(row.profile_id))).one())
+        row = self._found(
+            await reads.one(_BY_ID_SQL, {"connection_id": connection_id}),
+            workspace_id,
+            connection_id,
+        )
+        row = _in_utc(row)
+        profile = self._remembered(row)
+        if profile is None:
+            profile_row = await reads.one(_PROFILE_SQL, {"profile_id": row.profile_id})
+            profile = self._remember(row, _in_utc(profile_row))
         return self.connections.to_domain(cast(ConnectionRow, row), strict=True), profile
 
     @staticmethod
-    def _found(row: Row[Any] | None, workspace_id: str | None, connection_id: str) -> Row[Any]:
+    def _found(row: Any | None, workspace_id: str | None, connection_id: str) -> Any:
         if row is None or (workspace_id is not None and row.workspace_id != workspace_id):
             raise NotFound(f"no connection with id {connection_id}")
         return row
 
-    def _remembered(self, row: Row[Any]) -> Profile | None:
+    def _remembered(self, row: Any) -> Profile | None:
         key: ProfileKey = (row.profile_id, row.profile_updated_at, row.profile_failing_reason)
         with self._lock:
             profile = self._cache.get(key)
@@ -112,7 +100,7 @@ class CredentialReader:
                 self._cache.move_to_end(key)
         return profile
 
-    def _remember(self, row: Row[Any], profile_row: Row[Any]) -> Profile:
+    def _remember(self, row: Any, profile_row: Any) -> Profile:
         key: ProfileKey = (row.profile_id, row.profile_updated_at, row.profile_failing_reason)
         profile = self.profiles.to_domain(cast(ProfileRow, profile_row), strict=True)
         with self._lock:
@@ -128,3 +116,25 @@ def _by_id(connection_id: str) -> Select[Any]:
 
 def _profile(profile_id: str) -> Select[Any]:
     return select(_profiles).where(_profiles.c.id == profile_id)
+
+
+def _psycopg_sql(statement: Select[Any]) -> str:
+    return str(statement.compile(dialect=psycopg_dialect()))  # type: ignore[no-untyped-call]
+
+
+#: The same reads as SQL for psycopg, compiled once (``AsyncReads`` runs them).
+_BY_ID_SQL = _psycopg_sql(
+    _CONNECTION_WITH_PROFILE_VERSION.where(_connections.c.id == bindparam("connection_id"))
+)
+_PROFILE_SQL = _psycopg_sql(select(_profiles).where(_profiles.c.id == bindparam("profile_id")))
+
+
+def _in_utc(row: Any) -> Any:
+    """A row read by psycopg alone with its datetimes in UTC, as ``UTCDateTime`` gives
+    them (psycopg gives them in the session's time zone)."""
+    moved = {
+        name: value.astimezone(UTC)
+        for name, value in row._asdict().items()
+        if isinstance(value, datetime) and value.tzinfo is not None
+    }
+    return row._replace(**moved) if moved else row
