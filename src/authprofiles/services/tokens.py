@@ -30,8 +30,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -129,6 +129,22 @@ class _Written:
     written: bool
     failure: GrantRefused | IdPUnavailable | None = None
     needs_reauth: bool = False
+
+
+@dataclass(frozen=True)
+class _Renewal:
+    """New tokens from the identity provider under a lease, not yet written."""
+
+    connection: Connection
+    profile: Profile
+    lease: RefreshLease
+    tokens: TokenSet
+    #: The grant ran again (the refresh token was possibly spent): a new grant's tokens.
+    new_grant: bool
+
+
+#: How many renewed tokens the background refresher writes in one transaction, at most.
+RENEWALS_WRITTEN_TOGETHER = 16
 
 
 @dataclass(frozen=True)
@@ -358,7 +374,16 @@ class TokenService:
     ) -> _Written:
         """Call the identity provider (no transaction open), then write the tokens, or the
         failure, back in one short transaction."""
-        store = self.connection_store
+        outcome = self._renew_under_lease(connection, profile, lease)
+        if isinstance(outcome, _Written):
+            return outcome
+        return _Written(self._write_renewals([outcome])[0])
+
+    def _renew_under_lease(
+        self, connection: Connection, profile: Profile, lease: RefreshLease
+    ) -> _Renewal | _Written:
+        """The identity provider's new tokens, still to be written; or, when it refused or
+        could not be reached, that failure, written already."""
         log_in_again = lease.possibly_spent and self._can_log_in_again(profile, connection)
         try:
             tokens = self._renew(profile, connection, log_in_again=log_in_again)
@@ -371,7 +396,7 @@ class TokenService:
                     "at the identity provider)"
                 )
             with self.db.session() as session:
-                row = store.abandon_refresh(
+                row = self.connection_store.abandon_refresh(
                     session,
                     connection.id,
                     version=connection.version,
@@ -392,24 +417,33 @@ class TokenService:
                         client_refused=client_refused,
                     )
             return _Written(row is not None, exc, reauth)
+        return _Renewal(connection, profile, lease, tokens, log_in_again)
+
+    def _write_renewals(self, renewals: Sequence[_Renewal]) -> list[bool]:
+        """Write renewed tokens in one short transaction; for each, whether it was written
+        (False: a newer token was written meanwhile, which stands)."""
+        written: list[bool] = []
         with self.db.session() as session:
-            written = store.finish_refresh(
-                session,
-                connection.id,
-                version=connection.version,
-                tokens=tokens,
-                requested=profile.scopes,
-                owner=lease.owner,
-                new_grant=log_in_again,
-            )
-            if written and connection.is_shared and profile.failing_reason:
-                self.incidents.working(
+            for renewal in renewals:
+                connection, profile = renewal.connection, renewal.profile
+                done = self.connection_store.finish_refresh(
                     session,
-                    workspace_id=connection.workspace_id,
-                    profile_id=profile.id,
-                    connection_id=connection.id,
+                    connection.id,
+                    version=connection.version,
+                    tokens=renewal.tokens,
+                    requested=profile.scopes,
+                    owner=renewal.lease.owner,
+                    new_grant=renewal.new_grant,
                 )
-        return _Written(written)
+                if done and connection.is_shared and profile.failing_reason:
+                    self.incidents.working(
+                        session,
+                        workspace_id=connection.workspace_id,
+                        profile_id=profile.id,
+                        connection_id=connection.id,
+                    )
+                written.append(done)
+        return written
 
     def _can_log_in_again(self, profile: Profile, connection: Connection) -> bool:
         """Whether the connection keeps what its grant needs to run again with no person
@@ -446,7 +480,7 @@ class TokenService:
         worked through ``background_refresh_concurrency`` at a time with each identity
         provider call taking all of its deadline; each connection is then renewed with no
         transaction open (queueing with this process's on-demand callers on its lock),
-        and its result written back in a transaction of its own."""
+        and the renewed tokens are written back a few at a time as they come in."""
         batch = self.settings.background_refresh_batch_size
         concurrency = self.settings.background_refresh_concurrency
         rounds = -(-batch // concurrency)
@@ -465,14 +499,32 @@ class TokenService:
         jobs = [(lease, row, profiles.get(row.profile_id)) for lease, row in claimed]
         if len(jobs) == 1 or concurrency == 1:
             for job in jobs:
-                self._renew_leased(*job)
-        else:
-            with ThreadPoolExecutor(
-                min(concurrency, len(jobs)), thread_name_prefix="token-renewal"
-            ) as pool:
-                for _ in pool.map(lambda job: self._renew_leased(*job), jobs):
-                    pass
+                self._write_group([renewal] if (renewal := self._renew_leased(*job)) else [])
+            return len(jobs)
+        with ThreadPoolExecutor(
+            min(concurrency, len(jobs)), thread_name_prefix="token-renewal"
+        ) as pool:
+            ready: list[_Renewal] = []
+            for done in as_completed([pool.submit(self._renew_leased, *job) for job in jobs]):
+                if (renewal := done.result()) is not None:
+                    ready.append(renewal)
+                if len(ready) >= RENEWALS_WRITTEN_TOGETHER:
+                    self._write_group(ready)
+                    ready = []
+            self._write_group(ready)
         return len(jobs)
+
+    def _write_group(self, renewals: list[_Renewal]) -> None:
+        """Write renewals the background refresher made, several in one transaction (one
+        round trip each instead of four: ping, BEGIN, UPDATE, COMMIT), while the batch's
+        other renewals go on. A failed write leaves their leases to lapse: whoever takes
+        them over treats the refresh tokens as possibly spent."""
+        if not renewals:
+            return
+        try:
+            self._write_renewals(renewals)
+        except Exception:
+            log.exception("background refresh: writing %d renewed tokens failed", len(renewals))
 
     def _profiles_of(self, rows: Iterable[ConnectionRow]) -> dict[str, Profile]:
         """The profiles of a batch's connections, each read once; one that cannot be read
@@ -494,8 +546,10 @@ class TokenService:
 
     def _renew_leased(
         self, lease: RefreshLease, row: ConnectionRow, profile: Profile | None
-    ) -> None:
-        """Renew a connection the batch leased, from the row the claim returned."""
+    ) -> _Renewal | None:
+        """Renew a connection the batch leased, from the row the claim returned: the new
+        tokens to write, or None when there is nothing to write (a failure, written
+        already, or nothing asked of the identity provider)."""
         connection_id = lease.connection_id
         with self._locks.held(connection_id):
             connection = self.connection_store.to_domain(row)
@@ -504,19 +558,22 @@ class TokenService:
                 # connection is due again later (a secret this worker cannot decrypt).
                 log.warning("background refresh of %s: its secrets cannot be read", connection_id)
                 self._release(lease, retry_at=self._retry_at())
-                return
+                return None
             if not _usable(connection):
                 self._release(lease, retry_at=self._retry_at())
-                return
+                return None
             try:
-                outcome = self._renew_and_write(connection, profile, lease)
+                outcome = self._renew_under_lease(connection, profile, lease)
             except Exception:
                 # The identity provider may have answered: the lease is left to lapse, so
                 # that whoever takes it over knows the refresh token may be spent.
                 log.exception("background refresh of %s failed", connection_id)
-                return
-        if outcome.failure is not None:
-            log.info("background refresh of %s: %s", connection_id, outcome.failure.detail)
+                return None
+        if isinstance(outcome, _Written):
+            if outcome.failure is not None:
+                log.info("background refresh of %s: %s", connection_id, outcome.failure.detail)
+            return None
+        return outcome
 
     def _release(self, lease: RefreshLease, *, retry_at: datetime | None) -> None:
         try:
