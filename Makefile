@@ -28,9 +28,11 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 serve: install-serve
 	$(BIN)/authprofiles serve
 
-# Two workers, each taking whole test files (module fixtures stay together); every test
-# owns its ports, directories and databases. TEST_WORKERS=0 runs in one process.
-TEST_WORKERS ?= 2
+# Three workers (the suite waits on servers and IdPs more than it computes: a third on
+# two cores still shortens it), each taking whole test files, the longest first (module
+# fixtures stay together); every test owns its ports, directories and databases.
+# TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 3
 test: install
 	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadfile --durations=15
 

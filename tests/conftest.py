@@ -68,13 +68,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = kept
 
 
+#: Files that take a minute or more (measured with --durations): started first of all.
+_LONGEST = (
+    "test_rotation_under_load.py",
+    "test_openapi_fuzz.py",
+    "test_packaging.py",
+    "test_distributed_refresher.py",
+    "test_readme.py",
+)
+
+
 def _run_order(item: pytest.Item) -> int:
     path = item.path.as_posix()
+    if item.path.name in _LONGEST:
+        return _LONGEST.index(item.path.name)
     if "/tests/browser/" in path:
-        return 0
+        return len(_LONGEST)
     if "/tests/integration/" in path:
-        return 1
-    return 2
+        return len(_LONGEST) + 1
+    return len(_LONGEST) + 2
 
 
 @pytest.fixture(scope="session")

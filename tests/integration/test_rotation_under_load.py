@@ -37,7 +37,7 @@ from tests.support.live import ProcessServer
 from tests.support.seed import client_credentials_profile, seed_connection
 
 THREADS = 4
-SEEDED_PROFILES = 150
+SEEDED_PROFILES = 60
 #: Each thread stops after this many rounds at the latest (a round is four requests).
 MAX_ROUNDS = 400
 #: Rounds every thread does before the rotation starts, and after it ended.
