@@ -25,6 +25,8 @@ SUITES = [
     "bench.proxy_bench",
     "bench.single_flight_bench",
     "bench.refresher_bench",
+    "bench.growth_bench",
+    "bench.memory_bench",
 ]
 RESULTS = ROOT / "bench" / "results.json"
 
