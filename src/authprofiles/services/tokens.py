@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from authprofiles.core.callers import CredentialRequest, Principal, Purpose
@@ -47,6 +48,7 @@ from authprofiles.core.templating import TemplateError
 from authprofiles.oauth.engine import OAuthEngine
 from authprofiles.oauth.errors import GrantRefused, IdPUnavailable, OAuthFailure
 from authprofiles.oauth.grants import GrantInput, grant_for
+from authprofiles.services.blocking import FewThreads
 from authprofiles.services.errors import NeedsReauth, from_oauth, refuses_client
 from authprofiles.services.incidents import Incidents
 from authprofiles.services.oauth_settings import connection_settings
@@ -143,6 +145,10 @@ class _Renewal:
     new_grant: bool
 
 
+#: Threads a worker reads still-valid tokens in at once on SQLite (measured at 32 callers:
+#: with 4, a read waits for the GIL far less than with the thread pool's 40).
+READING_THREADS = 4
+
 #: How many renewed tokens the background refresher writes in one transaction, at most.
 RENEWALS_WRITTEN_TOGETHER = 16
 
@@ -182,6 +188,8 @@ class TokenService:
         self.policy = policy
         self.clock = clock
         self._locks = _KeyedLocks()
+        #: The hot path's reads where there is no async driver (SQLite).
+        self._reading_threads = FewThreads(READING_THREADS)
 
     @property
     def skew(self) -> float:
@@ -226,8 +234,10 @@ class TokenService:
         if not self.policy.decides_in_memory(principal):
             return None
         found = await self.credentials.read_async(principal.workspace_id, connection_id)
-        if found is None:
-            return None  # no async driver (SQLite): read in a thread
+        if found is None:  # no async driver (SQLite): the read alone, in a few threads
+            found = await self._reading_threads.run(
+                partial(self.credentials.read, principal.workspace_id, connection_id)
+            )
         connection, profile = found
         self.policy.authorize(principal, CredentialRequest.to_use(connection, Purpose.READ_TOKEN))
         if not _usable(connection) or _stale(connection, self.clock.now(), self.skew):
