@@ -49,13 +49,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """A module saying ``SQLITE_ONLY = True`` tests HTTP behaviour the database does not
     change: its tests run on SQLite alone, but for those marked ``both_databases`` (locks,
     claims, concurrent writers, orderings), which run on PostgreSQL too. The suite stays
-    within its time without losing a test of what PostgreSQL does differently."""
+    within its time without losing a test of what PostgreSQL does differently. One saying
+    ``POSTGRESQL_ONLY = True`` runs on PostgreSQL alone: the stricter of the two."""
     kept, dropped = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         on_postgres = callspec is not None and callspec.params.get("database_url") == "postgresql"
-        sqlite_only = getattr(getattr(item, "module", None), "SQLITE_ONLY", False)
+        module = getattr(item, "module", None)
+        sqlite_only = getattr(module, "SQLITE_ONLY", False)
+        on_sqlite = callspec is not None and callspec.params.get("database_url") == "sqlite"
         if on_postgres and sqlite_only and item.get_closest_marker("both_databases") is None:
+            dropped.append(item)
+        elif on_sqlite and getattr(module, "POSTGRESQL_ONLY", False):
             dropped.append(item)
         else:
             kept.append(item)
