@@ -30,13 +30,13 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from authprofiles.core.callers import CredentialRequest, Principal, Purpose
 from authprofiles.core.connections import Connection, ConnectionStatus, DerivedOnce, TokenSet
@@ -62,6 +62,8 @@ if TYPE_CHECKING:
     from authprofiles.store.models import ConnectionRow
     from authprofiles.store.profiles import ProfileStore
     from authprofiles.store.reads import CredentialReader
+
+T = TypeVar("T")
 
 log = logging.getLogger("authprofiles.tokens")
 
@@ -188,6 +190,7 @@ class TokenService:
         self.policy = policy
         self.clock = clock
         self._locks = _KeyedLocks()
+        self._flights: _Flights[Refreshed] = _Flights()
         #: The hot path's reads where there is no async driver (SQLite).
         self._reading_threads = FewThreads(READING_THREADS)
 
@@ -298,6 +301,22 @@ class TokenService:
         then takes over with the refresh token still stored, and treats it as possibly
         spent (see the module's description).
         """
+        # Callers of this process asking the same at once share one answer: one of them
+        # does the work below, the others wait for its result instead of each taking the
+        # connection's lock in turn to read again (500 callers across 4 workers on one
+        # expired token waited 0.7 s at the median for a refresh of 22 ms).
+        return self._flights.run(
+            (connection_id, within_seconds, seen_version, serve_current),
+            partial(self._refresh, connection_id, within_seconds, seen_version, serve_current),
+        )
+
+    def _refresh(
+        self,
+        connection_id: str,
+        within_seconds: float | None,
+        seen_version: int | None,
+        serve_current: bool,
+    ) -> Refreshed:
         with self._locks.held(connection_id):
             deadline = time.monotonic() + 2 * self.lease_seconds
             while True:
@@ -641,6 +660,46 @@ def _raise_unless_active(connection: Connection) -> None:
         raise NeedsReauth(
             "this connection needs authorization again", last_error=connection.last_error
         )
+
+
+class _Flight(Generic[T]):
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+
+class _Flights(Generic[T]):
+    """Threads asking for the same thing at once: the first does it, the others wait for
+    its result (or its error) and get that."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: dict[Hashable, _Flight[T]] = {}
+
+    def run(self, key: Hashable, call: Callable[[], T]) -> T:
+        with self._lock:
+            flight = self._active.get(key)
+            leading = flight is None
+            if flight is None:
+                flight = self._active[key] = _Flight()
+        if not leading:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return cast(T, flight.result)
+        try:
+            flight.result = call()
+            return flight.result
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                del self._active[key]
+            flight.done.set()
 
 
 class BackgroundRefresher:
