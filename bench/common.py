@@ -109,6 +109,31 @@ def stop(process: subprocess.Popen[bytes] | None) -> None:
         process.kill()
 
 
+def start_token_endpoint(port: int) -> subprocess.Popen[bytes]:
+    """The fast local token endpoint (``bench/token_endpoint.py``) on ``port``."""
+    return start_process(
+        [
+            "-m",
+            "uvicorn",
+            "bench.token_endpoint:app",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        f"http://127.0.0.1:{port}/healthz",
+        cwd=ROOT,
+    )
+
+
+#: The profile the token suites fetch through: client credentials with a header field.
+TOKEN_PROFILE: dict[str, Any] = {
+    "name": "bench",
+    "authorization_fields": [{"type": "header", "key": "X-Tenant", "value": "t1"}],
+}
+
+
 def start_server(
     env: dict[str, str], cwd: Path, port: int, *, workers: int = 1
 ) -> subprocess.Popen[bytes]:

@@ -24,6 +24,7 @@ import psycopg
 
 from authprofiles.store.cipher import encode_key, new_key
 from bench.common import (
+    TOKEN_PROFILE,
     Row,
     free_port,
     load,
@@ -115,10 +116,7 @@ def measure(sizes: tuple[int, ...] = SIZES) -> dict[int, tuple[dict[str, Any], f
             api_key, connection_id = prepare_connection(
                 workdir,
                 key,
-                {
-                    "name": "bench",
-                    "authorization_fields": [{"type": "header", "key": "X-Tenant", "value": "t1"}],
-                },
+                TOKEN_PROFILE,
                 database_url=url,
             )
             for size in sizes:

@@ -35,7 +35,7 @@ from authprofiles.core.connections import ConnectionStatus, TokenSet
 from authprofiles.settings import Settings
 from authprofiles.store.cipher import encode_key, new_key
 from authprofiles.store.models import DEFAULT_WORKSPACE_ID, ConnectionRow
-from bench.common import ROOT, Row, free_port, start_process, stop
+from bench.common import Row, free_port, start_process, start_token_endpoint, stop
 from tests.support.postgres import create_database, drop_database, postgres_server
 from tests.support.seed import add_profile
 
@@ -173,20 +173,7 @@ def measure(
         url = create_database(admin_url)
         key = encode_key(new_key())
         endpoint_port = free_port()
-        endpoint = start_process(
-            [
-                "-m",
-                "uvicorn",
-                "bench.token_endpoint:app",
-                "--port",
-                str(endpoint_port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            f"http://127.0.0.1:{endpoint_port}/healthz",
-            cwd=ROOT,
-        )
+        endpoint = start_token_endpoint(endpoint_port)
         server = None
         try:
             token_url = f"http://127.0.0.1:{endpoint_port}/token"

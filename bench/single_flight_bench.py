@@ -34,8 +34,8 @@ from bench.common import (
     postgres_version,
     prepare_connections,
     server_env,
-    start_process,
     start_server,
+    start_token_endpoint,
     stop,
 )
 from tests.support.postgres import create_database, drop_database, postgres_server
@@ -119,20 +119,7 @@ def measure() -> dict[str, Any]:
         key = encode_key(new_key())
         endpoint_port = free_port()
         endpoint_url = f"http://127.0.0.1:{endpoint_port}"
-        endpoint = start_process(
-            [
-                "-m",
-                "uvicorn",
-                "bench.token_endpoint:app",
-                "--port",
-                str(endpoint_port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            f"{endpoint_url}/healthz",
-            cwd=ROOT,
-        )
+        endpoint = start_token_endpoint(endpoint_port)
         server = None
         try:
             # The server first (it migrates), the expired connections after: so no

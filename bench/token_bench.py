@@ -17,6 +17,7 @@ from typing import Any
 
 from authprofiles.store.cipher import encode_key, new_key
 from bench.common import (
+    TOKEN_PROFILE,
     Row,
     free_port,
     load,
@@ -109,10 +110,7 @@ def _suite(database: str, workers: int, database_url: str | None) -> list[Row]:
         api_key, connection_id = prepare_connection(
             workdir,
             key,
-            {
-                "name": "bench",
-                "authorization_fields": [{"type": "header", "key": "X-Tenant", "value": "t1"}],
-            },
+            TOKEN_PROFILE,
             database_url=database_url,
         )
         rows: list[Row] = []

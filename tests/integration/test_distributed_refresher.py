@@ -462,6 +462,16 @@ def test_two_workers_renew_every_due_connection_once(
     assert idp.inactive([_tokens(workers[0], i).refresh_token or "" for i in ids]) == []
 
 
+def _spend(idp: IdP, profile: Profile, refresh_token: str | None) -> None:
+    """Use the refresh token at the IdP, as a worker that died after its answer had."""
+    spent = httpx.post(
+        idp.token_url,
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+        auth=(profile.client_id or "", profile.client_secret or ""),
+    )
+    assert spent.status_code == 200, spent.text
+
+
 def test_a_password_connection_whose_lease_lapsed_logs_in_again_instead_of_replaying(
     services: Services, idp: IdP, user: tuple[str, str]
 ) -> None:
@@ -469,12 +479,7 @@ def test_a_password_connection_whose_lease_lapsed_logs_in_again_instead_of_repla
     (connection_id,) = _seed(services, idp, profile, user, 1, credentials=True)
     before = _tokens(services, connection_id)
     # The worker that died had its refresh answered: the refresh token we hold is spent.
-    spent = httpx.post(
-        idp.token_url,
-        data={"grant_type": "refresh_token", "refresh_token": before.refresh_token},
-        auth=(profile.client_id or "", profile.client_secret or ""),
-    )
-    assert spent.status_code == 200, spent.text
+    _spend(idp, profile, before.refresh_token)
     _hold_lapsed_lease(services, connection_id)
     idp.reset_counters()
 
@@ -496,12 +501,7 @@ def test_a_code_connection_whose_spent_token_is_refused_needs_reauth_and_its_own
     _webhook_for_needs_reauth(services)
     (connection_id,) = _seed(services, idp, profile, user, 1, owner=lambda _: "user-owner")
     before = _tokens(services, connection_id)
-    spent = httpx.post(
-        idp.token_url,
-        data={"grant_type": "refresh_token", "refresh_token": before.refresh_token},
-        auth=(profile.client_id or "", profile.client_secret or ""),
-    )
-    assert spent.status_code == 200, spent.text
+    _spend(idp, profile, before.refresh_token)
     _hold_lapsed_lease(services, connection_id)
     idp.reset_counters()
 
