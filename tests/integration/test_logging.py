@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -168,6 +169,12 @@ def test_the_json_log_format_writes_every_line_as_a_json_object(
     # Two workers: uvicorn starts them as new processes, which must log in JSON too.
     served = serve("json", workers=2)
     httpx.get(served.server.url + "/healthz", trust_env=False).raise_for_status()
+    # The first worker answering says nothing of the second: wait until both have started
+    # (a real event, so a generous deadline) before stopping them.
+    deadline = time.monotonic() + 60
+    while served.log_text().count("Started server process") < 2:
+        assert time.monotonic() < deadline, served.log_text()
+        time.sleep(0.05)
     served.server.stop()
     text = served.log_text()
     lines = text.splitlines()
