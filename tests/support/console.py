@@ -46,6 +46,9 @@ from playwright.sync_api import (
     ViewportSize,
     expect,
 )
+from playwright.sync_api import (
+    Error as PlaywrightError,
+)
 from pydantic import SecretStr
 
 from tests.support.app import Live
@@ -311,12 +314,7 @@ class Console:
             for size, scheme, file_name in shots:
                 page.set_viewport_size(size)
                 page.emulate_media(color_scheme=scheme)
-                page.screenshot(
-                    path=SCREENS / f"{file_name}.png",
-                    full_page=True,
-                    animations="disabled",
-                    caret="hide",
-                )
+                _screenshot(page, SCREENS / f"{file_name}.png")
                 for violation in run_axe(page)["violations"]:
                     key = (violation["id"], json.dumps([n["target"] for n in violation["nodes"]]))
                     if violation["impact"] in FAILING_IMPACTS and key not in seen:
@@ -466,3 +464,19 @@ __all__ = [
     "run_axe",
     "use_sso",
 ]
+
+
+def _screenshot(page: Page, path: Path) -> None:
+    """A full-page shot. Headless Chromium under load sometimes answers "Unable to capture
+    screenshot" right after a viewport or colour-scheme change, before it has painted:
+    once it has drawn the next frames, the shot is taken again, once."""
+    options: dict[str, Any] = {"full_page": True, "animations": "disabled", "caret": "hide"}
+    try:
+        page.screenshot(path=path, **options)
+    except PlaywrightError as exc:
+        if "Unable to capture screenshot" not in str(exc):
+            raise
+        page.evaluate(
+            "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
+        )
+        page.screenshot(path=path, **options)
