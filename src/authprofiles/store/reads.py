@@ -93,7 +93,7 @@ class CredentialReader:
         return row
 
     def _remembered(self, row: Any) -> Profile | None:
-        key: ProfileKey = (row.profile_id, row.profile_updated_at, row.profile_failing_reason)
+        key = _profile_key(row)
         with self._lock:
             profile = self._cache.get(key)
             if profile is not None:
@@ -101,13 +101,18 @@ class CredentialReader:
         return profile
 
     def _remember(self, row: Any, profile_row: Any) -> Profile:
-        key: ProfileKey = (row.profile_id, row.profile_updated_at, row.profile_failing_reason)
+        key = _profile_key(row)
         profile = self.profiles.to_domain(cast(ProfileRow, profile_row), strict=True)
         with self._lock:
             self._cache[key] = profile
             while len(self._cache) > self.size:
                 self._cache.popitem(last=False)
         return profile
+
+
+def _profile_key(row: Any) -> ProfileKey:
+    """What changes whenever the profile does: a decoded profile is remembered under it."""
+    return (row.profile_id, row.profile_updated_at, row.profile_failing_reason)
 
 
 def _by_id(connection_id: str) -> Select[Any]:
