@@ -4,6 +4,10 @@ The app, the CLI and the tests build their services here."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from authprofiles.core.audit import Action, AuditEntry, DetailValue, Target
+from authprofiles.core.callers import Principal
 from authprofiles.core.ports import (
     AuditTrail,
     Clock,
@@ -20,8 +24,10 @@ from authprofiles.oauth.oidc_signin import OidcSignIn
 from authprofiles.oauth.recording import RecordingHttpClient
 from authprofiles.oauth.transport import Transports
 from authprofiles.services.access import AccessIndex, RolePolicy
+from authprofiles.services.agent_grants import AgentGrants
 from authprofiles.services.api_keys import ApiKeys
-from authprofiles.services.audit import AuditLog, TokenIssueCounter
+from authprofiles.services.approvals import Approvals
+from authprofiles.services.audit import AuditBuffer, AuditLog, TokenIssueCounter
 from authprofiles.services.connections import ConnectionService
 from authprofiles.services.incidents import Incidents
 from authprofiles.services.notifications import (
@@ -48,6 +54,46 @@ from authprofiles.store.profiles import ProfileStore
 from authprofiles.store.reads import CredentialReader
 from authprofiles.store.sessions import SignInRequestStore
 from authprofiles.store.webhooks import WebhookStore
+
+
+class AgentGate:
+    """The agent services as the proxy reaches them (``services.proxy.agents.AgentGate``)."""
+
+    def __init__(
+        self, grants: AgentGrants, approvals: Approvals, calls: AuditBuffer, clock: Clock
+    ) -> None:
+        self.grant_in_memory = grants.grant_in_memory
+        self.grant_of = grants.grant_of
+        self.reserve_call = grants.reserve_call
+        self.refund_call = grants.refund_call
+        self.pass_or_hold = approvals.pass_or_hold
+        self.approval_status = approvals.status_of
+        self._calls = calls
+        self._clock = clock
+
+    def record_call(
+        self,
+        principal: Principal,
+        connection_id: str,
+        profile_id: str | None,
+        *,
+        method: str,
+        path: str,
+        outcome: str,
+        status: int | None = None,
+    ) -> None:
+        detail: dict[str, DetailValue] = {"method": method, "path": path[:500], "outcome": outcome}
+        if status is not None:
+            detail["status"] = status
+        action = Action.AGENT_CALLED if outcome == "sent" else Action.AGENT_REFUSED
+        entry = AuditEntry.by(
+            principal,
+            action,
+            Target("connection", connection_id),
+            profile_id=profile_id,
+            detail=detail,
+        )
+        self._calls.add(replace(entry, at=self._clock.now()))
 
 
 class Services:
@@ -160,11 +206,33 @@ class Services:
             incidents=self.incidents,
             audit=self.audit,
         )
+        # Agents: grants that work only through the proxy (and /mcp), calls a person
+        # approves first, and every call of theirs in the audit log (written in batches).
+        self.agent_grants = AgentGrants(
+            db=self.db,
+            clock=self.clock,
+            audit=self.audit,
+            policy=self.policy,
+            connections=self.credentials,
+            access_token_seconds=settings.agent_access_token_seconds,
+        )
+        self.approvals = Approvals(
+            db=self.db,
+            clock=self.clock,
+            audit=self.audit,
+            notifier=self.notifier,
+            ttl_seconds=settings.approval_ttl_seconds,
+            approval_url=lambda approval_id: (
+                f"{settings.public_base_url}/console/approvals/{approval_id}"
+            ),
+        )
+        self.agent_calls = AuditBuffer(self.audit_log)
         self.proxy = ProxyService(
             tokens=self.token_issuing,
             connections=self.credentials,
             policy=self.policy,
             forwarder=AiohttpForwarder(self.transports.upstream),
+            agents=AgentGate(self.agent_grants, self.approvals, self.agent_calls, self.clock),
         )
         self.profile_tests = ProfileTestService(
             profiles=self.profiles,

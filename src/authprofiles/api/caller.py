@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authprofiles.core.callers import Principal
 from authprofiles.core.errors import DomainError, Forbidden
+from authprofiles.services.agent_grants import is_agent_credential
 from authprofiles.services.signin.sessions import (
     CSRF_HEADER,
     SAFE_METHODS,
@@ -68,6 +69,24 @@ class SessionVerifier(Protocol):
     def cookie(self, token: str, expires_at: datetime) -> str:
         """The ``Set-Cookie`` value of a rotated token."""
         ...
+
+
+class BearerCredentials:
+    """API keys and agent grants (and the access tokens issued for those), told apart by
+    their prefix: each verified by its own service."""
+
+    def __init__(self, keys: KeyVerifier, agents: KeyVerifier) -> None:
+        self.keys = keys
+        self.agents = agents
+
+    def _of(self, presented: str | None) -> KeyVerifier:
+        return self.agents if presented and is_agent_credential(presented) else self.keys
+
+    def cached(self, presented: str, address: str | None = None) -> Principal | None:
+        return self._of(presented).cached(presented, address)
+
+    def authenticate(self, presented: str | None, address: str | None = None) -> Principal:
+        return self._of(presented).authenticate(presented, address)
 
 
 class Caller:
@@ -219,6 +238,7 @@ def principal_of(connection: HTTPConnection) -> Awaitable[Principal]:
 
 __all__ = [
     "CALLER",
+    "BearerCredentials",
     "Caller",
     "CallerMiddleware",
     "KeyVerifier",

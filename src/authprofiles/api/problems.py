@@ -18,6 +18,12 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authprofiles.api.access_log import wire_path
+from authprofiles.core.agent_grants import (
+    AgentRefused,
+    ApprovalRequired,
+    RateLimited,
+    RuleRefused,
+)
 from authprofiles.core.errors import (
     AlreadyExists,
     Conflict,
@@ -125,6 +131,10 @@ PROBLEM_KINDS: dict[type[DomainError], ProblemKind] = {
     TooManyAttempts: ProblemKind(429, "Too many attempts"),
     RetiredKeyUsed: ProblemKind(503, "Master key changed"),
     SecretsUnreadable: ProblemKind(503, "Secrets unreadable"),
+    AgentRefused: ProblemKind(403, "Not for agents", "/problems/agent-credential"),
+    RuleRefused: ProblemKind(403, "Outside the agent grant", "/problems/grant-rule"),
+    ApprovalRequired: ProblemKind(403, "Approval required", "/problems/approval-required"),
+    RateLimited: ProblemKind(429, "Too many calls", "/problems/grant-limit"),
 }
 
 
@@ -177,6 +187,13 @@ def domain_problem(exc: DomainError) -> JSONResponse:
         # RFC 6750 section 3: a 401 names the scheme the resource takes.
         headers = {"WWW-Authenticate": 'Bearer realm="authprofiles"'}
     if isinstance(exc, Unavailable) and exc.retry_after is not None:
+        headers = {"Retry-After": str(exc.retry_after)}
+    if isinstance(exc, RuleRefused):
+        extra["failed_rules"] = exc.reasons
+    if isinstance(exc, ApprovalRequired):
+        extra["approval_id"] = exc.approval_id
+        extra["approval_url"] = exc.approval_url
+    if isinstance(exc, RateLimited) and exc.retry_after is not None:
         headers = {"Retry-After": str(exc.retry_after)}
     if isinstance(exc, TooManyAttempts):
         headers = {"Retry-After": str(exc.retry_after)}

@@ -46,6 +46,13 @@ class Action(StrEnum):
     KEYS_ROTATED = "keys.rotated"
     WEBHOOK_CREATED = "webhook.created"
     WEBHOOK_DELETED = "webhook.deleted"
+    AGENT_GRANT_CREATED = "agent_grant.created"
+    AGENT_GRANT_REVOKED = "agent_grant.revoked"
+    AGENT_CALLED = "agent.called"
+    AGENT_REFUSED = "agent.refused"
+    APPROVAL_REQUESTED = "approval.requested"
+    APPROVAL_APPROVED = "approval.approved"
+    APPROVAL_DENIED = "approval.denied"
 
 
 @dataclass(frozen=True)

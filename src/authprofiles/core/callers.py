@@ -56,6 +56,9 @@ class Principal:
     address: str | None = None
     #: A signed-in person's session (None for API keys).
     session_id: str | None = None
+    #: An agent's access token is good for this resource alone (RFC 8707); None: an API
+    #: key, a session, or a grant's own token (the proxy and ``/mcp``).
+    audience: str | None = None
 
     @property
     def is_agent(self) -> bool:

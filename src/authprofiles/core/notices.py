@@ -17,6 +17,7 @@ class NoticeEvent(StrEnum):
     PROFILE_RECOVERED = "profile.recovered"
     CONNECTION_NEEDS_REAUTH = "connection.needs_reauth"
     PROFILE_ACCESS_GRANTED = "profile.access_granted"
+    APPROVAL_REQUESTED = "approval.requested"
 
 
 #: The event names, in the contract's order.

@@ -124,6 +124,43 @@ class Redactor:
         return value
 
 
+class StreamRedactor:
+    """The same replacement on a body that streams: each chunk goes out as soon as no
+    secret can still be starting in it. The last ``longest - 1`` bytes are held back
+    until the next chunk (or :meth:`end`) shows whether a secret spans the two."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        # Longest first: a value that contains another is replaced whole.
+        self._values = [v.encode() for v in sorted(redactor._values, key=len, reverse=True)]
+        self._hold = max((len(v) for v in self._values), default=1) - 1
+        self._pending = b""
+        self._replacement = REDACTED.encode()
+
+    @property
+    def active(self) -> bool:
+        return bool(self._values)
+
+    def _replace(self, data: bytes) -> bytes:
+        for value in self._values:
+            data = data.replace(value, self._replacement)
+        return data
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._replace(self._pending + chunk)
+        if self._hold <= 0 or len(data) <= self._hold:
+            self._pending = data if self._hold > 0 else b""
+            return b"" if self._hold > 0 else data
+        self._pending = data[-self._hold :]
+        return data[: -self._hold]
+
+    def end(self) -> bytes:
+        data, self._pending = self._replace(self._pending), b""
+        return data
+
+    def whole(self, body: bytes) -> bytes:
+        return self._replace(body)
+
+
 def redact_keys(document: Any) -> Any:
     """A JSON-like document with the string value of every secret key hidden."""
     if isinstance(document, dict):
@@ -144,5 +181,6 @@ __all__ = [
     "SECRET_HEADERS",
     "SECRET_KEYS",
     "Redactor",
+    "StreamRedactor",
     "redact_keys",
 ]

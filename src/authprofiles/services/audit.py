@@ -400,6 +400,38 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class AuditBuffer:
+    """Entries kept in memory and written together every few seconds (an agent's every
+    call: one write per call would cost more than the call). :meth:`flush` runs from a
+    background thread, :meth:`flush` at shutdown too; a failed write keeps its entries
+    for the next one, up to :data:`MAX_KEPT`."""
+
+    MAX_KEPT = 100_000
+
+    def __init__(self, audit: EntryWriter) -> None:
+        self._audit = audit
+        self._lock = threading.Lock()
+        self._entries: list[AuditEntry] = []
+
+    def add(self, entry: AuditEntry) -> None:
+        with self._lock:
+            if len(self._entries) >= self.MAX_KEPT:
+                log.warning("audit buffer full: an entry (%s) was dropped", entry.action)
+                return
+            self._entries.append(entry)
+
+    def flush(self) -> int:
+        with self._lock:
+            due, self._entries = self._entries, []
+        if not due:
+            return 0
+        if not self._audit.record_many(due):
+            with self._lock:
+                self._entries[:0] = due[: self.MAX_KEPT - len(self._entries)]
+            return 0
+        return len(due)
+
+
 def _minute(minute: int) -> str:
     return datetime.fromtimestamp(minute * 60, UTC).strftime("%Y-%m-%dT%H:%M:00Z")
 
@@ -414,6 +446,7 @@ def _detail(text: str) -> dict[str, DetailValue]:
 
 __all__ = [
     "EVERY_WORKSPACE",
+    "AuditBuffer",
     "MAX_FILTER_LENGTH",
     "AuditFilters",
     "AuditLog",

@@ -409,3 +409,78 @@ class KeyRingWorkerRow(Base):
     writes_with_key_id: Mapped[str] = mapped_column(String(32))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class AgentGrantRow(Base):
+    """What an agent may do through the proxy (and ``/mcp``): the token is only hashed."""
+
+    __tablename__ = "agent_grants"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    agent: Mapped[str] = mapped_column(String(200), index=True)
+    #: The person who made it: the agent acts for them, with no more than their access.
+    created_by: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    #: The maker's role when it was made, which the agent never acts above.
+    role: Mapped[str] = mapped_column(String(20))
+    #: The token's public part, used to find the row; the rest is only hashed.
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    #: JSON: the connection ids, and the allow rules ``[{methods, path, host, approval}]``.
+    connection_ids: Mapped[str] = mapped_column(Text)
+    rules: Mapped[str] = mapped_column(Text)
+    rate_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_calls: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Calls that reached the upstream; and this minute's (``window`` minutes since 1970).
+    calls_made: Mapped[int] = mapped_column(Integer, default=0)
+    window: Mapped[int] = mapped_column(Integer, default=0)
+    window_calls: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AgentAccessTokenRow(Base):
+    """An access token the server's own token endpoint issued for a grant (client
+    credentials), for one audience (RFC 8707): only hashed."""
+
+    __tablename__ = "agent_access_tokens"
+    prefix: Mapped[str] = mapped_column(String(32), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(
+        ForeignKey("agent_grants.id", ondelete="CASCADE"), index=True
+    )
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    audience: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ApprovalRow(Base):
+    """A call an agent made that waits for (or got) a person's decision."""
+
+    __tablename__ = "approvals"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    grant_id: Mapped[str] = mapped_column(
+        ForeignKey("agent_grants.id", ondelete="CASCADE"), index=True
+    )
+    agent: Mapped[str] = mapped_column(String(200))
+    connection_id: Mapped[str] = mapped_column(String(36))
+    method: Mapped[str] = mapped_column(String(10))
+    #: The upstream URL without any credential (the caller's query; none injected).
+    url: Mapped[str] = mapped_column(Text)
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    #: The first bytes of the body, as text, for the person deciding.
+    body_preview: Mapped[str] = mapped_column(Text, default="")
+    #: pending, approved, denied, used, expired.
+    status: Mapped[str] = mapped_column(String(10), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

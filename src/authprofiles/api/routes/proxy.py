@@ -17,15 +17,17 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import Message, Receive, Scope, Send
 
-from authprofiles.api.deps import CurrentPrincipal, ServicesDep
+from authprofiles.api.deps import CurrentPrincipal, ProxyCaller, ServicesDep
 from authprofiles.api.hot import Endpoint, HotRoute, HotRouter
 from authprofiles.api.problems import PROBLEM_JSON, problem, problem_responses
 from authprofiles.api.routes.connections import TOKEN_PROBLEMS
 from authprofiles.api.schemas import TokenPublic
 from authprofiles.composition import Services
 from authprofiles.core.callers import Principal
-from authprofiles.core.errors import NotFound
+from authprofiles.core.errors import DomainError, NotFound
 from authprofiles.core.injection import PathEscape
+from authprofiles.services.connections import ReauthorizeRequest
+from authprofiles.services.errors import NeedsReauth
 from authprofiles.services.proxy import (
     IncomingRequest,
     UpstreamBodyBrokeOff,
@@ -47,9 +49,19 @@ _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The upstream API's answer, streamed as it arrives"},
     400: {**_PROBLEM, "description": "The path tries to leave the profile's api_base_url"},
-    401: {**_PROBLEM, "description": "No valid API key"},
-    403: {**_PROBLEM, "description": "The policy refused this use of the connection"},
-    409: {**_PROBLEM, "description": "The connection needs authorization again"},
+    401: {**_PROBLEM, "description": "No valid API key or agent grant (expired, revoked)"},
+    403: {
+        **_PROBLEM,
+        "description": "The policy refused this use of the connection; for an agent, "
+        "outside its grant (`failed_rules`), or held for a person's approval (type "
+        "`/problems/approval-required`, with `approval_id` and `approval_url`)",
+    },
+    409: {
+        **_PROBLEM,
+        "description": "The connection needs authorization again (for an agent, with the "
+        "`authorization_url` or device code its person follows)",
+    },
+    429: {**_PROBLEM, "description": "An agent grant's rate or call budget is spent"},
     413: {**_PROBLEM, "description": "Payload fields need a body of at most 10 MiB"},
     415: {**_PROBLEM, "description": "Payload fields need a JSON object or form body"},
     502: {**_PROBLEM, "description": "The upstream could not be reached (`upstream_host`)"},
@@ -133,7 +145,7 @@ class ProxyRoute(HotRoute):
 async def proxy_call(
     connection_id: str,
     path: str,
-    principal: CurrentPrincipal,
+    principal: ProxyCaller,
     request: Request,
     services: ServicesDep,
 ) -> Response:
@@ -182,7 +194,17 @@ async def _proxy(
     )
     # An upstream that cannot be reached is an UpstreamError naming its host, answered
     # (with `upstream_host`) by the API's one domain error handler.
-    upstream = await services.proxy.forward(principal, connection_id, incoming)
+    try:
+        upstream = await services.proxy.forward(
+            principal, connection_id, incoming, wait_seconds=_prefer_wait(request)
+        )
+    except NeedsReauth as exc:
+        if not principal.is_agent:
+            raise
+        consent = await _consent_for_agent(services, principal, connection_id, exc)
+        if consent is None:
+            raise
+        return consent
     length = upstream.content_length
     if request.method != "HEAD" and length is not None and length <= SMALL_BODY:
         # A small body of known size goes in one message: memory stays bounded (at most
@@ -202,6 +224,63 @@ async def _proxy(
         response.raw_headers = list(upstream.raw_headers)
         return response
     return UpstreamStreamingResponse(upstream)
+
+
+def _prefer_wait(request: Request) -> float:
+    """``Prefer: wait=N`` (RFC 7240 section 4.3): how long the caller will wait for a held
+    call's decision; 0 when it did not say."""
+    for value in request.headers.getlist("prefer"):
+        for preference in value.split(","):
+            name, _, amount = preference.strip().partition("=")
+            if name.strip().lower() == "wait":
+                try:
+                    return max(0.0, float(amount.strip().strip('"')))
+                except ValueError:
+                    return 0.0
+    return 0.0
+
+
+async def _consent_for_agent(
+    services: Services, principal: Principal, connection_id: str, exc: NeedsReauth
+) -> Response | None:
+    """Just-in-time consent: an agent called through a connection its person must authorize
+    (again). The answer carries what that person follows (a link, or a device code); the
+    agent's call succeeds once they have. None when nothing can be started for them (a
+    shared connection its maker may not manage, a password the service does not keep)."""
+    try:
+        started = await run_in_threadpool(
+            services.connections.reauthorize, principal, connection_id, ReauthorizeRequest()
+        )
+    except DomainError:
+        return None
+    step = started.next_step
+    if step is None:
+        return None
+    follow: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("authorization_url", step.authorization_url),
+            ("user_code", step.user_code),
+            ("verification_uri", step.verification_uri),
+            ("verification_uri_complete", step.verification_uri_complete),
+            ("interval", step.interval),
+            (
+                "expires_at",
+                step.expires_at.isoformat().replace("+00:00", "Z") if step.expires_at else None,
+            ),
+        )
+        if value is not None
+    }
+    return problem(
+        409,
+        "Consent required",
+        f"{exc.detail}. The connection's person must authorize it: send them the "
+        "authorization_url (or the user_code at verification_uri); then make the call again",
+        problem_type="/problems/consent-required",
+        connection_status="needs_reauth",
+        connection_id=connection_id,
+        **follow,
+    )
 
 
 def mount_path(prefix: str) -> str:

@@ -12,13 +12,30 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from functools import partial
 from typing import Generic, TypeVar
 
+import anyio
+
+from authprofiles.core.agent_grants import (
+    AgentGrant,
+    ApprovalRequired,
+    RuleRefused,
+    decide,
+    normalised_path,
+)
 from authprofiles.core.callers import CredentialRequest, Principal, Purpose
-from authprofiles.core.errors import Conflict, DomainError, UpstreamError, UpstreamTimeout
-from authprofiles.core.injection import CallerPath
+from authprofiles.core.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from authprofiles.core.injection import CallerPath, join_path
 from authprofiles.core.ports import (
     ConnectionReader,
     CredentialPolicy,
@@ -30,7 +47,8 @@ from authprofiles.core.ports import (
 from authprofiles.core.redaction import Redactor
 from authprofiles.services.blocking import in_thread_pool
 from authprofiles.services.errors import NeedsReauth
-from authprofiles.services.proxy.bodies import PAYLOAD_LIMIT, REPLAY_LIMIT, read_body
+from authprofiles.services.proxy.agents import AgentGate, RedactedBody, response_redactor
+from authprofiles.services.proxy.bodies import PAYLOAD_LIMIT, REPLAY_LIMIT, BodyTooLarge, read_body
 from authprofiles.services.proxy.planning import (
     IncomingRequest,
     PolicyTarget,
@@ -52,6 +70,10 @@ IssuedT = TypeVar("IssuedT", bound=IssuedCredential)
 
 #: An upstream error's text is cut here, after the credentials were taken out of it.
 MAX_ERROR_DETAIL = 500
+#: The longest an agent's call may wait for a person's decision (``Prefer: wait=N``).
+MAX_APPROVAL_WAIT_SECONDS = 300
+#: How often a waiting call looks for the decision.
+APPROVAL_POLL_SECONDS = 0.25
 
 
 class UpstreamResponse:
@@ -77,6 +99,31 @@ class UpstreamResponse:
         await self._response.release()
 
 
+class AgentUpstreamResponse(UpstreamResponse):
+    """The upstream's answer as an agent gets it: the injected credentials replaced by
+    ``[redacted]`` in the headers and the body. The body's length changes with that, so
+    its Content-Length is sent only for a body read whole (:meth:`read_raw`)."""
+
+    def __init__(
+        self, response: ForwardedResponse, body: RedactedBody, **kwargs: bool | str
+    ) -> None:
+        super().__init__(response, **kwargs)  # type: ignore[arg-type]
+        self._body = body
+        self.raw_headers = [
+            (name, value)
+            for name, value in body.headers(self.raw_headers)
+            if name != b"content-length"
+        ]
+
+    async def read_raw(self) -> bytes:
+        data = await self._body.read()
+        self.raw_headers = [*self.raw_headers, (b"content-length", str(len(data)).encode())]
+        return data
+
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        return self._body.iter_raw()
+
+
 class ProxyService(Generic[IssuedT]):
     """``ANY /proxy/{connection_id}/{path}``: the caller's call, sent to the profile's
     ``api_base_url`` + ``path`` with the connection's credentials applied."""
@@ -90,7 +137,9 @@ class ProxyService(Generic[IssuedT]):
         forwarder: Forwarder,
         replay_limit: int = REPLAY_LIMIT,
         payload_limit: int = PAYLOAD_LIMIT,
+        agents: AgentGate | None = None,
     ) -> None:
+        self._agents = agents
         self._tokens = tokens
         self._connections = connections
         self._policy = policy
@@ -199,7 +248,26 @@ class ProxyService(Generic[IssuedT]):
 
     # -- forwarding (async: runs on the server's loop) ---------------------------------
     async def forward(
-        self, principal: Principal, connection_id: str, incoming: IncomingRequest
+        self,
+        principal: Principal,
+        connection_id: str,
+        incoming: IncomingRequest,
+        *,
+        wait_seconds: float = 0,
+    ) -> UpstreamResponse:
+        """Send the caller's call; an agent's is checked against its grant first (and may
+        wait up to ``wait_seconds`` for a person's approval)."""
+        if principal.is_agent:
+            return await self._forward_for_agent(principal, connection_id, incoming, wait_seconds)
+        return await self._forward(principal, connection_id, incoming)
+
+    async def _forward(
+        self,
+        principal: Principal,
+        connection_id: str,
+        incoming: IncomingRequest,
+        *,
+        for_agent: bool = False,
     ) -> UpstreamResponse:
         method = incoming.method.upper()
         # Checked once, before any token is touched; joined under two bases below.
@@ -217,6 +285,10 @@ class ProxyService(Generic[IssuedT]):
             payload_limit=self._payload_limit,
         )
         headers = forwarded_headers(incoming.headers)
+        if for_agent:
+            # The answer must be readable to take the credentials out of it.
+            headers = [(k, v) for k, v in headers if k.lower() != "accept-encoding"]
+            headers.append(("Accept-Encoding", "identity"))
         refresh = RefreshOnce(plan.auth_error_status)
         response = await self._send(plan, method, headers, body)
         retried = False
@@ -243,7 +315,133 @@ class ProxyService(Generic[IssuedT]):
             await response.release()
             plan, retried = fresh, True
             response = await self._send(plan, method, headers, body)
+        if for_agent:
+            redactor = response_redactor(
+                [*plan.injection.values(), plan.issued.tokens.access_token]
+            )
+            try:
+                return AgentUpstreamResponse(
+                    response, RedactedBody(response, redactor), host=plan.host, retried=retried
+                )
+            except UpstreamError as exc:
+                await response.release()
+                raise UpstreamError(exc.detail, plan.host) from None
         return UpstreamResponse(response, host=plan.host, retried=retried)
+
+    # -- agents ---------------------------------------------------------------------------
+    async def _forward_for_agent(
+        self,
+        principal: Principal,
+        connection_id: str,
+        incoming: IncomingRequest,
+        wait_seconds: float,
+    ) -> UpstreamResponse:
+        """The grant's rules, before any token is read; approval when a rule asks for it;
+        the rate and budget; then the call, its answer with the credentials taken out."""
+        gate = self._agents
+        if gate is None:
+            raise Forbidden("this server does not take agent grants")
+        method = incoming.method.upper()
+        grant = gate.grant_in_memory(principal)
+        if grant is None:
+            grant = await in_thread_pool(partial(gate.grant_of, principal))
+        relative = "/"
+        record = partial(gate.record_call, principal, connection_id, None, method=method)
+        try:
+            if connection_id not in grant.connection_ids:
+                reason = f"connection {connection_id} is not one of the grant's connections"
+                raise RuleRefused(f"the agent grant does not allow this: {reason}", [reason])
+            relative = normalised_path(incoming.path)
+            path = CallerPath.of(incoming.path)
+            host = None
+            if any(rule.host for rule in grant.rules):
+                host = (await self._target_for_agent(principal, connection_id)).host
+            rule = decide(grant, method, host, relative)
+            if rule.approval:
+                incoming = await self._approved(
+                    principal, grant, connection_id, incoming, path, wait_seconds
+                )
+            if grant.metered:
+                await in_thread_pool(partial(gate.reserve_call, grant))
+        except DomainError as exc:
+            record(path=relative, outcome=_outcome(exc))
+            raise
+        try:
+            upstream = await self._forward(principal, connection_id, incoming, for_agent=True)
+        except DomainError as exc:
+            if grant.metered and not isinstance(exc, UpstreamTimeout):
+                # It never reached the upstream: it does not count.
+                await in_thread_pool(partial(gate.refund_call, grant))
+            record(path=relative, outcome=_outcome(exc))
+            raise
+        record(path=relative, outcome="sent", status=upstream.status_code)
+        return upstream
+
+    async def _target_for_agent(self, principal: Principal, connection_id: str) -> PolicyTarget:
+        """Where the connection's calls go, without applying any token."""
+        last = self._tokens.last_issued(connection_id)
+        if last is not None and last.connection.workspace_id == principal.workspace_id:
+            with contextlib.suppress(DomainError):
+                return policy_target(last.connection, last.profile)
+        connection, profile = await in_thread_pool(
+            partial(self._connections.read, principal.workspace_id, connection_id)
+        )
+        return policy_target(connection, profile)
+
+    async def _approved(
+        self,
+        principal: Principal,
+        grant: AgentGrant,
+        connection_id: str,
+        incoming: IncomingRequest,
+        path: CallerPath,
+        wait_seconds: float,
+    ) -> IncomingRequest:
+        """The call, once a person approved exactly it (same method, URL and body); else
+        ``ApprovalRequired``, after waiting up to ``wait_seconds`` for the decision."""
+        gate = self._agents
+        assert gate is not None
+        body = await _whole_body(incoming.body, self._replay_limit)
+        connection, profile = await in_thread_pool(
+            partial(self._connections.read, principal.workspace_id, connection_id)
+        )
+        target = policy_target(connection, profile)
+        url = join_path(target.base, path) + (f"?{incoming.query}" if incoming.query else "")
+        hold = partial(
+            gate.pass_or_hold,
+            principal,
+            grant,
+            connection_id=connection_id,
+            profile_id=profile.id,
+            profile_name=profile.name,
+            method=incoming.method.upper(),
+            url=url,
+            body=body,
+        )
+        deadline = time.monotonic() + min(max(wait_seconds, 0), MAX_APPROVAL_WAIT_SECONDS)
+        while True:
+            try:
+                await in_thread_pool(hold)
+                return replace(incoming, body=_once(body))
+            except ApprovalRequired as held:
+                status = await self._decision(held.approval_id, deadline)
+                if status == "denied":
+                    raise Forbidden("a person denied this call; it was not sent") from None
+                if status != "approved":
+                    raise
+
+    async def _decision(self, approval_id: str, deadline: float) -> str | None:
+        """The approval's status once decided, or None when ``deadline`` comes first."""
+        gate = self._agents
+        assert gate is not None
+        while time.monotonic() < deadline:
+            await anyio.sleep(min(APPROVAL_POLL_SECONDS, max(deadline - time.monotonic(), 0)))
+            status = await in_thread_pool(partial(gate.approval_status, approval_id))
+            if status in ("approved", "denied"):
+                return status
+            if status != "pending":
+                return None
+        return None
 
     async def _send(
         self, plan: ProxyPlan, method: str, headers: list[tuple[str, str]], body: RequestBody
@@ -252,6 +450,33 @@ class ProxyService(Generic[IssuedT]):
             return await self._forwarder.send(outbound_request(plan, method, headers, body))
         except UpstreamError as exc:
             raise _without_credentials(exc, plan) from None
+
+
+def _outcome(exc: DomainError) -> str:
+    """How an agent's call ended, for the audit log."""
+    if isinstance(exc, ApprovalRequired):
+        return "held"
+    if isinstance(exc, RuleRefused):
+        return "refused"
+    return type(exc).__name__
+
+
+async def _whole_body(stream: AsyncIterator[bytes], limit: int) -> bytes:
+    """A held call's body, whole: its digest names the call a person approves."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in stream:
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(
+                f"a call that needs approval may have a body of at most {limit} bytes"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
 
 
 def _without_credentials(exc: UpstreamError, plan: ProxyPlan) -> UpstreamError:
