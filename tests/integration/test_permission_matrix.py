@@ -158,7 +158,30 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/webhooks"): ADMIN_ONLY,
     ("DELETE", "/api/v1/webhooks/{webhook_id}"): ADMIN_BY_ID,
     ("GET", "/api/v1/webhooks/{webhook_id}/deliveries"): ADMIN_BY_ID,
+    # -- agents: grants on connections the caller may use; held calls, their makers' --------
+    # A grant on the shared connection: the uninvited developer may not use it (403), and
+    # to workspace B it is a connection id that does not exist (422, naming the field).
+    ("POST", "/api/v1/agent-grants"): api("2xx", "2xx", "403", "403", "422", "422"),
+    ("GET", "/api/v1/agent-grants"): api("2xx", "2xx", "2xx", "403", "2xx", "2xx"),
+    # The admin's grant: theirs to revoke; anyone else's is unknown to them.
+    ("DELETE", "/api/v1/agent-grants/{grant_id}"): api("2xx", "404", "404", "403", "404", "404"),
+    ("DELETE", "/api/v1/agent-grants"): api("2xx", "2xx", "2xx", "403", "2xx", "2xx"),
+    ("GET", "/api/v1/approvals"): EVERYONE,
+    # A call the admin's agent made: the admin (and the grant's maker) decides.
+    ("GET", "/api/v1/approvals/{approval_id}"): api("2xx", "404", "404", "404", "404", "404"),
+    ("POST", "/api/v1/approvals/{approval_id}/approve"): api(
+        "2xx", "404", "404", "404", "404", "404"
+    ),
+    ("POST", "/api/v1/approvals/{approval_id}/deny"): api("2xx", "404", "404", "404", "404", "404"),
     # -- no key: health, the OAuth redirect target, the pages for people ----------------------
+    ("GET", "/metrics"): public("2xx"),
+    # PROVISIONAL (the MCP face is being written): settled once it lands.
+    ("GET", "/.well-known/oauth-authorization-server"): public("2xx"),
+    ("GET", "/.well-known/oauth-protected-resource"): public("2xx"),
+    ("GET", "/.well-known/oauth-protected-resource/mcp"): public("2xx"),
+    ("GET", "/oauth/authorize"): public("2xx|3xx|4xx"),
+    ("POST", "/mcp"): public("2xx|4xx"),
+    ("POST", "/oauth/token"): public("2xx|4xx"),
     ("GET", "/healthz"): public("2xx"),
     ("GET", "/readyz"): public("2xx"),
     ("GET", "/"): public("2xx", signed_in="303"),  # a signed-in person goes to the console
@@ -216,6 +239,8 @@ LISTS = (
     "/api/v1/teams",
     "/api/v1/audit",
     "/api/v1/webhooks",
+    "/api/v1/agent-grants",
+    "/api/v1/approvals",
 )
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD")
 _PARAM = re.compile(r"\{(\w+)\}")
@@ -282,6 +307,15 @@ def body_for(world: World, method: str, path: str, caller: str, own: bool) -> di
         ("POST", "/api/v1/teams"): {"json": {"name": f"team-{suffix}", "members": []}},
         ("PATCH", "/api/v1/teams/{team_id}"): {"json": {"members": [world.target_user_id]}},
         ("POST", "/api/v1/webhooks"): {"json": WEBHOOK},
+        ("POST", "/api/v1/agent-grants"): {
+            "json": {
+                "agent": f"matrix-{caller}",
+                "connection_ids": [world.shared_connection_id],
+                "rules": [{"methods": ["GET"], "path": "/**"}],
+                "ttl_seconds": 60,
+            }
+        },
+        ("DELETE", "/api/v1/agent-grants"): {"params": {"agent": "nobody-by-that-name"}},
         ("POST", "/signin"): {"data": {"email": "nobody@example.com", "password": "wrong"}},
         ("POST", "/signin/sso"): {"data": {}},
         ("POST", "/reset/{token}"): {"data": {"password": "a new password 123"}},
@@ -310,6 +344,8 @@ def fill(
         "team_id": world.fresh_team,
         "webhook_id": world.fresh_webhook,
         "key_id": world.fresh_developer_key,
+        "grant_id": world.fresh_grant,
+        "approval_id": world.fresh_approval,
     }
     standing = {
         "profile_id": world.profile_id,
@@ -317,11 +353,15 @@ def fill(
         "user_id": world.target_user_id,
         "team_id": world.team_id,
         "webhook_id": world.webhook_id,
+        "grant_id": world.grant_id,
+        "approval_id": world.approval_id,
         "path": "permission/matrix",
         "token": "not-a-reset-token",
     }
     target = None
-    destroys = method == "DELETE" and not path.startswith("/api/v1/proxy/")
+    destroys = (method == "DELETE" and not path.startswith("/api/v1/proxy/")) or path.endswith(
+        ("/approve", "/deny")
+    )
     values: dict[str, str] = {}
     for param in _PARAM.findall(path):
         if unknown and param in fresh:
@@ -338,6 +378,12 @@ def exists(world: World, target: Target) -> bool:
     admin = world.admin
     if target.param == "webhook_id":
         return target.id in {w["id"] for w in admin.get("/api/v1/webhooks").json()}
+    if target.param == "grant_id":
+        grants = admin.get("/api/v1/agent-grants", params={"limit": 1000}).json()
+        return any(g["id"] == target.id and g["status"] == "active" for g in grants)
+    if target.param == "approval_id":
+        # Decided, it is no longer the held call it was.
+        return bool(admin.get(f"/api/v1/approvals/{target.id}").json()["status"] == "pending")
     if target.param == "key_id":
         keys = admin.get("/api/v1/api-keys", params={"limit": 1000}).json()
         return any(k["id"] == target.id and k["revoked_at"] is None for k in keys)

@@ -77,6 +77,9 @@ class World:
     team_id: str = ""
     webhook_id: str = ""
     target_user_id: str = ""
+    #: An agent grant of the admin's on the shared connection, and a call it holds.
+    grant_id: str = ""
+    approval_id: str = ""
     #: Every id of workspace A: none may appear in workspace B's lists.
     a_ids: set[str] = field(default_factory=set)
     unknown: str = "00000000-0000-4000-8000-000000000000"
@@ -144,6 +147,31 @@ class World:
         created = self.expect(self.admin.post("/api/v1/webhooks", json=WEBHOOK), 201)
         self.a_ids.add(created["id"])
         return str(created["id"])
+
+    def fresh_grant(self) -> str:
+        """An agent grant the admin made on the shared connection (POSTs ask first)."""
+        return self._grant()[0]
+
+    def _grant(self) -> tuple[str, str]:
+        body = {
+            "agent": "matrix-agent",
+            "connection_ids": [self.shared_connection_id],
+            "rules": [{"methods": ["POST"], "path": "/**", "approval": True}],
+            "ttl_seconds": 3600,
+        }
+        created = self.expect(self.admin.post("/api/v1/agent-grants", json=body), 201)
+        self.a_ids.add(created["id"])
+        return str(created["id"]), str(created["token"])
+
+    def fresh_approval(self) -> str:
+        """A call the admin's agent made that waits for a decision."""
+        _, token = self._grant()
+        with self.client(token) as agent:
+            url = f"/api/v1/proxy/{self.shared_connection_id}/held"
+            held = agent.post(url, json={"n": uuid.uuid4().hex})
+        approval_id = str(self.expect(held, 403)["approval_id"])
+        self.a_ids.add(approval_id)
+        return approval_id
 
     def fresh_developer_key(self) -> str:
         """A key of the (invited) developer: theirs to revoke, and an admin's."""
@@ -260,6 +288,8 @@ def build_world(live: Live, idp: IdP, echo_server: EchoServer) -> Iterator[World
         world.shared_connection_id = world.fresh_shared_connection()
         world.own_connection_id = world.fresh_own_connection()
         world.webhook_id = world.fresh_webhook()
+        world.grant_id = world.fresh_grant()
+        world.approval_id = world.fresh_approval()
         # Disabled after everything else: their keys stop working at once.
         people.update_member(admin_a, str(world.user_ids["disabled"]), disabled=True)
         yield world

@@ -108,7 +108,7 @@ class AgentGrant:
 class RuleRefused(Forbidden):
     """No allow rule of the grant covers the call; ``reasons`` says, per rule, why not."""
 
-    def __init__(self, detail: str, reasons: Sequence[str]) -> None:
+    def __init__(self, detail: str, reasons: Sequence[str] = ()) -> None:
         super().__init__(detail)
         self.reasons = list(reasons)
 
@@ -117,7 +117,7 @@ class RateLimited(DomainError):
     """The grant's rate or budget is spent: ``retry_after`` seconds (None: never, the
     budget is used up)."""
 
-    def __init__(self, detail: str, retry_after: int | None) -> None:
+    def __init__(self, detail: str, retry_after: int | None = None) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
 
@@ -125,7 +125,7 @@ class RateLimited(DomainError):
 class ApprovalRequired(Forbidden):
     """The call is held until a person approves it."""
 
-    def __init__(self, detail: str, approval_id: str, approval_url: str) -> None:
+    def __init__(self, detail: str, approval_id: str = "", approval_url: str = "") -> None:
         super().__init__(detail)
         self.approval_id = approval_id
         self.approval_url = approval_url
@@ -140,7 +140,10 @@ def normalised_path(raw: str) -> str:
     as ``/a/b``; :class:`PathEscape` when it would read differently once normalised."""
     if _ENCODED_SEPARATOR.search(raw):
         raise PathEscape("an agent's path may not hold an encoded slash or backslash")
-    decoded = unquote(raw, errors="strict")
+    try:
+        decoded = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise PathEscape("an agent's path must decode to UTF-8") from None
     if _PERCENT_ESCAPE.search(decoded):
         raise PathEscape("an agent's path may not be percent-encoded twice")
     if _CONTROL.search(decoded) or "\\" in decoded or "?" in decoded or "#" in decoded:

@@ -161,8 +161,12 @@ class AgentGrants:
                 raise ValidationFailed(
                     [FieldError(f"connection_ids[{index}]", f"no connection {connection_id!r}")]
                 ) from None
-            # The maker must be able to use it through the proxy themselves.
-            self.policy.authorize(principal, CredentialRequest.to_use(connection, Purpose.PROXY))
+            # The maker must be able to use it through the proxy themselves (as the person,
+            # whether they ask with a key or signed in: the grant, not their browser, calls).
+            self.policy.authorize(
+                replace(principal, session_id=None),
+                CredentialRequest.to_use(connection, Purpose.PROXY),
+            )
         prefix = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         now = self.clock.now()

@@ -28,6 +28,9 @@ _EXAMPLE_ID = "6c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
 _AGENT_OR_VIEWER = "An agent, or a viewer"
 
 
+_TIME = "2025-01-31T09:30:00Z"
+
+
 class RuleIn(BaseModel):
     """One call shape the agent may make."""
 
@@ -49,8 +52,22 @@ class RuleIn(BaseModel):
         max_length=255,
     )
     approval: bool = Field(
-        default=False, description="Hold each such call until a person approves it"
+        default=False,
+        description="Hold each such call until a person approves it",
+        examples=[False],
     )
+
+
+_AGENT = Field(
+    min_length=1,
+    max_length=MAX_AGENT_NAME,
+    description="The agent's name, as the audit log shows it",
+    examples=["billing-agent"],
+)
+_CONNECTIONS = "Connections the agent may call through"
+_RULES = "Allow rules; a call matching none is refused"
+_RATE = "Calls a minute, at most (null: no limit)"
+_BUDGET = "Calls that reach the upstream, in all (null: no budget)"
 
 
 class AgentGrantCreate(BaseModel):
@@ -75,46 +92,56 @@ class AgentGrantCreate(BaseModel):
         },
     )
 
-    agent: str = Field(
-        min_length=1,
-        max_length=MAX_AGENT_NAME,
-        description="The agent's name, as the audit log shows it",
-    )
+    agent: str = _AGENT
     connection_ids: list[str] = Field(
-        min_length=1, max_length=100, description="Connections the agent may call through"
+        min_length=1, max_length=100, description=_CONNECTIONS, examples=[[_EXAMPLE_ID]]
     )
     rules: list[RuleIn] = Field(
-        min_length=1, max_length=50, description="Allow rules; a call matching none is refused"
+        min_length=1,
+        max_length=50,
+        description=_RULES,
+        examples=[[{"methods": ["GET"], "path": "/invoices/**"}]],
     )
     rate_per_minute: int | None = Field(
-        default=None, ge=1, le=1_000_000, description="Calls a minute, at most (left out: no limit)"
+        default=None, ge=1, le=1_000_000, description=_RATE, examples=[60]
     )
     max_calls: int | None = Field(
-        default=None,
-        ge=1,
-        le=1_000_000_000,
-        description="Calls that reach the upstream, in all (left out: no budget)",
+        default=None, ge=1, le=1_000_000_000, description=_BUDGET, examples=[1000]
     )
     ttl_seconds: int = Field(
-        ge=1, le=MAX_TTL_SECONDS, description="How long the grant works: 1 s to 30 days"
+        ge=1,
+        le=MAX_TTL_SECONDS,
+        description="How long the grant works: 1 s to 30 days",
+        examples=[86400],
     )
 
 
 class AgentGrantPublic(BaseModel):
     """A grant as lists show it: never its token."""
 
-    id: str = Field(description="The grant's id (also its client id at `/oauth/token`)")
-    agent: str
-    connection_ids: list[str]
-    rules: list[RuleIn]
-    rate_per_minute: int | None
-    max_calls: int | None
-    calls_made: int = Field(description="Calls that reached the upstream so far")
-    created_by: str | None = Field(description="The person the agent acts for")
-    created_at: datetime
-    expires_at: datetime
-    revoked_at: datetime | None
-    status: Literal["active", "expired", "revoked"]
+    id: str = Field(
+        description="The grant's id (also its client id at the server's token endpoint)",
+        examples=[_EXAMPLE_ID],
+    )
+    agent: str = Field(description="The agent's name", examples=["billing-agent"])
+    connection_ids: list[str] = Field(description=_CONNECTIONS, examples=[[_EXAMPLE_ID]])
+    rules: list[RuleIn] = Field(
+        description=_RULES, examples=[[{"methods": ["GET"], "path": "/invoices/**"}]]
+    )
+    rate_per_minute: int | None = Field(description=_RATE, examples=[60])
+    max_calls: int | None = Field(description=_BUDGET, examples=[1000])
+    calls_made: int = Field(description="Calls that reached the upstream so far", examples=[3])
+    created_by: str | None = Field(
+        description="The person the agent acts for (null: a key from before the workspace "
+        "had people)",
+        examples=[_EXAMPLE_ID],
+    )
+    created_at: datetime = Field(description="When it was made", examples=[_TIME])
+    expires_at: datetime = Field(description="When it stops working", examples=[_TIME])
+    revoked_at: datetime | None = Field(description="When it was revoked, or null", examples=[None])
+    status: Literal["active", "expired", "revoked"] = Field(
+        description="Whether it works now", examples=["active"]
+    )
 
     @classmethod
     def of(cls, grant: AgentGrant, now: datetime) -> AgentGrantPublic:
@@ -150,6 +177,8 @@ class AgentGrantPublic(BaseModel):
 
 
 class AgentGrantCreated(AgentGrantPublic):
+    """The new grant, and its token: this answer is the only one that holds it."""
+
     token: str = Field(
         description="The agent's bearer token, for the proxy and `/mcp` only. Shown this "
         "once: only its hash is stored",
@@ -228,7 +257,11 @@ def revoke_agent_grant(
 
 
 class RevokedGrants(BaseModel):
-    revoked: list[str] = Field(description="The ids of the grants revoked")
+    """The grants one request revoked."""
+
+    revoked: list[str] = Field(
+        description="The ids of the grants revoked", examples=[[_EXAMPLE_ID]]
+    )
 
 
 @router.delete(
@@ -254,19 +287,34 @@ ApprovalStatus = Literal["pending", "approved", "denied", "used", "expired"]
 class ApprovalPublic(BaseModel):
     """A call an agent made that waits for (or got) a person's decision."""
 
-    id: str
-    grant_id: str
-    agent: str
-    connection_id: str
-    method: str
-    url: str = Field(description="Where the call goes (no credential is in it)")
-    body_sha256: str = Field(description="Hex SHA-256 of the call's body")
-    body_preview: str = Field(description="The body's first 2 KiB, as text, credentials hidden")
-    status: ApprovalStatus
-    created_at: datetime
-    expires_at: datetime
-    decided_at: datetime | None
-    decided_by: str | None
+    id: str = Field(description="The held call's id", examples=[_EXAMPLE_ID])
+    grant_id: str = Field(description="The grant it was made with", examples=[_EXAMPLE_ID])
+    agent: str = Field(description="The agent's name", examples=["billing-agent"])
+    connection_id: str = Field(description="The connection it goes through", examples=[_EXAMPLE_ID])
+    method: str = Field(description="The HTTP method", examples=["POST"])
+    url: str = Field(
+        description="Where the call goes (no credential is in it)",
+        examples=["https://api.example.com/v1/invoices/7/send"],
+    )
+    body_sha256: str = Field(
+        description="Hex SHA-256 of the call's body",
+        examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"],
+    )
+    body_preview: str = Field(
+        description="The body's first 2 KiB, as text, credentials hidden",
+        examples=['{"amount": 10}'],
+    )
+    status: ApprovalStatus = Field(
+        description="`pending` (waiting), `approved` (one call may go), `denied`, `used` "
+        "(the approved call went) or `expired`",
+        examples=["pending"],
+    )
+    created_at: datetime = Field(description="When the call was held", examples=[_TIME])
+    expires_at: datetime = Field(
+        description="When it expires unless decided (or, approved, made)", examples=[_TIME]
+    )
+    decided_at: datetime | None = Field(description="When a person decided", examples=[None])
+    decided_by: str | None = Field(description="Who decided (a user id)", examples=[None])
 
     @classmethod
     def of(cls, approval: Approval) -> ApprovalPublic:

@@ -259,6 +259,12 @@ class EmailChoices(BaseModel):
         description="The caller was invited to use a profile",
         examples=[False],
     )
+    approval_requested: bool = Field(
+        alias="approval.requested",
+        description="An agent's call waits for the caller's approval (their grant's, or as "
+        "an admin)",
+        examples=[True],
+    )
 
 
 class EmailChoicesUpdate(BaseModel):
@@ -293,6 +299,12 @@ class EmailChoicesUpdate(BaseModel):
         alias="profile.access_granted",
         description="Email the caller when they are invited to a profile",
         examples=[False],
+    )
+    approval_requested: bool | None = Field(
+        default=None,
+        alias="approval.requested",
+        description="Email the caller when an agent's call waits for their approval",
+        examples=[True],
     )
 
 
