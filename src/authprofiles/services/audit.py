@@ -446,8 +446,8 @@ def _detail(text: str) -> dict[str, DetailValue]:
 
 __all__ = [
     "EVERY_WORKSPACE",
-    "AuditBuffer",
     "MAX_FILTER_LENGTH",
+    "AuditBuffer",
     "AuditFilters",
     "AuditLog",
     "AuditRecord",
