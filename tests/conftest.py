@@ -34,6 +34,7 @@ pytest_plugins = [
     "tests.support.app",
     "tests.support.mail",
     "tests.support.pgbouncer",
+    "tests.support.telemetry",
 ]
 
 ADMIN = Principal(workspace_id=DEFAULT_WORKSPACE_ID, role=Role.ADMIN, name="test-admin")

@@ -284,6 +284,42 @@ class Settings(BaseSettings):
         "minute has ended; the rest at shutdown).",
     )
 
+    # -- traces and metrics -----------------------------------------------------------------
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, `GET /metrics` answers only `Authorization: Bearer <this "
+        "token>` (401 otherwise). Unset: anyone who reaches the server may read the "
+        "metrics (counts and timings; they carry no secret).",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="The OpenTelemetry collector spans are sent to over OTLP/HTTP, e.g. "
+        "`http://otel-collector:4318` (spans go to its `/v1/traces`). Unset or empty: no "
+        "span is recorded or sent. The standard `OTEL_EXPORTER_OTLP_*` variables (headers, "
+        "certificates, timeout) and `OTEL_TRACES_SAMPLER` apply.",
+    )
+    otlp_service_name: str = Field(
+        default="authprofiles",
+        description="The `service.name` the spans are sent under.",
+    )
+
+    approval_ttl_seconds: int = Field(
+        default=3600,
+        ge=10,
+        le=7 * 24 * 3600,
+        description="How long a call an agent made that waits for a person's approval "
+        "stays open, and how long an approved call may then be made once; after that "
+        "it is `expired`.",
+    )
+    agent_access_token_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=24 * 3600,
+        description="The lifetime of an access token the server's own token endpoint "
+        "issues for an agent grant (client credentials, for `/mcp` or the proxy); never "
+        "beyond the grant's own expiry.",
+    )
+
     @property
     def public_base_url(self) -> str:
         """AUTHPROFILES_PUBLIC_URL when set, else the URL ``serve`` listens at, as a browser

@@ -23,6 +23,7 @@ from authprofiles.store.models import AgentGrantRow
 from tests.support.app import Live, oauth_profile
 from tests.support.echo import EchoServer
 from tests.support.idp import IdP
+from tests.support.telemetry import metric_value, metrics_text
 
 pytestmark = pytest.mark.idp
 SQLITE_ONLY = True
@@ -300,6 +301,7 @@ def test_a_held_call_waits_for_a_person_and_goes_through_once(
         assert pending["url"].endswith("/api/invoices/7/send")
         assert QUERY_SECRET not in pending["url"]
         assert json.loads(pending["body_preview"]) == {"amount": 10}
+        assert metric_value(metrics_text(live.url), "authprofiles_approvals_pending") >= 1
 
         approved = live.http.post(f"/api/v1/approvals/{problem['approval_id']}/approve")
         assert approved.status_code == 200, approved.text

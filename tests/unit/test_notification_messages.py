@@ -58,6 +58,71 @@ def test_an_invitation_email_links_to_the_profile() -> None:
     assert f"{PUBLIC}/profiles/p-1" in email.text
 
 
+APPROVAL_LINK = f"{PUBLIC}/console/approvals/a-42"
+
+
+def approval_notice(agent: str = "billing-bot", detail: str | None = None) -> Notice:
+    """An ``approval.requested`` notice, its detail as the approvals service words it."""
+    url = "https://api.example.com/v1/invoices/7/send?dry=1"
+    return notice(
+        NoticeEvent.APPROVAL_REQUESTED,
+        connection_id="c-9",
+        detail=detail
+        if detail is not None
+        else f"Agent {agent!r} asks to call POST {url}. Approve or deny it: {APPROVAL_LINK}",
+    )
+
+
+def test_an_approval_email_names_the_agent_the_call_and_the_profile() -> None:
+    email = email_for(approval_notice(), PUBLIC)
+    assert email.subject == (
+        "authprofiles: agent billing-bot asks to call POST "
+        "https://api.example.com/v1/invoices/7/send?dry=1 on profile billing — approve or deny"
+    )
+    # Not the invitation's words (the branch every other event falls into).
+    assert "you may now use" not in email.subject
+    assert "access" not in email.text
+
+
+def test_an_approval_email_carries_the_detail_and_the_link_on_a_line_of_its_own() -> None:
+    email = email_for(approval_notice(), PUBLIC)
+    lines = email.text.splitlines()
+    assert APPROVAL_LINK in lines
+    assert "POST https://api.example.com/v1/invoices/7/send?dry=1" in email.text
+    assert '"billing"' in email.text
+    assert "approve or deny" in email.text.lower()
+
+
+def test_an_approval_email_quotes_an_agent_name_holding_a_quote() -> None:
+    email = email_for(approval_notice(agent="O'Brien's agent"), PUBLIC)
+    assert email.subject.startswith("authprofiles: agent O'Brien's agent asks to call POST ")
+
+
+def test_an_approval_email_of_an_unexpected_detail_still_names_the_profile_and_links() -> None:
+    email = email_for(approval_notice(detail="something was held"), PUBLIC)
+    assert email.subject == (
+        "authprofiles: an agent asks to call through profile billing — approve or deny"
+    )
+    assert f"{PUBLIC}/console/approvals" in email.text.splitlines()
+    assert "something was held" in email.text
+
+
+def test_an_approval_email_subject_stays_one_line() -> None:
+    url = "https://api.example.com/" + "x" * 400
+    detail = f"Agent 'bot' asks to call GET {url}. Approve or deny it: {APPROVAL_LINK}"
+    email = email_for(approval_notice(detail=detail), PUBLIC)
+    assert "\n" not in email.subject and len(email.subject) <= 250
+    assert APPROVAL_LINK in email.text.splitlines()
+
+
+def test_the_webhook_body_of_an_approval_request_is_the_contracts() -> None:
+    at = datetime(2025, 1, 31, 9, 30, tzinfo=UTC)
+    body = json.loads(webhook_body("m-3", approval_notice(), at))
+    assert body["event"] == "approval.requested"
+    assert body["connection"] == {"id": "c-9"}
+    assert body["detail"].endswith(APPROVAL_LINK)
+
+
 def test_a_line_break_in_a_name_cannot_start_a_header() -> None:
     email = email_for(notice(NoticeEvent.PROFILE_FAILING, profile_name="x\r\nBcc: a@b.c"), PUBLIC)
     assert "\n" not in email.subject and "\r" not in email.subject

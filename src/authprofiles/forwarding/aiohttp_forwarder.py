@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import yarl
+from opentelemetry.trace import SpanKind
 
+from authprofiles import telemetry
 from authprofiles.core.errors import UpstreamError, UpstreamTimeout
 from authprofiles.core.ports import ForwardedResponse, OutboundRequest, UpstreamBodyBrokeOff
 
@@ -53,12 +55,26 @@ class AiohttpResponse:
 
 class AiohttpForwarder:
     """Sends each request on the pool of its egress route, exactly as planned: no
-    redirect is followed (the request carries credentials), no header is added."""
+    redirect is followed (the request carries credentials), no header is added but, while
+    tracing is on, the W3C trace context (``traceparent``) of the call's span."""
 
     def __init__(self, session_for: SessionFor) -> None:
         self._session_for = session_for
 
     async def send(self, request: OutboundRequest) -> ForwardedResponse:
+        """The upstream's answer, in an ``upstream.call`` client span that ends once its
+        headers are in (the body is the caller's to stream). The span names the method,
+        the host and the status; not the URL, whose query may carry a credential."""
+        with telemetry.span(
+            "upstream.call",
+            {"http.request.method": request.method, "server.address": request.host},
+            kind=SpanKind.CLIENT,
+        ) as current:
+            response = await self._send(request)
+            current.set_attribute("http.response.status_code", response.status)
+            return response
+
+    async def _send(self, request: OutboundRequest) -> ForwardedResponse:
         host = request.host
         session = self._session_for(request.egress_proxy_url)
         try:
@@ -66,7 +82,8 @@ class AiohttpForwarder:
                 request.method,
                 # Already encoded and checked by the planning: sent exactly as built.
                 yarl.URL(request.url, encoded=True),
-                headers=request.headers,
+                # The upstream continues this call's trace, not whatever the caller sent.
+                headers=telemetry.with_trace_context(request.headers),
                 data=request.body,
                 allow_redirects=False,
                 proxy=request.egress_proxy_url,

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from authprofiles import telemetry
 from authprofiles.core.connections import TokenSet
 from authprofiles.core.ports import Clock, SystemClock
 from authprofiles.oauth._authlib import OAuth2Client, OAuthError, generate_token
@@ -116,7 +117,11 @@ class OAuthEngine:
             # Every request here carries the client's credentials: a redirect is the
             # identity provider's answer, never an invitation to send them elsewhere.
             follow_redirects=False,
-            event_hooks=self.event_hooks,
+            event_hooks={
+                **self.event_hooks,
+                # First, so that a hook recording the request sees what is sent.
+                "request": [_propagate_trace, *self.event_hooks.get("request", [])],
+            },
         )
         # client_secret_basic as RFC 6749 section 2.3.1 says (see client_auth), for the
         # token, refresh and revocation requests alike.
@@ -241,7 +246,11 @@ class OAuthEngine:
             self._attempt.timeout = self._timeout_within(deadline - time.monotonic())
             try:
                 return self._classify(call, what, _host(url))
+            except GrantRefused as exc:
+                _count_failure(exc)
+                raise
             except IdPUnavailable as exc:
+                _count_failure(exc)
                 sent = not isinstance(exc.__cause__, httpx.ConnectError)
                 left = deadline - time.monotonic()
                 if attempt >= self.retries or (sent and not retry_after_send) or left < 0.1:
@@ -309,6 +318,24 @@ class OAuthEngine:
             raise IdPUnavailable(
                 f"{where}: unreadable answer from the identity provider", host=host
             ) from exc
+
+
+#: RFC 8628 section 3.5's answers to a poll that is early: the device flow waiting, not failing.
+_STILL_WAITING = frozenset({"authorization_pending", "slow_down"})
+
+
+def _count_failure(exc: GrantRefused | IdPUnavailable) -> None:
+    """One failed call to the identity provider, in ``telemetry.metrics.IDP_ERRORS``."""
+    if isinstance(exc, IdPUnavailable):
+        telemetry.count_idp_error("timeout" if exc.timeout else "unavailable")
+    elif exc.error not in _STILL_WAITING:
+        telemetry.count_idp_error(exc.error)
+
+
+def _propagate_trace(request: httpx.Request) -> None:
+    """httpx request hook: the identity provider continues the trace of the span the call
+    is made in (a refresh's), while tracing is on."""
+    telemetry.inject_trace_context(request.headers)
 
 
 def _host(url: str) -> str:

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from authprofiles import telemetry
 from authprofiles.core.callers import (
     CredentialRequest,
     Principal,
@@ -87,7 +88,17 @@ class RolePolicy:
         self.access = access
 
     def authorize(self, principal: Principal, request: CredentialRequest) -> None:
-        """Say no, with a reason, or return. Never logs the credential."""
+        """Say no, with a reason, or return. Never logs the credential.
+
+        Each decision is a ``policy.decide`` span naming the connection, the profile, the
+        purpose and, for a proxied call, its method and host (not its path); a refusal
+        fails it, with ``error.type`` ``Forbidden``."""
+        with telemetry.span("policy.decide") as decision:
+            if decision.is_recording():
+                decision.set_attributes(_described(request))
+            self._authorize(principal, request)
+
+    def _authorize(self, principal: Principal, request: CredentialRequest) -> None:
         require_role(principal, Role.DEVELOPER)
         if request.purpose is Purpose.PROXY and principal.session_id is not None:
             # The proxy relays whatever the upstream answers, on this server's origin: a
@@ -185,6 +196,21 @@ class RolePolicy:
             return True
         user_id, profiles = visible
         return owner == user_id or (owner == SHARED_OWNER and profile_id in profiles)
+
+
+def _described(request: CredentialRequest) -> dict[str, str]:
+    """A decision's span attributes: ids, the purpose, a proxied call's method and host."""
+    described = {
+        "authprofiles.connection_id": request.connection_id,
+        "authprofiles.purpose": request.purpose.value,
+    }
+    if request.profile_id is not None:
+        described["authprofiles.profile_id"] = request.profile_id
+    if request.method is not None:
+        described["http.request.method"] = request.method
+    if request.host is not None:
+        described["server.address"] = request.host
+    return described
 
 
 __all__ = [

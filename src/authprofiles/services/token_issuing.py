@@ -22,11 +22,15 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
+from types import TracebackType
 from typing import Generic, Protocol, TypeVar
 
+from authprofiles import telemetry
 from authprofiles.core.callers import CredentialRequest, Principal, Purpose
+from authprofiles.core.errors import Forbidden, NotFound, Unauthenticated
 from authprofiles.core.ports import Clock, CredentialPolicy, IssuedCredential, TokenSource
 from authprofiles.services.blocking import in_thread_pool
+from authprofiles.services.errors import NeedsReauth
 
 IssuedT = TypeVar("IssuedT", bound=IssuedCredential)
 T = TypeVar("T")
@@ -188,20 +192,28 @@ class TokenIssuing(Generic[IssuedT]):
         self, principal: Principal, connection_id: str, render: Callable[[IssuedT], bytes]
     ) -> RenderedToken[IssuedT]:
         """A token valid beyond the refresh skew, for ``principal`` to read (the policy is
-        asked, reused token or not), with ``render``'s JSON of it, made once per token."""
-        handed = self._reusable_to_read(principal, connection_id)
-        if handed is None:
-            handed = await self._shared_read(
-                connection_id,
-                partial(self._reusable_to_read, principal, connection_id),
-                partial(self._load, principal, connection_id),
-            )
-        rendered = handed.rendered
-        if rendered is None:
-            rendered = handed.rendered = RenderedToken(handed.issued, render(handed.issued))
-        if self._count_issued is not None:
-            self._count_issued(principal, connection_id, handed.issued.connection.profile_id)
-        return rendered
+        asked, reused token or not), with ``render``'s JSON of it, made once per token.
+        A ``token.read`` span, and a count of token fetches by outcome."""
+        with (
+            telemetry.span("token.read", _read_attributes(connection_id, "token")) as reading,
+            _CountedFetch("token"),
+        ):
+            handed = self._reusable_to_read(principal, connection_id)
+            reading.set_attribute("authprofiles.token.reused", handed is not None)
+            if handed is None:
+                handed = await self._shared_read(
+                    connection_id,
+                    partial(self._reusable_to_read, principal, connection_id),
+                    partial(self._load, principal, connection_id),
+                )
+            rendered = handed.rendered
+            if rendered is None:
+                rendered = handed.rendered = RenderedToken(handed.issued, render(handed.issued))
+            profile_id = handed.issued.connection.profile_id
+            reading.set_attribute("authprofiles.profile_id", profile_id)
+            if self._count_issued is not None:
+                self._count_issued(principal, connection_id, profile_id)
+            return rendered
 
     def _reusable_to_read(
         self, principal: Principal, connection_id: str
@@ -235,11 +247,17 @@ class TokenIssuing(Generic[IssuedT]):
         ``read()`` (built on :meth:`get_token`, off the loop), which concurrent callers for
         the same connection in this worker share: one reads, the others then find the
         token in memory. Each still gets its own policy decision, since both callables
-        ask the policy for their own caller."""
-        found = from_memory()
-        if found is not None:
-            return found
-        return await self._shared_read(connection_id, from_memory, read)
+        ask the policy for their own caller. A ``token.read`` span, and a count of token
+        fetches by outcome (the proxy's)."""
+        with (
+            telemetry.span("token.read", _read_attributes(connection_id, "proxy")) as reading,
+            _CountedFetch("proxy"),
+        ):
+            found = from_memory()
+            reading.set_attribute("authprofiles.token.reused", found is not None)
+            if found is not None:
+                return found
+            return await self._shared_read(connection_id, from_memory, read)
 
     async def _shared_read(
         self,
@@ -306,6 +324,44 @@ class TokenIssuing(Generic[IssuedT]):
     def forget(self, connection_id: str) -> None:
         """The connection's tokens changed or went: nobody is handed the old ones."""
         self._recent.drop(connection_id)
+
+
+def _read_attributes(connection_id: str, purpose: str) -> dict[str, str]:
+    return {"authprofiles.connection_id": connection_id, "authprofiles.purpose": purpose}
+
+
+class _CountedFetch:
+    """Counts the token fetch its block makes (``telemetry.metrics.TOKEN_FETCHES``) by
+    how it ended; a cancelled one (the caller went away) is not counted."""
+
+    __slots__ = ("_purpose",)
+
+    def __init__(self, purpose: str) -> None:
+        self._purpose = purpose
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if error is None:
+            telemetry.count_token_fetch(self._purpose, "ok")
+        elif isinstance(error, Exception):
+            telemetry.count_token_fetch(self._purpose, _fetch_outcome(error))
+
+
+def _fetch_outcome(error: Exception) -> str:
+    if isinstance(error, Forbidden | Unauthenticated):
+        return "refused"
+    if isinstance(error, NotFound):
+        return "not_found"
+    if isinstance(error, NeedsReauth):
+        return "needs_reauth"
+    return "error"
 
 
 __all__ = [

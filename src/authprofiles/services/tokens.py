@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
+from authprofiles import telemetry
 from authprofiles.core.callers import CredentialRequest, Principal, Purpose
 from authprofiles.core.connections import Connection, ConnectionStatus, DerivedOnce, TokenSet
 from authprofiles.core.errors import DomainError, NotFound
@@ -415,7 +416,7 @@ class TokenService:
         could not be reached, that failure, written already."""
         log_in_again = lease.possibly_spent and self._can_log_in_again(profile, connection)
         try:
-            tokens = self._renew(profile, connection, log_in_again=log_in_again)
+            tokens = self._renew_counted(profile, connection, log_in_again=log_in_again)
         except (GrantRefused, IdPUnavailable) as exc:
             reauth, client_refused = after_refresh_failure(exc)
             reason = exc.detail
@@ -483,6 +484,34 @@ class TokenService:
         given = GrantInput(form_values=form_values_of(profile, connection.fields))
         _, missing = grant.check_input(profile, given, kept=connection)
         return not missing
+
+    def _renew_counted(
+        self, profile: Profile, connection: Connection, *, log_in_again: bool
+    ) -> TokenSet:
+        """:meth:`_renew` in a ``token.refresh`` span, counted by outcome
+        (``telemetry.metrics.REFRESH_OUTCOMES``), on demand and in the background alike."""
+        with telemetry.span(
+            "token.refresh",
+            {
+                "authprofiles.connection_id": connection.id,
+                "authprofiles.profile_id": profile.id,
+                "authprofiles.auth_type": str(profile.auth_type),
+                "authprofiles.refresh.log_in_again": log_in_again,
+            },
+        ) as refreshing:
+            outcome = "error"
+            try:
+                tokens = self._renew(profile, connection, log_in_again=log_in_again)
+                outcome = "ok"
+                return tokens
+            except (GrantRefused, IdPUnavailable) as exc:
+                reauth, client_refused = after_refresh_failure(exc)
+                if reauth or client_refused:
+                    outcome = "needs_reauth" if reauth else "client_refused"
+                raise
+            finally:
+                refreshing.set_attribute("authprofiles.outcome", outcome)
+                telemetry.count_refresh(outcome)
 
     def _renew(
         self, profile: Profile, connection: Connection, *, log_in_again: bool = False

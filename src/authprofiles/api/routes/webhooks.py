@@ -31,7 +31,8 @@ _EVENTS = (
     "`profile.failing` (a profile stopped working wherever it is used: once per "
     "incident), `profile.recovered` (it works again), `connection.needs_reauth` (a "
     "connection must be authorized again), `profile.access_granted` (people were "
-    "invited to a profile)"
+    "invited to a profile), `approval.requested` (an agent's call waits for a person's "
+    "approval)"
 )
 _TIME_EXAMPLE = "2025-01-31T09:30:00Z"
 

@@ -8,6 +8,7 @@ never holds a credential, and links name ids, never tokens.
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +50,31 @@ def profile_url(public_url: str, profile_id: str | None) -> str:
 
 def connection_url(public_url: str, connection_id: str | None) -> str:
     return f"{public_url}/connections/{connection_id}" if connection_id else public_url
+
+
+#: The held call an ``approval.requested`` notice's detail names: "Agent 'x' asks to call
+#: METHOD URL. Approve or deny it: LINK" (the agent's name as Python's repr quotes it).
+_APPROVAL_REQUEST = re.compile(
+    r"^Agent (?P<agent>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\") asks to call "
+    r"(?P<method>[A-Z]+) (?P<url>\S+?)\.?(?:\s|$)"
+)
+#: The console's page of a held call, at the end of the detail.
+_APPROVAL_LINK = re.compile(r"(?P<link>https?://\S+/console/approvals/[^\s/?#]+)\s*$")
+
+
+def approval_link(detail: str, public_url: str) -> str:
+    """The page of the held call the detail ends with (else the list of held calls)."""
+    found = _APPROVAL_LINK.search(detail)
+    return found.group("link") if found else f"{public_url}/console/approvals"
+
+
+def _approval_subject(detail: str, name: str) -> str:
+    found = _APPROVAL_REQUEST.match(detail)
+    if found is None:
+        return f"authprofiles: an agent asks to call through profile {name} — approve or deny"
+    agent = one_line(found.group("agent")[1:-1], 80)
+    call = f"{found.group('method')} {one_line(found.group('url'), 120)}"
+    return f"authprofiles: agent {agent} asks to call {call} on profile {name} — approve or deny"
 
 
 def email_for(notice: Notice, public_url: str) -> Email:
@@ -93,6 +119,20 @@ def email_for(notice: Notice, public_url: str) -> Email:
             "Authorize it again here:",
             connection_url(public_url, notice.connection_id),
         ]
+    elif notice.event is NoticeEvent.APPROVAL_REQUESTED:
+        subject = _approval_subject(detail, name)
+        lines = [
+            f"An agent made a call through the profile {quoted} that a rule of its grant "
+            "holds until a person decides.",
+            "",
+            f"The call: {detail}",
+            "",
+            "See the call (its method, URL and body) and approve or deny it here:",
+            approval_link(detail, public_url),
+            "",
+            "Approving lets exactly this call (the same method, URL and body) through, once. "
+            "A call nobody decides on in time is refused.",
+        ]
     else:
         subject = f"authprofiles: you may now use profile {name}"
         lines = [
@@ -128,4 +168,4 @@ def webhook_body(message_id: str, notice: Notice, at: datetime) -> str:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
-__all__ = ["Email", "email_for", "iso_utc", "one_line", "webhook_body"]
+__all__ = ["Email", "approval_link", "email_for", "iso_utc", "one_line", "webhook_body"]

@@ -28,6 +28,7 @@ from authprofiles.core.agent_grants import (
     normalised_path,
 )
 from authprofiles.core.callers import CredentialRequest, Principal, Purpose
+from authprofiles.core.connections import Connection
 from authprofiles.core.errors import (
     Conflict,
     DomainError,
@@ -44,6 +45,7 @@ from authprofiles.core.ports import (
     IssuedCredential,
     TokenIssuer,
 )
+from authprofiles.core.profiles import Profile
 from authprofiles.core.redaction import Redactor
 from authprofiles.services.blocking import in_thread_pool
 from authprofiles.services.errors import NeedsReauth
@@ -417,6 +419,7 @@ class ProxyService(Generic[IssuedT]):
             method=incoming.method.upper(),
             url=url,
             body=body,
+            redactor=_held_call_redactor(connection, profile),
         )
         deadline = time.monotonic() + min(max(wait_seconds, 0), MAX_APPROVAL_WAIT_SECONDS)
         while True:
@@ -450,6 +453,20 @@ class ProxyService(Generic[IssuedT]):
             return await self._forwarder.send(outbound_request(plan, method, headers, body))
         except UpstreamError as exc:
             raise _without_credentials(exc, plan) from None
+
+
+def _held_call_redactor(connection: Connection, profile: Profile) -> Redactor:
+    """What the person deciding must not see in a held call's body preview: any secret the
+    connection or profile holds (an agent may have put one there)."""
+    tokens = connection.tokens
+    return Redactor(
+        tokens.access_token if tokens else None,
+        tokens.refresh_token if tokens else None,
+        connection.password,
+        profile.client_secret,
+        *(field.value for field in profile.authorization_fields if field.value),
+        *connection.fields.values(),
+    )
 
 
 def _outcome(exc: DomainError) -> str:

@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.types import Scope
 
-from authprofiles.web.console import admin, connections, home, profiles
+from authprofiles.web.console import admin, agents, connections, home, profiles
 from authprofiles.web.console.base import (
     ConsolePage,
     console_headers,
@@ -29,7 +29,7 @@ STATIC_DIR = Path(__file__).parent.parent / "static"
 STATIC_PATH = "/console/static"
 
 router = APIRouter(include_in_schema=False)
-for module in (home, profiles, connections, admin):
+for module in (home, profiles, connections, agents, admin):
     router.include_router(module.router)
 
 

@@ -95,6 +95,7 @@ EVENT_LABELS = {
     "profile.recovered": "A profile recovers",
     "connection.needs_reauth": "A connection needs to be authorized again",
     "profile.access_granted": "Someone is invited to a profile",
+    "approval.requested": "An agent's call waits for a person to approve it",
 }
 #: The email preference field of each event (``PUT /me/notifications`` takes these).
 PREFERENCE_FIELDS = {event: event.replace(".", "_") for event in EVENT_NAMES}

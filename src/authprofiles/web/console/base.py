@@ -76,6 +76,8 @@ class NavItem:
 #: Authorization profile (seed 000), Manage and My settings > OAuth connections (seed 004).
 NAVIGATION: tuple[NavItem, ...] = (
     NavItem("Security & Control", "Authorization profiles", "/console/profiles", "profiles"),
+    NavItem("Security & Control", "Agents", "/console/agents", "agents", Role.DEVELOPER),
+    NavItem("Security & Control", "Approvals", "/console/approvals", "approvals"),
     NavItem("My settings", "OAuth connections", "/console/connections", "connections"),
     NavItem("Manage", "Users", "/console/users", "users", Role.ADMIN),
     NavItem("Manage", "Teams", "/console/teams", "teams", Role.ADMIN),
