@@ -11,16 +11,20 @@ from typing import Any
 from fastapi import FastAPI
 
 from authprofiles import __version__
+from authprofiles.agent_mcp.authorization import router as mcp_authorization
+from authprofiles.agent_mcp.server import AgentMcpServer
 from authprofiles.api import docs, problems, schemas
 from authprofiles.api.access_log import AccessLog
 from authprofiles.api.bodies import RequestBodyGuard
-from authprofiles.api.caller import CallerMiddleware
+from authprofiles.api.caller import BearerCredentials, CallerMiddleware
 from authprofiles.api.routes import (
+    agent_grants,
     api_keys,
     audit,
     connections,
     discovery,
     health,
+    metrics,
     people,
     profiles,
     proxy,
@@ -30,6 +34,8 @@ from authprofiles.api.routes import (
 from authprofiles.composition import Services
 from authprofiles.services.tokens import BackgroundRefresher
 from authprofiles.settings import Settings, get_settings
+from authprofiles.telemetry import export_spans, set_approvals_pending_source
+from authprofiles.telemetry.asgi import RequestTelemetry
 from authprofiles.web import console, home, signin
 from authprofiles.web import routes as web_routes
 
@@ -53,6 +59,7 @@ def create_app(
         logging.getLogger(noisy).setLevel(logging.WARNING)
     owned = services is None
     services = services or Services(settings)
+    mcp_server = AgentMcpServer(services)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -88,6 +95,11 @@ def create_app(
             settings.audit_flush_seconds, services.token_counter.flush
         )
         audit_flusher.start()
+        # Agents' calls, one audit entry each, written together every few seconds.
+        agent_call_flusher = BackgroundRefresher(
+            settings.audit_flush_seconds, services.agent_calls.flush
+        )
+        agent_call_flusher.start()
         if freeze_startup_objects:
             # What importing and starting left behind (modules, schemas, mappers: millions
             # of objects) lives as long as the process. Left in the collector's oldest
@@ -96,9 +108,16 @@ def create_app(
             # a full collection takes about 2 ms.
             gc.collect()
             gc.freeze()
+        # Spans are recorded and sent only when a collector is named (export is off by
+        # default); each worker sends its own, from a thread of its own.
+        span_export = export_spans(settings.otlp_endpoint, service_name=settings.otlp_service_name)
+        # Held calls waiting for a person, counted when /metrics is read.
+        set_approvals_pending_source(services.approvals.pending_count)
+        await mcp_server.start()  # the MCP face's transport (/mcp)
         try:
             yield
         finally:
+            await mcp_server.stop()
             for refresher in refreshers:
                 refresher.stop()
             poller.stop()
@@ -106,6 +125,8 @@ def create_app(
                 delivery.stop()
             audit_flusher.stop()
             services.token_counter.flush_all()  # the current minute too: nothing is lost
+            agent_call_flusher.stop()
+            services.agent_calls.flush()
             if keyring_watcher:
                 keyring_watcher.stop()
             await services.transports.aclose()
@@ -113,6 +134,9 @@ def create_app(
                 await services.db.async_reads.close()
             if owned:
                 services.close()
+            set_approvals_pending_source(None)
+            if span_export is not None:
+                span_export.shutdown()  # sends what is still queued
 
     app = AuthProfilesAPI(
         title="authprofiles",
@@ -130,10 +154,21 @@ def create_app(
         api_prefix=API_PREFIX,
         exempt=proxy.mount_path(API_PREFIX),
     )
-    app.add_middleware(CallerMiddleware, keys=services.api_keys, sessions=services.sessions)
+    app.add_middleware(
+        CallerMiddleware,
+        keys=BearerCredentials(services.api_keys, services.agent_grants),
+        sessions=services.sessions,
+    )
     app.add_middleware(problems.ContainUnexpected)
     app.add_middleware(AccessLog)  # added last: the outermost, so it sees the 500s too
+    # Outside even the access log: the request's span encloses everything served for it.
+    app.add_middleware(RequestTelemetry, proxy_prefix=proxy.mount_path(API_PREFIX) + "/")
     app.include_router(health.router)
+    app.include_router(metrics.router)  # at the root, as scrapers expect it
+    # The MCP face and its OAuth metadata and token endpoint, at the root as MCP clients
+    # (RFC 9728, RFC 8414) look for them.
+    app.include_router(mcp_server.router)
+    app.include_router(mcp_authorization)
     docs.install(app)
     app.include_router(web_routes.router)
     app.include_router(signin.router)
@@ -149,6 +184,7 @@ def create_app(
         audit,
         people,
         webhooks,
+        agent_grants,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     # The hot paths, matched before the others (``api.hot`` says why); described in the

@@ -189,4 +189,8 @@ async def mcp_answers(base_url: str, token: str, connection_id: str) -> list[str
         ):
             result = await session.call_tool(name, arguments)
             texts.append(result.model_dump_json())
+    # The echo gave the token back to the tool too, and the tool's result hides it.
+    assert '"status":200' in texts[1], texts[1]
+    assert "[redacted]" in texts[1], texts[1]
+    assert texts[3].count('"isError":true') == 1, texts[3]
     return texts

@@ -175,13 +175,15 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/approvals/{approval_id}/deny"): api("2xx", "404", "404", "404", "404", "404"),
     # -- no key: health, the OAuth redirect target, the pages for people ----------------------
     ("GET", "/metrics"): public("2xx"),
-    # PROVISIONAL (the MCP face is being written): settled once it lands.
+    # The MCP face's OAuth metadata is public; its token endpoint and /mcp take agent
+    # credentials only (client credentials of a grant; a grant's token): every key, and no
+    # key, is 401 there. The authorization endpoint exists for the metadata's sake alone.
     ("GET", "/.well-known/oauth-authorization-server"): public("2xx"),
     ("GET", "/.well-known/oauth-protected-resource"): public("2xx"),
     ("GET", "/.well-known/oauth-protected-resource/mcp"): public("2xx"),
-    ("GET", "/oauth/authorize"): public("2xx|3xx|4xx"),
-    ("POST", "/mcp"): public("2xx|4xx"),
-    ("POST", "/oauth/token"): public("2xx|4xx"),
+    ("GET", "/oauth/authorize"): public("400"),
+    ("POST", "/mcp"): public("401"),
+    ("POST", "/oauth/token"): public("401"),
     ("GET", "/healthz"): public("2xx"),
     ("GET", "/readyz"): public("2xx"),
     ("GET", "/"): public("2xx", signed_in="303"),  # a signed-in person goes to the console
@@ -316,6 +318,7 @@ def body_for(world: World, method: str, path: str, caller: str, own: bool) -> di
             }
         },
         ("DELETE", "/api/v1/agent-grants"): {"params": {"agent": "nobody-by-that-name"}},
+        ("POST", "/oauth/token"): {"data": {"grant_type": "client_credentials"}},
         ("POST", "/signin"): {"data": {"email": "nobody@example.com", "password": "wrong"}},
         ("POST", "/signin/sso"): {"data": {}},
         ("POST", "/reset/{token}"): {"data": {"password": "a new password 123"}},

@@ -12,7 +12,16 @@ from rich.markup import escape
 from rich.text import Text
 
 from authprofiles import __version__
-from authprofiles.cli import api_keys, audit, connections, keys, notifications, profiles, users
+from authprofiles.cli import (
+    api_keys,
+    audit,
+    connections,
+    keys,
+    mcp_stdio,
+    notifications,
+    profiles,
+    users,
+)
 from authprofiles.cli.common import REPORTED, console, report_failure, sqlite_path
 from authprofiles.logs import configure_logging
 from authprofiles.settings import Settings, listens_everywhere, settings_reference
@@ -31,6 +40,7 @@ app.add_typer(connections.app, name="connections")
 app.add_typer(keys.app, name="keys")
 app.add_typer(notifications.app, name="notifications")
 app.add_typer(audit.app, name="audit")
+app.command(name="mcp")(mcp_stdio.mcp)
 
 
 def _print_version(value: bool) -> None:

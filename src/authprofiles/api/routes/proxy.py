@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import Message, Receive, Scope, Send
 
@@ -24,6 +25,7 @@ from authprofiles.api.routes.connections import TOKEN_PROBLEMS
 from authprofiles.api.schemas import TokenPublic
 from authprofiles.composition import Services
 from authprofiles.core.callers import Principal
+from authprofiles.core.connections import NextStep
 from authprofiles.core.errors import DomainError, NotFound
 from authprofiles.core.injection import PathEscape
 from authprofiles.services.connections import ReauthorizeRequest
@@ -201,10 +203,10 @@ async def _proxy(
     except NeedsReauth as exc:
         if not principal.is_agent:
             raise
-        consent = await _consent_for_agent(services, principal, connection_id, exc)
+        consent = await consent_for_agent(services, principal, connection_id, exc)
         if consent is None:
             raise
-        return consent
+        return JSONResponse(consent, status_code=409, media_type=PROBLEM_JSON)
     length = upstream.content_length
     if request.method != "HEAD" and length is not None and length <= SMALL_BODY:
         # A small body of known size goes in one message: memory stays bounded (at most
@@ -240,23 +242,12 @@ def _prefer_wait(request: Request) -> float:
     return 0.0
 
 
-async def _consent_for_agent(
-    services: Services, principal: Principal, connection_id: str, exc: NeedsReauth
-) -> Response | None:
-    """Just-in-time consent: an agent called through a connection its person must authorize
-    (again). The answer carries what that person follows (a link, or a device code); the
-    agent's call succeeds once they have. None when nothing can be started for them (a
-    shared connection its maker may not manage, a password the service does not keep)."""
-    try:
-        started = await run_in_threadpool(
-            services.connections.reauthorize, principal, connection_id, ReauthorizeRequest()
-        )
-    except DomainError:
-        return None
-    step = started.next_step
+def next_step_fields(step: NextStep | None) -> dict[str, Any]:
+    """What a person does next to authorize a connection (only the grant's own members)."""
     if step is None:
-        return None
-    follow: dict[str, Any] = {
+        return {}
+    expires_at = step.expires_at.isoformat().replace("+00:00", "Z") if step.expires_at else None
+    return {
         key: value
         for key, value in (
             ("authorization_url", step.authorization_url),
@@ -264,23 +255,38 @@ async def _consent_for_agent(
             ("verification_uri", step.verification_uri),
             ("verification_uri_complete", step.verification_uri_complete),
             ("interval", step.interval),
-            (
-                "expires_at",
-                step.expires_at.isoformat().replace("+00:00", "Z") if step.expires_at else None,
-            ),
+            ("expires_at", expires_at),
         )
         if value is not None
     }
-    return problem(
-        409,
-        "Consent required",
-        f"{exc.detail}. The connection's person must authorize it: send them the "
+
+
+async def consent_for_agent(
+    services: Services, principal: Principal, connection_id: str, exc: NeedsReauth
+) -> dict[str, Any] | None:
+    """Just-in-time consent: an agent called through a connection its person must authorize
+    (again). The problem document carries what that person follows (a link, or a device
+    code); the agent's call succeeds once they have. None when nothing can be started for
+    them (a shared connection its maker may not manage, a password the service does not
+    keep): the refusal then stands as it was. The proxy and the MCP face both answer so."""
+    try:
+        started = await run_in_threadpool(
+            services.connections.reauthorize, principal, connection_id, ReauthorizeRequest()
+        )
+    except DomainError:
+        return None
+    if started.next_step is None:
+        return None
+    return {
+        "type": "/problems/consent-required",
+        "title": "Consent required",
+        "status": 409,
+        "detail": f"{exc.detail}. The connection's person must authorize it: send them the "
         "authorization_url (or the user_code at verification_uri); then make the call again",
-        problem_type="/problems/consent-required",
-        connection_status="needs_reauth",
-        connection_id=connection_id,
-        **follow,
-    )
+        "connection_status": "needs_reauth",
+        "connection_id": connection_id,
+        **next_step_fields(started.next_step),
+    }
 
 
 def mount_path(prefix: str) -> str:
