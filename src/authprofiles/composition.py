@@ -68,6 +68,7 @@ class AgentGate:
         self.refund_call = grants.refund_call
         self.pass_or_hold = approvals.pass_or_hold
         self.approval_status = approvals.status_of
+        self.restore_approval = approvals.restore
         self._calls = calls
         self._clock = clock
 

@@ -393,3 +393,28 @@ def test_grant_input_is_checked_field_by_field(live: Live, connection_id: str) -
     assert response.status_code == 422, response.text
     fields = {e["field"] for e in response.json()["errors"]}
     assert "ttl_seconds" in " ".join(fields)
+
+
+def test_an_approved_call_that_is_not_made_keeps_its_approval(
+    live: Live, connection_id: str, echo_server: EchoServer
+) -> None:
+    created = grant(
+        live,
+        connection_id,
+        [
+            {"methods": ["GET"], "path": "/**"},
+            {"methods": ["POST"], "path": "/**", "approval": True},
+        ],
+        max_calls=1,
+    )
+    url = f"/api/v1/proxy/{connection_id}/orders"
+    with agent(live, created["token"]) as client:
+        held = client.post(url, json={"n": 1}).json()
+        assert live.http.post(f"/api/v1/approvals/{held['approval_id']}/approve").is_success
+        assert client.get(f"/api/v1/proxy/{connection_id}/spend").status_code == 200
+        echo_server.clear_requests()
+        over = client.post(url, json={"n": 1})
+        assert over.status_code == 429, over.text
+        assert echo_server.requests() == []
+    standing = live.http.get(f"/api/v1/approvals/{held['approval_id']}").json()
+    assert standing["status"] == "approved"

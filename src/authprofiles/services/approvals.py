@@ -184,6 +184,12 @@ class Approvals:
             self.approval_url(approval_id),
         )
 
+    def restore(self, approval_id: str) -> None:
+        """The approved call was not made after all (rate-limited, or the upstream could not
+        be reached): the approval stands again, for the same call made again."""
+        with self.db.session() as session:
+            self.store.unuse(session, approval_id)
+
     def status_of(self, approval_id: str) -> str | None:
         with self.db.read() as session:
             row = session.get(ApprovalRow, approval_id)

@@ -227,6 +227,14 @@ class ApprovalStore:
         )
         return bool(getattr(result, "rowcount", 0) == 1)
 
+    def unuse(self, session: UnitOfWork, approval_id: str) -> None:
+        session.execute(
+            update(ApprovalRow)
+            .where(ApprovalRow.id == approval_id, ApprovalRow.status == "used")
+            .values(status="approved", used_at=None)
+            .execution_options(synchronize_session=False)
+        )
+
     def decide(
         self, session: UnitOfWork, approval_id: str, status: str, by: str | None, now: datetime
     ) -> bool:

@@ -53,6 +53,10 @@ class AgentGate(Protocol):
 
     def approval_status(self, approval_id: str) -> str | None: ...
 
+    def restore_approval(self, approval_id: str) -> None:
+        """An approval used by a call that then never reached the upstream stands again."""
+        ...
+
     def record_call(
         self,
         principal: Principal,

@@ -359,21 +359,29 @@ class ProxyService(Generic[IssuedT]):
             if any(rule.host for rule in grant.rules):
                 host = (await self._target_for_agent(principal, connection_id)).host
             rule = decide(grant, method, host, relative)
+            approval_id = None
             if rule.approval:
-                incoming = await self._approved(
+                incoming, approval_id = await self._approved(
                     principal, grant, connection_id, incoming, path, wait_seconds
                 )
             if grant.metered:
-                await in_thread_pool(partial(gate.reserve_call, grant))
+                try:
+                    await in_thread_pool(partial(gate.reserve_call, grant))
+                except DomainError:
+                    await self._give_back(approval_id)
+                    raise
         except DomainError as exc:
             record(path=relative, outcome=_outcome(exc))
             raise
         try:
             upstream = await self._forward(principal, connection_id, incoming, for_agent=True)
         except DomainError as exc:
-            if grant.metered and not isinstance(exc, UpstreamTimeout):
-                # It never reached the upstream: it does not count.
-                await in_thread_pool(partial(gate.refund_call, grant))
+            if not isinstance(exc, UpstreamTimeout):
+                # It never reached the upstream: it does not count, and the person's
+                # approval still stands for the call the agent makes again.
+                if grant.metered:
+                    await in_thread_pool(partial(gate.refund_call, grant))
+                await self._give_back(approval_id)
             record(path=relative, outcome=_outcome(exc))
             raise
         record(path=relative, outcome="sent", status=upstream.status_code)
@@ -398,9 +406,10 @@ class ProxyService(Generic[IssuedT]):
         incoming: IncomingRequest,
         path: CallerPath,
         wait_seconds: float,
-    ) -> IncomingRequest:
-        """The call, once a person approved exactly it (same method, URL and body); else
-        ``ApprovalRequired``, after waiting up to ``wait_seconds`` for the decision."""
+    ) -> tuple[IncomingRequest, str | None]:
+        """The call, once a person approved exactly it (same method, URL and body), and the
+        approval it used; else ``ApprovalRequired``, after waiting up to ``wait_seconds``
+        for the decision."""
         gate = self._agents
         assert gate is not None
         body = await _whole_body(incoming.body, self._replay_limit)
@@ -424,14 +433,19 @@ class ProxyService(Generic[IssuedT]):
         deadline = time.monotonic() + min(max(wait_seconds, 0), MAX_APPROVAL_WAIT_SECONDS)
         while True:
             try:
-                await in_thread_pool(hold)
-                return replace(incoming, body=_once(body))
+                used = await in_thread_pool(hold)
+                return replace(incoming, body=_once(body)), used
             except ApprovalRequired as held:
                 status = await self._decision(held.approval_id, deadline)
                 if status == "denied":
                     raise Forbidden("a person denied this call; it was not sent") from None
                 if status != "approved":
                     raise
+
+    async def _give_back(self, approval_id: str | None) -> None:
+        """An approved call that was not made after all: the approval stands again."""
+        if approval_id is not None and self._agents is not None:
+            await in_thread_pool(partial(self._agents.restore_approval, approval_id))
 
     async def _decision(self, approval_id: str, deadline: float) -> str | None:
         """The approval's status once decided, or None when ``deadline`` comes first."""
