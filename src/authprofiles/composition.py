@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from authprofiles.core.agent_grants import AgentCall
 from authprofiles.core.audit import Action, AuditEntry, DetailValue, Target
 from authprofiles.core.callers import Principal
 from authprofiles.core.ports import (
@@ -72,26 +73,18 @@ class AgentGate:
         self._calls = calls
         self._clock = clock
 
-    def record_call(
-        self,
-        principal: Principal,
-        connection_id: str,
-        profile_id: str | None,
-        *,
-        method: str,
-        path: str,
-        outcome: str,
-        status: int | None = None,
-    ) -> None:
-        detail: dict[str, DetailValue] = {"method": method, "path": path[:500], "outcome": outcome}
-        if status is not None:
-            detail["status"] = status
-        action = Action.AGENT_CALLED if outcome == "sent" else Action.AGENT_REFUSED
+    def record_call(self, principal: Principal, call: AgentCall) -> None:
+        detail: dict[str, DetailValue] = {
+            "method": call.method,
+            "path": call.path[:500],
+            "outcome": call.outcome,
+        }
+        if call.status is not None:
+            detail["status"] = call.status
         entry = AuditEntry.by(
             principal,
-            action,
-            Target("connection", connection_id),
-            profile_id=profile_id,
+            Action.AGENT_CALLED if call.sent else Action.AGENT_REFUSED,
+            Target("connection", call.connection_id),
             detail=detail,
         )
         self._calls.add(replace(entry, at=self._clock.now()))

@@ -11,13 +11,12 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.support.app import Live, oauth_profile
+from tests.support.agents import agent_client, mint_grant
+from tests.support.app import oauth_profile
 from tests.support.console import Console
 from tests.support.echo import EchoServer
 from tests.support.idp import IdP
@@ -46,28 +45,6 @@ def _connection(console: Console, idp: IdP, echo_server: EchoServer) -> str:
     return connection_id
 
 
-def _grant(live: Live, connection_id: str, rules: list[dict[str, Any]], **extra: Any) -> Any:
-    body = {
-        "agent": "billing-agent",
-        "connection_ids": [connection_id],
-        "rules": rules,
-        "ttl_seconds": 3600,
-        **extra,
-    }
-    response = live.http.post("/api/v1/agent-grants", json=body)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def _agent(live: Live, token: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=live.url,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-        trust_env=False,
-    )
-
-
 def _notice(page: Page, text: str) -> None:
     expect(page.get_by_test_id("notice")).to_contain_text(text)
 
@@ -84,7 +61,7 @@ def test_an_admin_approves_a_held_call_from_its_link_and_it_goes_through_once(
 ) -> None:
     live, page = console.live, console.page
     connection_id = _connection(console, idp, echo_server)
-    created = _grant(
+    created = mint_grant(
         live,
         connection_id,
         [
@@ -98,7 +75,7 @@ def test_an_admin_approves_a_held_call_from_its_link_and_it_goes_through_once(
     # The body holds markup: shown as text, never as markup.
     body = {"amount": 10, "note": "<b>ACME</b>"}
 
-    with _agent(live, created["token"]) as agent:
+    with agent_client(live, created["token"]) as agent:
         held = agent.post(url, json=body)
         assert held.status_code == 403, held.text
         problem = held.json()
@@ -180,7 +157,7 @@ def test_an_admin_approves_a_held_call_from_its_link_and_it_goes_through_once(
     expect(page.get_by_test_id("approvals-empty")).to_contain_text("No pending calls")
     console.check("approvals-empty")
     # Denied, it never went out; asked again, it waits for a new decision.
-    with _agent(live, created["token"]) as agent:
+    with agent_client(live, created["token"]) as agent:
         asked_again = agent.post(url, json=body)
     assert asked_again.status_code == 403
     assert asked_again.json()["approval_id"] not in (again, problem["approval_id"])
@@ -206,8 +183,10 @@ def test_a_credential_in_a_held_calls_body_is_hidden_on_its_page(
     live, page = console.live, console.page
     connection_id = _connection(console, idp, echo_server)
     access_token = live.token(connection_id).json()["access_token"]
-    created = _grant(live, connection_id, [{"methods": ["POST"], "path": "/**", "approval": True}])
-    with _agent(live, created["token"]) as agent:
+    created = mint_grant(
+        live, connection_id, [{"methods": ["POST"], "path": "/**", "approval": True}]
+    )
+    with agent_client(live, created["token"]) as agent:
         held = agent.post(
             f"/api/v1/proxy/{connection_id}/notes",
             json={"query": QUERY_SECRET, "token": access_token},
@@ -261,7 +240,7 @@ def test_a_grant_made_in_the_console_shows_its_token_once_works_by_its_rules_and
     assert token.startswith("apg_")
     console.check("agent-grant-shown-once")
 
-    with _agent(live, token) as agent:
+    with agent_client(live, token) as agent:
         base = f"/api/v1/proxy/{connection_id}"
         echo_server.clear_requests()
         allowed = agent.get(base + "/reports/2025/q1")
@@ -296,13 +275,13 @@ def test_a_grant_made_in_the_console_shows_its_token_once_works_by_its_rules_and
     expect(row).to_have_attribute("data-state", "revoked")
     expect(row).to_contain_text("Revoked")
     expect(row.get_by_role("button")).to_have_count(0)
-    with _agent(live, token) as agent:
+    with agent_client(live, token) as agent:
         assert agent.get(f"/api/v1/proxy/{connection_id}/reports/x").status_code == 401
 
     # -- revoke every grant of an agent at once ------------------------------------------
     rules = [{"methods": ["GET"], "path": "/**"}]
-    first = _grant(live, connection_id, rules, agent="sweeper bot")
-    second = _grant(live, connection_id, rules, agent="sweeper bot")
+    first = mint_grant(live, connection_id, rules, agent="sweeper bot")
+    second = mint_grant(live, connection_id, rules, agent="sweeper bot")
     console.plant(first["token"], second["token"])
     page.reload()
     sweepers = page.locator('[data-testid="agent-grant-row"][data-agent="sweeper bot"]')
@@ -312,6 +291,6 @@ def test_a_grant_made_in_the_console_shows_its_token_once_works_by_its_rules_and
     _notice(page, "Every grant of that agent is revoked")
     expect(page.locator('[data-agent="sweeper bot"][data-state="revoked"]')).to_have_count(2)
     for created in (first, second):
-        with _agent(live, created["token"]) as agent:
+        with agent_client(live, created["token"]) as agent:
             assert agent.get(f"/api/v1/proxy/{connection_id}/x").status_code == 401
     console.check("agents-revoked")

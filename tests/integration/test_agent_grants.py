@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from authprofiles.store.models import AgentGrantRow
+from tests.support.agents import ASK_BEFORE_CHANGES, agent_client, mint_grant
 from tests.support.app import Live, oauth_profile
 from tests.support.echo import EchoServer
 from tests.support.idp import IdP
@@ -43,32 +44,6 @@ def connection_id(live: Live, idp: IdP, echo_server: EchoServer) -> str:
     return str(live.connect(profile["id"])["connection_id"])
 
 
-def grant(
-    live: Live, connection_id: str, rules: list[dict[str, Any]], **extra: Any
-) -> dict[str, Any]:
-    body = {
-        "agent": "billing-agent",
-        "connection_ids": [connection_id],
-        "rules": rules,
-        "ttl_seconds": 3600,
-        **extra,
-    }
-    response = live.http.post("/api/v1/agent-grants", json=body)
-    assert response.status_code == 201, response.text
-    created = dict(response.json())
-    assert created["token"].startswith("apg_")
-    return created
-
-
-def agent(live: Live, token: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=live.url,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-        trust_env=False,
-    )
-
-
 def raw_get(live: Live, token: str, path: str) -> tuple[int, dict[str, Any]]:
     """GET exactly ``path`` as written: no client normalises its dots or escapes."""
     url = urlsplit(live.url)
@@ -89,9 +64,9 @@ def raw_get(live: Live, token: str, path: str) -> tuple[int, dict[str, Any]]:
 def test_a_call_outside_the_grant_is_refused_and_reaches_nothing(
     live: Live, connection_id: str, echo_server: EchoServer
 ) -> None:
-    created = grant(live, connection_id, [{"methods": ["GET"], "path": "/repos/**"}])
+    created = mint_grant(live, connection_id, [{"methods": ["GET"], "path": "/repos/**"}])
     echo_server.clear_requests()
-    with agent(live, created["token"]) as client:
+    with agent_client(live, created["token"]) as client:
         base = f"/api/v1/proxy/{connection_id}"
         for method, path in (("POST", "/repos/a"), ("GET", "/admin"), ("DELETE", "/repos/a/b")):
             refused = client.request(method, base + path, json={"x": 1})
@@ -116,9 +91,9 @@ def test_a_call_outside_the_grant_is_refused_and_reaches_nothing(
 def test_the_eleventh_call_of_a_ten_call_budget_is_429(
     live: Live, connection_id: str, echo_server: EchoServer
 ) -> None:
-    created = grant(live, connection_id, [{"methods": ["GET"], "path": "/**"}], max_calls=10)
+    created = mint_grant(live, connection_id, [{"methods": ["GET"], "path": "/**"}], max_calls=10)
     echo_server.clear_requests()
-    with agent(live, created["token"]) as client:
+    with agent_client(live, created["token"]) as client:
         base = f"/api/v1/proxy/{connection_id}"
         # Refused calls do not count against the budget.
         assert client.post(base + "/x").status_code == 403
@@ -136,8 +111,10 @@ def test_the_eleventh_call_of_a_ten_call_budget_is_429(
 
 
 def test_over_the_rate_is_429_with_retry_after(live: Live, connection_id: str) -> None:
-    created = grant(live, connection_id, [{"methods": ["GET"], "path": "/**"}], rate_per_minute=3)
-    with agent(live, created["token"]) as client:
+    created = mint_grant(
+        live, connection_id, [{"methods": ["GET"], "path": "/**"}], rate_per_minute=3
+    )
+    with agent_client(live, created["token"]) as client:
         statuses = []
         # A minute may turn between two calls: then a few more pass, never more than six.
         for _ in range(7):
@@ -151,8 +128,8 @@ def test_over_the_rate_is_429_with_retry_after(live: Live, connection_id: str) -
 
 
 def test_an_expired_or_revoked_grant_is_401(live: Live, connection_id: str) -> None:
-    expiring = grant(live, connection_id, [{"methods": ["GET"], "path": "/**"}])
-    revoked = grant(live, connection_id, [{"methods": ["GET"], "path": "/**"}])
+    expiring = mint_grant(live, connection_id, [{"methods": ["GET"], "path": "/**"}])
+    revoked = mint_grant(live, connection_id, [{"methods": ["GET"], "path": "/**"}])
     with live.services.db.session() as session:
         row = session.get(AgentGrantRow, expiring["id"])
         assert row is not None
@@ -160,7 +137,7 @@ def test_an_expired_or_revoked_grant_is_401(live: Live, connection_id: str) -> N
     deleted = live.http.delete(f"/api/v1/agent-grants/{revoked['id']}")
     assert deleted.status_code == 204
     for created in (expiring, revoked):
-        with agent(live, created["token"]) as client:
+        with agent_client(live, created["token"]) as client:
             response = client.get(f"/api/v1/proxy/{connection_id}/x")
             assert response.status_code == 401, response.text
     statuses = {g["id"]: g["status"] for g in live.http.get("/api/v1/agent-grants").json()}
@@ -169,18 +146,18 @@ def test_an_expired_or_revoked_grant_is_401(live: Live, connection_id: str) -> N
 
 
 def test_revoking_an_agent_revokes_all_its_grants(live: Live, connection_id: str) -> None:
-    first = grant(live, connection_id, [{"methods": ["GET"], "path": "/**"}], agent="sweeper")
-    second = grant(live, connection_id, [{"methods": ["GET"], "path": "/**"}], agent="sweeper")
+    first = mint_grant(live, connection_id, [{"methods": ["GET"], "path": "/**"}], agent="sweeper")
+    second = mint_grant(live, connection_id, [{"methods": ["GET"], "path": "/**"}], agent="sweeper")
     response = live.http.delete("/api/v1/agent-grants", params={"agent": "sweeper"})
     assert response.status_code == 200, response.text
     assert set(response.json()["revoked"]) == {first["id"], second["id"]}
-    with agent(live, second["token"]) as client:
+    with agent_client(live, second["token"]) as client:
         assert client.get(f"/api/v1/proxy/{connection_id}/x").status_code == 401
 
 
 def test_the_grant_works_only_on_the_proxy(live: Live, connection_id: str) -> None:
-    created = grant(live, connection_id, [{"methods": ["GET", "POST"], "path": "/**"}])
-    with agent(live, created["token"]) as client:
+    created = mint_grant(live, connection_id, [{"methods": ["GET", "POST"], "path": "/**"}])
+    with agent_client(live, created["token"]) as client:
         for method, path in (
             ("GET", f"/api/v1/connections/{connection_id}/token"),
             ("POST", f"/api/v1/connections/{connection_id}/token/refresh"),
@@ -219,7 +196,7 @@ def test_the_grant_works_only_on_the_proxy(live: Live, connection_id: str) -> No
 def test_path_tricks_never_escape_an_allow_rule(
     live: Live, connection_id: str, echo_server: EchoServer, path: str
 ) -> None:
-    created = grant(live, connection_id, [{"methods": ["GET"], "path": "/public/**"}])
+    created = mint_grant(live, connection_id, [{"methods": ["GET"], "path": "/public/**"}])
     echo_server.clear_requests()
     status, problem = raw_get(live, created["token"], f"/api/v1/proxy/{connection_id}{path}")
     assert status in (400, 403), (status, problem)
@@ -230,8 +207,8 @@ def test_an_echoing_upstream_cannot_hand_the_credentials_back(
     live: Live, connection_id: str
 ) -> None:
     token = live.token(connection_id).json()["access_token"]
-    created = grant(live, connection_id, [{"methods": ["GET", "POST"], "path": "/**"}])
-    with agent(live, created["token"]) as client:
+    created = mint_grant(live, connection_id, [{"methods": ["GET", "POST"], "path": "/**"}])
+    with agent_client(live, created["token"]) as client:
         echoed = client.post(
             f"/api/v1/proxy/{connection_id}/echo?x=1",
             json={"note": "hello"},
@@ -250,10 +227,10 @@ def test_an_echoing_upstream_cannot_hand_the_credentials_back(
 
 
 def test_every_agent_call_is_in_the_audit_log(live: Live, connection_id: str) -> None:
-    created = grant(
+    created = mint_grant(
         live, connection_id, [{"methods": ["GET"], "path": "/**"}], agent="auditor-agent"
     )
-    with agent(live, created["token"]) as client:
+    with agent_client(live, created["token"]) as client:
         assert client.get(f"/api/v1/proxy/{connection_id}/seen").status_code == 200
         assert client.delete(f"/api/v1/proxy/{connection_id}/seen").status_code == 403
     live.services.agent_calls.flush()
@@ -270,17 +247,14 @@ def test_every_agent_call_is_in_the_audit_log(live: Live, connection_id: str) ->
 def test_a_held_call_waits_for_a_person_and_goes_through_once(
     live: Live, connection_id: str, echo_server: EchoServer
 ) -> None:
-    created = grant(
+    created = mint_grant(
         live,
         connection_id,
-        [
-            {"methods": ["GET"], "path": "/**"},
-            {"methods": ["POST", "DELETE"], "path": "/**", "approval": True},
-        ],
+        ASK_BEFORE_CHANGES,
     )
     echo_server.clear_requests()
     url = f"/api/v1/proxy/{connection_id}/invoices/7/send"
-    with agent(live, created["token"]) as client:
+    with agent_client(live, created["token"]) as client:
         held = client.post(url, json={"amount": 10})
         assert held.status_code == 403, held.text
         problem = held.json()
@@ -336,13 +310,15 @@ def test_a_held_call_waits_for_a_person_and_goes_through_once(
 def test_prefer_wait_holds_the_call_until_a_person_decides(
     live: Live, connection_id: str, echo_server: EchoServer
 ) -> None:
-    created = grant(live, connection_id, [{"methods": ["PUT"], "path": "/**", "approval": True}])
+    created = mint_grant(
+        live, connection_id, [{"methods": ["PUT"], "path": "/**", "approval": True}]
+    )
     echo_server.clear_requests()
     url = f"/api/v1/proxy/{connection_id}/settings"
     answers: list[httpx.Response] = []
 
     def call() -> None:
-        with agent(live, created["token"]) as client:
+        with agent_client(live, created["token"]) as client:
             answers.append(client.put(url, json={"mode": "on"}, headers={"Prefer": "wait=60"}))
 
     caller = threading.Thread(target=call)
@@ -367,8 +343,8 @@ def test_an_agent_gets_the_link_its_person_follows(
     )
     started = live.connect(profile["id"])  # pending: nobody has logged in yet
     connection_id = started["connection_id"]
-    created = grant(live, connection_id, [{"methods": ["GET"], "path": "/**"}])
-    with agent(live, created["token"]) as client:
+    created = mint_grant(live, connection_id, [{"methods": ["GET"], "path": "/**"}])
+    with agent_client(live, created["token"]) as client:
         consent = client.get(f"/api/v1/proxy/{connection_id}/me")
         assert consent.status_code == 409, consent.text
         problem = consent.json()
@@ -398,7 +374,7 @@ def test_grant_input_is_checked_field_by_field(live: Live, connection_id: str) -
 def test_an_approved_call_that_is_not_made_keeps_its_approval(
     live: Live, connection_id: str, echo_server: EchoServer
 ) -> None:
-    created = grant(
+    created = mint_grant(
         live,
         connection_id,
         [
@@ -408,7 +384,7 @@ def test_an_approved_call_that_is_not_made_keeps_its_approval(
         max_calls=1,
     )
     url = f"/api/v1/proxy/{connection_id}/orders"
-    with agent(live, created["token"]) as client:
+    with agent_client(live, created["token"]) as client:
         held = client.post(url, json={"n": 1}).json()
         assert live.http.post(f"/api/v1/approvals/{held['approval_id']}/approve").is_success
         assert client.get(f"/api/v1/proxy/{connection_id}/spend").status_code == 200

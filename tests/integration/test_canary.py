@@ -24,6 +24,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from authprofiles.core.connections import TokenSet
+from tests.support.agents import agent_client, mint_grant
 from tests.support.app import Live, oauth_profile
 from tests.support.echo import EchoServer
 from tests.support.idp import IdP
@@ -92,16 +93,7 @@ def test_a_canary_token_appears_nowhere(
     plant(live, dead_id)
 
     def mint(rules: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-        body = {
-            "agent": "canary-agent",
-            "connection_ids": [echo_id, dead_id],
-            "rules": rules,
-            "ttl_seconds": 600,
-            **extra,
-        }
-        response = live.http.post("/api/v1/agent-grants", json=body)
-        assert response.status_code == 201, response.text
-        return dict(response.json())
+        return mint_grant(live, [echo_id, dead_id], rules, agent="canary-agent", **extra)
 
     grant = mint(
         [
@@ -111,12 +103,7 @@ def test_a_canary_token_appears_nowhere(
     )
     spent = mint([{"methods": ["GET"], "path": "/**"}], max_calls=1)
     answers: list[str] = []
-    with httpx.Client(
-        base_url=live.url,
-        headers={"Authorization": f"Bearer {grant['token']}"},
-        timeout=30,
-        trust_env=False,
-    ) as agent:
+    with agent_client(live, grant["token"]) as agent:
         echo = f"/api/v1/proxy/{echo_id}"
         echoed = agent.put(f"{echo}/echo?x=1", json={"hello": "world"})
         assert echoed.status_code == 200, echoed.text
@@ -137,12 +124,7 @@ def test_a_canary_token_appears_nowhere(
         unreachable_answer = agent.get(f"/api/v1/proxy/{dead_id}/x")
         assert unreachable_answer.status_code == 502, unreachable_answer.text
         answers.append(seen(unreachable_answer))
-    with httpx.Client(
-        base_url=live.url,
-        headers={"Authorization": f"Bearer {spent['token']}"},
-        timeout=30,
-        trust_env=False,
-    ) as budgeted:
+    with agent_client(live, spent["token"]) as budgeted:
         answers.append(seen(budgeted.get(f"/api/v1/proxy/{echo_id}/one")))
         over = budgeted.get(f"/api/v1/proxy/{echo_id}/two")
         assert over.status_code == 429

@@ -33,6 +33,7 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 from authprofiles.store.models import AgentGrantRow, ConnectionRow
 from tests.integration.test_openapi_descriptions import undescribed
+from tests.support.agents import mint_grant
 from tests.support.app import Live, oauth_profile
 from tests.support.echo import EchoServer
 from tests.support.idp import IdP
@@ -64,17 +65,7 @@ def connection_id(live: Live, idp: IdP, echo_server: EchoServer) -> str:
 
 
 def grant(live: Live, connection_ids: list[str], rules: list[dict[str, Any]]) -> dict[str, Any]:
-    response = live.http.post(
-        "/api/v1/agent-grants",
-        json={
-            "agent": "mcp-agent",
-            "connection_ids": connection_ids,
-            "rules": rules,
-            "ttl_seconds": 3600,
-        },
-    )
-    assert response.status_code == 201, response.text
-    return dict(response.json())
+    return mint_grant(live, connection_ids, rules, agent="mcp-agent")
 
 
 @asynccontextmanager

@@ -105,6 +105,37 @@ class AgentGrant:
         return self.revoked_at is None and now < self.expires_at
 
 
+@dataclass(frozen=True)
+class HeldCall:
+    """A call a rule holds for a person's approval: what they are shown and decide on.
+    ``url`` holds no credential (nothing is injected yet); ``hide`` are the secrets the
+    body preview must not show."""
+
+    connection_id: str
+    profile_id: str | None
+    profile_name: str | None
+    method: str
+    url: str
+    body: bytes
+    hide: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AgentCall:
+    """An agent's call as the audit log keeps it: where, and how it ended (``sent`` with
+    the upstream's status, or the refusal's kind)."""
+
+    connection_id: str
+    method: str
+    path: str
+    outcome: str
+    status: int | None = None
+
+    @property
+    def sent(self) -> bool:
+        return self.outcome == "sent"
+
+
 class RuleRefused(Forbidden):
     """No allow rule of the grant covers the call; ``reasons`` says, per rule, why not."""
 
@@ -283,10 +314,12 @@ def rules_of(stored: Sequence[dict[str, object]]) -> tuple[AllowRule, ...]:
 
 __all__ = [
     "MAX_TTL_SECONDS",
+    "AgentCall",
     "AgentGrant",
     "AgentRefused",
     "AllowRule",
     "ApprovalRequired",
+    "HeldCall",
     "RateLimited",
     "RuleRefused",
     "decide",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from authprofiles.core.agent_grants import AgentGrant, ApprovalRequired
+from authprofiles.core.agent_grants import AgentGrant, ApprovalRequired, HeldCall
 from authprofiles.core.audit import Action, AuditEntry, Target
 from authprofiles.core.callers import Principal, Role, has_role
 from authprofiles.core.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
@@ -26,7 +26,7 @@ from authprofiles.core.notices import Notice, NoticeEvent
 from authprofiles.core.ports import AuditTrail, Clock, Notifier
 from authprofiles.core.redaction import Redactor
 from authprofiles.store.agent_grants import ApprovalStore
-from authprofiles.store.db import Database
+from authprofiles.store.db import Database, UnitOfWork
 from authprofiles.store.models import AgentGrantRow, ApprovalRow
 
 STATUSES = ("pending", "approved", "denied", "used", "expired")
@@ -95,94 +95,92 @@ class Approvals:
         self.approval_url = approval_url
         self.store = ApprovalStore()
 
-    def pass_or_hold(
-        self,
-        principal: Principal,
-        grant: AgentGrant,
-        *,
-        connection_id: str,
-        profile_id: str | None,
-        profile_name: str | None,
-        method: str,
-        url: str,
-        body: bytes,
-        redactor: Redactor | None = None,
-    ) -> str | None:
+    def pass_or_hold(self, principal: Principal, grant: AgentGrant, call: HeldCall) -> str | None:
         """Let the call through when a person approved exactly it and it was not made yet
         (marking it used; the approval's id), else hold it: :class:`ApprovalRequired`
         naming the (new or still pending) approval."""
-        digest = body_digest(body)
+        digest = body_digest(call.body)
         now = self.clock.now()
         with self.db.session() as session:
             same = partial(
                 self.store.matching,
                 session,
                 grant_id=grant.id,
-                connection_id=connection_id,
-                method=method,
-                url=url,
+                connection_id=call.connection_id,
+                method=call.method,
+                url=call.url,
                 body_sha256=digest,
                 now=now,
             )
             approved = same(statuses=("approved",))
             if approved is not None and self.store.use(session, approved.id, now):
                 return approved.id
-            pending = same(statuses=("pending",))
-            if pending is None:
-                preview = body[:PREVIEW_BYTES].decode("utf-8", errors="replace")
-                if redactor is not None:
-                    preview = redactor.text(preview)
-                pending = self.store.add(
-                    session,
-                    ApprovalRow(
-                        id=str(uuid.uuid4()),
-                        workspace_id=grant.workspace_id,
-                        grant_id=grant.id,
-                        agent=grant.agent,
-                        connection_id=connection_id,
-                        method=method,
-                        url=url,
-                        body_sha256=digest,
-                        body_preview=preview,
-                        status="pending",
-                        created_at=now,
-                        expires_at=now + self.ttl,
-                    ),
-                )
-                session.flush()
-                link = self.approval_url(pending.id)
-                self.notifier.notify(
-                    session,
-                    Notice(
-                        event=NoticeEvent.APPROVAL_REQUESTED,
-                        workspace_id=grant.workspace_id,
-                        profile_id=profile_id,
-                        profile_name=profile_name,
-                        detail=f"Agent {grant.agent!r} asks to call {method} {url}. "
-                        f"Approve or deny it: {link}",
-                        connection_id=connection_id,
-                        user_ids=(grant.created_by,) if grant.created_by else (),
-                        to_admins=True,
-                    ),
-                )
-                self.audit.record(
-                    AuditEntry.by(
-                        principal,
-                        Action.APPROVAL_REQUESTED,
-                        Target("approval", pending.id),
-                        profile_id=profile_id,
-                        detail={"method": method, "connection_id": connection_id},
-                    ),
-                    session,
-                )
+            pending = same(statuses=("pending",)) or self._hold(
+                session, principal, grant, call, digest, now
+            )
             approval_id = pending.id
         raise ApprovalRequired(
-            f"a person must approve this call first ({method} {url}); they have been told. "
-            "Make the same call again once it is approved, or send `Prefer: wait=N` to wait "
-            "up to N seconds for the decision",
+            f"a person must approve this call first ({call.method} {call.url}); they have "
+            "been told. Make the same call again once it is approved, or send "
+            "`Prefer: wait=N` to wait up to N seconds for the decision",
             approval_id,
             self.approval_url(approval_id),
         )
+
+    def _hold(
+        self,
+        session: UnitOfWork,
+        principal: Principal,
+        grant: AgentGrant,
+        call: HeldCall,
+        digest: str,
+        now: datetime,
+    ) -> ApprovalRow:
+        """A new held call, the people who may decide told of it, in the same unit."""
+        preview = call.body[:PREVIEW_BYTES].decode("utf-8", errors="replace")
+        pending = self.store.add(
+            session,
+            ApprovalRow(
+                id=str(uuid.uuid4()),
+                workspace_id=grant.workspace_id,
+                grant_id=grant.id,
+                agent=grant.agent,
+                connection_id=call.connection_id,
+                method=call.method,
+                url=call.url,
+                body_sha256=digest,
+                body_preview=Redactor(*call.hide).text(preview),
+                status="pending",
+                created_at=now,
+                expires_at=now + self.ttl,
+            ),
+        )
+        session.flush()
+        self.notifier.notify(
+            session,
+            Notice(
+                event=NoticeEvent.APPROVAL_REQUESTED,
+                workspace_id=grant.workspace_id,
+                profile_id=call.profile_id,
+                profile_name=call.profile_name,
+                detail=f"Agent {grant.agent!r} asks to call {call.method} {call.url}. "
+                f"Approve or deny it: {self.approval_url(pending.id)}",
+                connection_id=call.connection_id,
+                user_ids=(grant.created_by,) if grant.created_by else (),
+                to_admins=True,
+            ),
+        )
+        self.audit.record(
+            AuditEntry.by(
+                principal,
+                Action.APPROVAL_REQUESTED,
+                Target("approval", pending.id),
+                profile_id=call.profile_id,
+                detail={"method": call.method, "connection_id": call.connection_id},
+            ),
+            session,
+        )
+        return pending
 
     def restore(self, approval_id: str) -> None:
         """The approved call was not made after all (rate-limited, or the upstream could not

@@ -10,8 +10,9 @@ from __future__ import annotations
 import builtins
 import json
 from datetime import datetime
+from typing import Protocol, TypeVar
 
-from sqlalchemy import and_, case, delete, func, or_, select, update
+from sqlalchemy import Select, and_, case, delete, func, or_, select, update
 
 from authprofiles.core.agent_grants import AgentGrant, rules_of
 from authprofiles.store.db import UnitOfWork
@@ -23,6 +24,7 @@ from authprofiles.store.models import (
     UserRow,
 )
 from authprofiles.store.paging import oldest_first
+from authprofiles.store.people import Row, with_member
 
 
 def grant_of(row: AgentGrantRow) -> AgentGrant:
@@ -43,6 +45,23 @@ def grant_of(row: AgentGrantRow) -> AgentGrant:
     )
 
 
+def _with_maker(statement: Select[*Row]) -> Select[*Row]:
+    """A grant's maker and their membership of its workspace, joined in."""
+    return with_member(statement, AgentGrantRow.created_by, AgentGrantRow.workspace_id)
+
+
+class _OfWorkspace(Protocol):
+    workspace_id: str
+
+
+RowT = TypeVar("RowT", bound=_OfWorkspace)
+
+
+def _in_workspace(row: RowT | None, workspace_id: str) -> RowT | None:
+    """The row when it is ``workspace_id``'s: another workspace's is as good as none."""
+    return row if row is not None and row.workspace_id == workspace_id else None
+
+
 class AgentGrantStore:
     def add(self, session: UnitOfWork, row: AgentGrantRow) -> AgentGrantRow:
         session.add(row)
@@ -53,14 +72,9 @@ class AgentGrantStore:
     ) -> tuple[AgentGrantRow, UserRow | None, MembershipRow | None] | None:
         """The grant, its maker and the maker's membership of its workspace: one read."""
         found = session.execute(
-            select(AgentGrantRow, UserRow, MembershipRow)
-            .outerjoin(UserRow, UserRow.id == AgentGrantRow.created_by)
-            .outerjoin(
-                MembershipRow,
-                (MembershipRow.user_id == AgentGrantRow.created_by)
-                & (MembershipRow.workspace_id == AgentGrantRow.workspace_id),
+            _with_maker(select(AgentGrantRow, UserRow, MembershipRow)).where(
+                AgentGrantRow.prefix == prefix
             )
-            .where(AgentGrantRow.prefix == prefix)
         ).one_or_none()
         if found is None:
             return None
@@ -68,8 +82,7 @@ class AgentGrantStore:
         return grant, user, membership
 
     def get(self, session: UnitOfWork, grant_id: str, workspace_id: str) -> AgentGrantRow | None:
-        row = session.get(AgentGrantRow, grant_id)
-        return row if row is not None and row.workspace_id == workspace_id else None
+        return _in_workspace(session.get(AgentGrantRow, grant_id), workspace_id)
 
     def page(
         self,
@@ -160,15 +173,11 @@ class AgentGrantStore:
         self, session: UnitOfWork, prefix: str
     ) -> tuple[AgentAccessTokenRow, AgentGrantRow, UserRow | None, MembershipRow | None] | None:
         found = session.execute(
-            select(AgentAccessTokenRow, AgentGrantRow, UserRow, MembershipRow)
-            .join(AgentGrantRow, AgentGrantRow.id == AgentAccessTokenRow.grant_id)
-            .outerjoin(UserRow, UserRow.id == AgentGrantRow.created_by)
-            .outerjoin(
-                MembershipRow,
-                (MembershipRow.user_id == AgentGrantRow.created_by)
-                & (MembershipRow.workspace_id == AgentGrantRow.workspace_id),
-            )
-            .where(AgentAccessTokenRow.prefix == prefix)
+            _with_maker(
+                select(AgentAccessTokenRow, AgentGrantRow, UserRow, MembershipRow).join(
+                    AgentGrantRow, AgentGrantRow.id == AgentAccessTokenRow.grant_id
+                )
+            ).where(AgentAccessTokenRow.prefix == prefix)
         ).one_or_none()
         if found is None:
             return None
@@ -182,8 +191,7 @@ class ApprovalStore:
         return row
 
     def get(self, session: UnitOfWork, approval_id: str, workspace_id: str) -> ApprovalRow | None:
-        row = session.get(ApprovalRow, approval_id)
-        return row if row is not None and row.workspace_id == workspace_id else None
+        return _in_workspace(session.get(ApprovalRow, approval_id), workspace_id)
 
     def matching(
         self,

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from authprofiles.store.db import UnitOfWork
 from authprofiles.store.models import ApiKeyRow, MembershipRow, UserRow, utcnow
 from authprofiles.store.paging import oldest_first
+from authprofiles.store.people import with_member
 
 
 class ApiKeyStore:
@@ -43,14 +44,11 @@ class ApiKeyStore:
     ) -> tuple[ApiKeyRow, UserRow | None, MembershipRow | None] | None:
         """The key, its user and the user's membership of the key's workspace: one read."""
         found = session.execute(
-            select(ApiKeyRow, UserRow, MembershipRow)
-            .outerjoin(UserRow, UserRow.id == ApiKeyRow.user_id)
-            .outerjoin(
-                MembershipRow,
-                (MembershipRow.user_id == ApiKeyRow.user_id)
-                & (MembershipRow.workspace_id == ApiKeyRow.workspace_id),
-            )
-            .where(ApiKeyRow.prefix == prefix)
+            with_member(
+                select(ApiKeyRow, UserRow, MembershipRow),
+                ApiKeyRow.user_id,
+                ApiKeyRow.workspace_id,
+            ).where(ApiKeyRow.prefix == prefix)
         ).one_or_none()
         if found is None:
             return None

@@ -5,8 +5,10 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import Select, delete, select, tuple_, update
+from sqlalchemy.orm import QueryableAttribute
 
 from authprofiles.core.errors import NotFound
 from authprofiles.store.db import UnitOfWork
@@ -24,8 +26,25 @@ from authprofiles.store.models import (
 )
 from authprofiles.store.paging import oldest_first
 
+#: The columns a select statement answers.
+Row = TypeVarTuple("Row")
+
 USER = "user"
 TEAM = "team"
+
+
+def with_member(
+    statement: Select[*Row],
+    user_id: QueryableAttribute[Any],
+    workspace_id: QueryableAttribute[Any],
+) -> Select[*Row]:
+    """``statement`` outer-joined with the user ``user_id`` names and that user's
+    membership of ``workspace_id``: a credential, who it acts for and their role, in one
+    read (an API key, an agent grant)."""
+    return statement.outerjoin(UserRow, UserRow.id == user_id).outerjoin(
+        MembershipRow,
+        (MembershipRow.user_id == user_id) & (MembershipRow.workspace_id == workspace_id),
+    )
 
 
 def normalise_email(email: str) -> str:

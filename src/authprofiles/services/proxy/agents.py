@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-from authprofiles.core.agent_grants import AgentGrant
+from authprofiles.core.agent_grants import AgentCall, AgentGrant, HeldCall
 from authprofiles.core.callers import Principal
 from authprofiles.core.errors import UpstreamError
 from authprofiles.core.ports import ForwardedResponse
@@ -35,20 +35,9 @@ class AgentGate(Protocol):
 
     def refund_call(self, grant: AgentGrant) -> None: ...
 
-    def pass_or_hold(
-        self,
-        principal: Principal,
-        grant: AgentGrant,
-        *,
-        connection_id: str,
-        profile_id: str | None,
-        profile_name: str | None,
-        method: str,
-        url: str,
-        body: bytes,
-        redactor: Redactor | None = None,
-    ) -> str | None:
-        """Let an approved call through once, else ``ApprovalRequired`` (blocking)."""
+    def pass_or_hold(self, principal: Principal, grant: AgentGrant, call: HeldCall) -> str | None:
+        """Let an approved call through once (the approval's id), else ``ApprovalRequired``
+        (blocking)."""
         ...
 
     def approval_status(self, approval_id: str) -> str | None: ...
@@ -57,17 +46,7 @@ class AgentGate(Protocol):
         """An approval used by a call that then never reached the upstream stands again."""
         ...
 
-    def record_call(
-        self,
-        principal: Principal,
-        connection_id: str,
-        profile_id: str | None,
-        *,
-        method: str,
-        path: str,
-        outcome: str,
-        status: int | None = None,
-    ) -> None:
+    def record_call(self, principal: Principal, call: AgentCall) -> None:
         """Put the call in the audit log (buffered: no I/O on the caller's path)."""
         ...
 

@@ -21,8 +21,10 @@ from typing import Generic, TypeVar
 import anyio
 
 from authprofiles.core.agent_grants import (
+    AgentCall,
     AgentGrant,
     ApprovalRequired,
+    HeldCall,
     RuleRefused,
     decide,
     normalised_path,
@@ -348,7 +350,10 @@ class ProxyService(Generic[IssuedT]):
         if grant is None:
             grant = await in_thread_pool(partial(gate.grant_of, principal))
         relative = "/"
-        record = partial(gate.record_call, principal, connection_id, None, method=method)
+
+        def record(path: str, outcome: str, status: int | None = None) -> None:
+            gate.record_call(principal, AgentCall(connection_id, method, path, outcome, status))
+
         try:
             if connection_id not in grant.connection_ids:
                 reason = f"connection {connection_id} is not one of the grant's connections"
@@ -418,18 +423,16 @@ class ProxyService(Generic[IssuedT]):
         )
         target = policy_target(connection, profile)
         url = join_path(target.base, path) + (f"?{incoming.query}" if incoming.query else "")
-        hold = partial(
-            gate.pass_or_hold,
-            principal,
-            grant,
+        call = HeldCall(
             connection_id=connection_id,
             profile_id=profile.id,
             profile_name=profile.name,
             method=incoming.method.upper(),
             url=url,
             body=body,
-            redactor=_held_call_redactor(connection, profile),
+            hide=_secrets_of(connection, profile),
         )
+        hold = partial(gate.pass_or_hold, principal, grant, call)
         deadline = time.monotonic() + min(max(wait_seconds, 0), MAX_APPROVAL_WAIT_SECONDS)
         while True:
             try:
@@ -469,18 +472,19 @@ class ProxyService(Generic[IssuedT]):
             raise _without_credentials(exc, plan) from None
 
 
-def _held_call_redactor(connection: Connection, profile: Profile) -> Redactor:
+def _secrets_of(connection: Connection, profile: Profile) -> tuple[str, ...]:
     """What the person deciding must not see in a held call's body preview: any secret the
     connection or profile holds (an agent may have put one there)."""
     tokens = connection.tokens
-    return Redactor(
+    found = (
         tokens.access_token if tokens else None,
         tokens.refresh_token if tokens else None,
         connection.password,
         profile.client_secret,
-        *(field.value for field in profile.authorization_fields if field.value),
+        *(field.value for field in profile.authorization_fields),
         *connection.fields.values(),
     )
+    return tuple(value for value in found if value)
 
 
 def _outcome(exc: DomainError) -> str:

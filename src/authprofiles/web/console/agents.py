@@ -21,7 +21,7 @@ owner only, and a held call's body preview was redacted when it was stored.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -187,26 +187,33 @@ class AgentsPage:
     choices: list[ConnectionLabel]
 
 
+def _people(services: Services, principal: Principal) -> Callable[[str | None], str | None]:
+    """How a page names a person by id: "you", their name (an admin sees the members), or
+    "another person"; None for no one."""
+    names: dict[str, str] = {}
+    if has_role(principal, Role.ADMIN):
+        names = {m.id: m.name or m.email for m in services.people.members(principal)}
+
+    def name(user_id: str | None) -> str | None:
+        if user_id is None:
+            return None
+        return "you" if user_id == principal.user_id else names.get(user_id, "another person")
+
+    return name
+
+
 def _agents_page(services: Services, principal: Principal, paging: Paging) -> AgentsPage:
     grants, more = paging.split(
         services.agent_grants.list_for(principal, after=paging.after, limit=paging.fetch)
     )
     labels = _connection_labels(services, principal)
-    people: dict[str, str] = {}
-    if has_role(principal, Role.ADMIN):
-        people = {m.id: m.name or m.email for m in services.people.members(principal)}
+    person = _people(services, principal)
     now = datetime.now(UTC)
     rows = []
     for grant in grants:
         state = grant_state(grant, now)
         label, kind = GRANT_STATES[state]
-        maker = None
-        if grant.created_by is not None:
-            maker = (
-                "you"
-                if grant.created_by == principal.user_id
-                else people.get(grant.created_by, "another person")
-            )
+        maker = person(grant.created_by)
         rows.append(
             GrantRow(
                 grant=grant,
@@ -291,20 +298,12 @@ def _views(
     services: Services, principal: Principal, approvals: Iterable[Approval]
 ) -> list[ApprovalView]:
     labels = _connection_labels(services, principal)
-    people: dict[str, str] = {}
-    if has_role(principal, Role.ADMIN):
-        people = {m.id: m.name or m.email for m in services.people.members(principal)}
+    person = _people(services, principal)
     now = datetime.now(UTC)
     views = []
     for approval in approvals:
         label, kind = APPROVAL_STATES.get(approval.status, (approval.status, "plain"))
-        decided_by = None
-        if approval.decided_by is not None:
-            decided_by = (
-                "you"
-                if approval.decided_by == principal.user_id
-                else people.get(approval.decided_by, "another person")
-            )
+        decided_by = person(approval.decided_by)
         views.append(
             ApprovalView(
                 approval=approval,
