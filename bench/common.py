@@ -237,15 +237,20 @@ def load(
     concurrency: int,
     headers: dict[str, str] | None = None,
     seconds: float = 5.0,
+    warm_up: bool = True,
 ) -> dict:
-    """Load ``url`` from another process: {"p50", "p99" (seconds), "rps"}.
+    """Load ``url`` from another process: {"p50", "p99" (seconds), "rps", "requests"}.
 
     wrk (C, event-driven) when installed, so the generator is not what is measured; `make
     bench` installs it. Otherwise the Python generator in bench/loadgen.py (`requests`
     requests) stands in, which saturates before a fast server does: the table says which.
+    wrk first warms up for a second (pools, caches) unless ``warm_up`` is False (a caller
+    alternating short runs on a server already warm).
     """
     if shutil.which("wrk"):
-        return _wrk(url, concurrency=concurrency, headers=headers or {}, seconds=seconds)
+        return _wrk(
+            url, concurrency=concurrency, headers=headers or {}, seconds=seconds, warm_up=warm_up
+        )
     command = [
         sys.executable,
         "-m",
@@ -267,6 +272,7 @@ def load(
         "p50": percentile(latencies, 50),
         "p99": percentile(latencies, 99),
         "rps": result["rps"],
+        "requests": len(latencies),
         "generator": "python",
     }
 
@@ -281,14 +287,17 @@ def _wrk_seconds(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _wrk(url: str, *, concurrency: int, headers: dict[str, str], seconds: float) -> dict:
+def _wrk(
+    url: str, *, concurrency: int, headers: dict[str, str], seconds: float, warm_up: bool = True
+) -> dict:
     def command(duration: int) -> list[str]:
         line = ["wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--latency"]
         for name, value in headers.items():
             line += ["-H", f"{name}: {value}"]
         return [*line, url]
 
-    subprocess.run(command(1), capture_output=True, check=True)  # warm up: pools, caches
+    if warm_up:
+        subprocess.run(command(1), capture_output=True, check=True)  # pools, caches
     out = subprocess.run(
         command(max(1, round(seconds))), capture_output=True, check=True, text=True
     ).stdout
@@ -296,12 +305,14 @@ def _wrk(url: str, *, concurrency: int, headers: dict[str, str], seconds: float)
         raise RuntimeError(f"{url}: some answers were not 2xx:\n{out}")
     found = dict(re.findall(r"^\s+(50|99)\.?0*%\s+(\S+)$", out, re.M))
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if rate is None or set(found) != {"50", "99"}:
+    count = re.search(r"^\s*(\d+) requests in ", out, re.M)
+    if rate is None or count is None or set(found) != {"50", "99"}:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
     return {
         "p50": _wrk_seconds(found["50"]),
         "p99": _wrk_seconds(found["99"]),
         "rps": float(rate.group(1)),
+        "requests": int(count.group(1)),
         "generator": "wrk",
     }
 

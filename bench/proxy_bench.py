@@ -9,13 +9,22 @@ never be held). The direct call to the upstream is reported beside them.
 A third server, ``bench.bare_forwarder`` (uvicorn + aiohttp and nothing else), is measured
 too: what the libraries alone cost for one hop, the floor under any proxy built on them.
 
-    .venv/bin/python -m bench.proxy_bench
+An agent calls through an agent grant (issue 14): its grant's rules are checked before the
+token is read and the injected credentials are taken out of the answer. Goal: its proxied
+p50 at most 1.1x the API-key caller's. Both callers (the grant is made with the key, so the
+agent acts for the same person under the same policy) call the same server, connection and
+upstream, in runs of the same length taking turns (ABBA), so whatever drifts during the
+run reaches both alike; each figure is the median of its runs.
+
+    .venv/bin/python -m bench proxy_bench     # this suite alone, also writes results.json
+    .venv/bin/python -m bench.proxy_bench     # the table only
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,6 +32,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 
 from authprofiles.store.cipher import encode_key, new_key
@@ -45,6 +55,12 @@ CONCURRENCY = 16
 STREAM_BYTES = 200 * 1024 * 1024
 RSS_GOAL_MB = 50.0
 MB = 1024 * 1024
+#: The grant against the key: runs per caller, taking turns, and each run's length.
+AGENT_ROUNDS = 8
+AGENT_CONCURRENT_ROUNDS = 4
+AGENT_ROUND_SECONDS = 2.0
+AGENT_GOAL = 1.1
+KEY, GRANT = "API key", "agent grant"
 
 # The streaming client, run in its own process: reads the body chunk by chunk, keeps
 # nothing but a digest, and reports what it got and how long it took.
@@ -113,6 +129,76 @@ def _stream(url: str, header: str, server: psutil.Process | None) -> tuple[dict,
     return result, peak
 
 
+def _agent_grant(base: str, auth: dict[str, str], connection_id: str, proxy: str) -> str:
+    """A grant on the connection, made with the API key's person's key (so the agent
+    acts for the same person, under the same policy): its token. Checks that a call
+    through it is the agent's (the echoed access token comes back redacted)."""
+    with httpx.Client(timeout=30, trust_env=False) as client:
+        made = client.post(
+            f"{base}/api/v1/agent-grants",
+            headers=auth,
+            json={
+                "agent": "bench-agent",
+                "connection_ids": [connection_id],
+                "rules": [{"methods": ["GET"], "path": "/**"}],
+                "ttl_seconds": 3600,
+            },
+        )
+        if made.status_code != 201:
+            raise RuntimeError(f"could not make an agent grant: {made.status_code} {made.text}")
+        token: str = made.json()["token"]
+        for headers, redacted in ((auth, False), ({"Authorization": f"Bearer {token}"}, True)):
+            answer = client.get(f"{proxy}/bench/items", headers=headers)
+            if answer.status_code != 200 or ("[redacted]" in answer.text) != redacted:
+                raise RuntimeError(f"unexpected proxied answer: {answer.status_code} {answer.text}")
+    return token
+
+
+def _taking_turns(
+    url: str, callers: dict[str, dict[str, str]], *, rounds: int, concurrency: int, requests: int
+) -> dict[str, list[dict]]:
+    """Each caller loads ``url`` in ``rounds`` runs of the same length (wrk: seconds; the
+    Python generator: calls), taking turns: A B, B A, A B... so each goes first as often,
+    and drift in the machine or the server reaches both alike. Each is warmed up first
+    (its credential verified and cached, the upstream pool filled)."""
+    for headers in callers.values():
+        load(
+            url,
+            requests=requests,
+            concurrency=concurrency,
+            headers=headers,
+            seconds=1,
+            warm_up=False,
+        )
+    runs: dict[str, list[dict]] = {name: [] for name in callers}
+    names = list(callers)
+    for turn in range(rounds):
+        for name in names if turn % 2 == 0 else names[::-1]:
+            runs[name].append(
+                load(
+                    url,
+                    requests=requests,
+                    concurrency=concurrency,
+                    headers=callers[name],
+                    seconds=AGENT_ROUND_SECONDS,
+                    warm_up=False,
+                )
+            )
+    return runs
+
+
+def _median(runs: list[dict], key: str) -> float:
+    return statistics.median(run[key] for run in runs)
+
+
+def _report_turns(label: str, runs: dict[str, list[dict]], key: str, scale: float) -> None:
+    """Each run's figure, for the record (stderr): the table shows their medians."""
+    for name, each in runs.items():
+        figures = " ".join(f"{run[key] * scale:.3g}" for run in each)
+        calls = sum(run["requests"] for run in each)
+        print(f"proxy_bench: {label}, {name}: {figures} ({calls} calls)", file=sys.stderr)
+
+
 def run() -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="authprofiles-proxy-bench-") as tmp:
         workdir = Path(tmp)
@@ -159,6 +245,23 @@ def run() -> list[Row]:
                 headers=auth,
             )
 
+            grant = _agent_grant(f"http://127.0.0.1:{port}", auth, connection_id, proxy)
+            callers = {KEY: auth, GRANT: {"Authorization": f"Bearer {grant}"}}
+            agent_seq = _taking_turns(
+                f"{proxy}/bench/items",
+                callers,
+                rounds=AGENT_ROUNDS,
+                concurrency=1,
+                requests=SEQUENTIAL // AGENT_ROUNDS,
+            )
+            agent_conc = _taking_turns(
+                f"{proxy}/bench/items",
+                callers,
+                rounds=AGENT_CONCURRENT_ROUNDS,
+                concurrency=CONCURRENCY,
+                requests=CONCURRENT // AGENT_CONCURRENT_ROUNDS,
+            )
+
             direct_stream, _ = _stream(f"{echo.url}/bytes/{STREAM_BYTES}", "", None)
             server_process = psutil.Process(server.pid)
             rss_before = _tree_rss(server_process)
@@ -177,6 +280,12 @@ def run() -> list[Row]:
     proxied_p50 = proxied_seq["p50"] * 1000
     direct_p99 = direct_seq["p99"] * 1000
     proxied_p99 = proxied_seq["p99"] * 1000
+    _report_turns("sequential p50 (ms) per run", agent_seq, "p50", 1000)
+    _report_turns(f"req/s at {CONCURRENCY} per run", agent_conc, "rps", 1)
+    key_p50 = _median(agent_seq[KEY], "p50") * 1000
+    grant_p50 = _median(agent_seq[GRANT], "p50") * 1000
+    key_rps = _median(agent_conc[KEY], "rps")
+    grant_rps = _median(agent_conc[GRANT], "rps")
     growth = max(0.0, (rss_peak - rss_before) / MB)
     direct_rate = STREAM_BYTES / MB / direct_stream["seconds"]
     proxied_rate = STREAM_BYTES / MB / proxied_stream["seconds"]
@@ -235,6 +344,24 @@ def run() -> list[Row]:
             "(reported)",
             True,
             "echo upstream called directly",
+        ),
+        Row(
+            "proxied call p50, agent grant vs API key (sequential)",
+            grant_p50,
+            key_p50,
+            "ms",
+            f"<= {AGENT_GOAL}x API key",
+            grant_p50 <= AGENT_GOAL * key_p50,
+            "API-key caller, alternating runs",
+        ),
+        Row(
+            f"proxied req/s at {CONCURRENCY}, agent grant vs API key",
+            grant_rps,
+            key_rps,
+            "req/s",
+            "(reported)",
+            True,
+            "API-key caller, alternating runs",
         ),
         Row(
             "stream 200 MB: server RSS growth vs RSS before",

@@ -4,10 +4,11 @@ The app, the CLI and the tests build their services here."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import time
+from datetime import UTC, datetime
 
 from authprofiles.core.agent_grants import AgentCall
-from authprofiles.core.audit import Action, AuditEntry, DetailValue, Target
+from authprofiles.core.audit import Action, Actor, AuditEntry, DetailValue, Target
 from authprofiles.core.callers import Principal
 from authprofiles.core.ports import (
     AuditTrail,
@@ -61,7 +62,10 @@ class AgentGate:
     """The agent services as the proxy reaches them (``services.proxy.agents.AgentGate``)."""
 
     def __init__(
-        self, grants: AgentGrants, approvals: Approvals, calls: AuditBuffer, clock: Clock
+        self,
+        grants: AgentGrants,
+        approvals: Approvals,
+        calls: AuditBuffer[tuple[Principal, AgentCall, float]],
     ) -> None:
         self.grant_in_memory = grants.grant_in_memory
         self.grant_of = grants.grant_of
@@ -71,23 +75,31 @@ class AgentGate:
         self.approval_status = approvals.status_of
         self.restore_approval = approvals.restore
         self._calls = calls
-        self._clock = clock
 
     def record_call(self, principal: Principal, call: AgentCall) -> None:
-        detail: dict[str, DetailValue] = {
-            "method": call.method,
-            "path": call.path[:500],
-            "outcome": call.outcome,
-        }
-        if call.status is not None:
-            detail["status"] = call.status
-        entry = AuditEntry.by(
-            principal,
-            Action.AGENT_CALLED if call.sent else Action.AGENT_REFUSED,
-            Target("connection", call.connection_id),
-            detail=detail,
-        )
-        self._calls.add(replace(entry, at=self._clock.now()))
+        # On the caller's path: a tuple now, its audit entry when the buffer is written.
+        self._calls.add((principal, call, time.time()))
+
+
+def agent_call_entry(item: tuple[Principal, AgentCall, float]) -> AuditEntry:
+    """An agent's call as its audit entry: ``agent.called`` or ``agent.refused``."""
+    principal, call, at = item
+    detail: dict[str, DetailValue] = {
+        "method": call.method,
+        "path": call.path[:500],
+        "outcome": call.outcome,
+    }
+    if call.status is not None:
+        detail["status"] = call.status
+    return AuditEntry(
+        workspace_id=principal.workspace_id,
+        action=Action.AGENT_CALLED if call.sent else Action.AGENT_REFUSED,
+        actor=Actor.of(principal),
+        target=Target("connection", call.connection_id),
+        address=principal.address,
+        detail=detail,
+        at=datetime.fromtimestamp(at, UTC),
+    )
 
 
 class Services:
@@ -220,13 +232,13 @@ class Services:
                 f"{settings.public_base_url}/console/approvals/{approval_id}"
             ),
         )
-        self.agent_calls = AuditBuffer(self.audit_log)
+        self.agent_calls = AuditBuffer(self.audit_log, agent_call_entry)
         self.proxy = ProxyService(
             tokens=self.token_issuing,
             connections=self.credentials,
             policy=self.policy,
             forwarder=AiohttpForwarder(self.transports.upstream),
-            agents=AgentGate(self.agent_grants, self.approvals, self.agent_calls, self.clock),
+            agents=AgentGate(self.agent_grants, self.approvals, self.agent_calls),
         )
         self.profile_tests = ProfileTestService(
             profiles=self.profiles,

@@ -56,7 +56,7 @@ class ProxyAuth(ApiKeyAuth):
 
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
         principal = await principal_of(request)
-        if principal.is_agent:
+        if principal.audience is not None:  # an access token: issued for the proxy?
             return for_audience(principal, proxy_resource(request))
         return principal
 

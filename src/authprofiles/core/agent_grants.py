@@ -95,6 +95,11 @@ class AgentGrant:
     #: The creator's role when it was made (the agent never acts above it).
     role: str = "developer"
     metered: bool = field(init=False)
+    #: Calls already found allowed, and by which rule: a grant never changes, and an
+    #: agent makes the same few calls again and again.
+    allowed: dict[tuple[str, str | None, str], AllowRule] = field(
+        init=False, default_factory=dict, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -166,6 +171,7 @@ class AgentRefused(Forbidden):
     """An agent's credential used where only the proxy and ``/mcp`` take it."""
 
 
+@lru_cache(maxsize=4096)
 def normalised_path(raw: str) -> str:
     """The caller's raw path (after the connection id, still percent-encoded), decoded once,
     as ``/a/b``; :class:`PathEscape` when it would read differently once normalised."""
@@ -215,10 +221,17 @@ def _match(pattern: tuple[str, ...], path: tuple[str, ...]) -> bool:
 def decide(grant: AgentGrant, method: str, host: str | None, path: str) -> AllowRule:
     """The first rule covering ``method`` to ``host`` at the normalised ``path``;
     :class:`RuleRefused` naming each rule and why it does not, when none does."""
+    call = (method, host, path)
+    known = grant.allowed.get(call)
+    if known is not None:
+        return known
     reasons = []
     for number, rule in enumerate(grant.rules, start=1):
         why = rule.mismatch(method, host, path)
         if why is None:
+            if len(grant.allowed) >= 1024:
+                grant.allowed.clear()
+            grant.allowed[call] = rule
             return rule
         reasons.append(f"rule {number} ({rule.describe()}): {why}")
     raise RuleRefused(

@@ -11,6 +11,7 @@ body), so a token the identity provider just issued is hidden before it is known
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode
@@ -54,9 +55,32 @@ class Redactor:
     def __init__(self, *values: str | None, min_length: int = MIN_REDACTED_LENGTH) -> None:
         self._values: set[str] = set()
         self._min_length = max(min_length, 1)
+        self._ordered: tuple[str, ...] | None = None
+        self._bytes: re.Pattern[bytes] | None = None
+        self._str: re.Pattern[str] | None = None
         self.add(*values)
 
+    def ordered(self) -> tuple[str, ...]:
+        """Every form of every value, longest first: a value that contains another is
+        replaced whole."""
+        if self._ordered is None:
+            self._ordered = tuple(sorted(self._values, key=len, reverse=True))
+        return self._ordered
+
+    def contained_in(self, text: str) -> bool:
+        """Whether any known value appears in ``text`` (one regular-expression search)."""
+        if self._str is None:
+            self._str = re.compile("|".join(re.escape(v) for v in self.ordered()) or "(?!)")
+        return self._str.search(text) is not None
+
+    def bytes_pattern(self) -> re.Pattern[bytes] | None:
+        """Every form of every value, as one pattern over bytes (UTF-8); None for none."""
+        if self._bytes is None and self._values:
+            self._bytes = re.compile(b"|".join(re.escape(v.encode()) for v in self.ordered()))
+        return self._bytes
+
     def add(self, *values: str | None) -> None:
+        self._ordered = self._bytes = self._str = None
         for value in values:
             if not value or len(value) < self._min_length:
                 continue
@@ -77,8 +101,7 @@ class Redactor:
         self.add(basic_authorization(client_id, secret).removeprefix("Basic "))
 
     def text(self, text: str) -> str:
-        # Longest first: a value that contains another is replaced whole.
-        for value in sorted(self._values, key=len, reverse=True):
+        for value in self.ordered():
             text = text.replace(value, REDACTED)
         return text
 
@@ -130,26 +153,20 @@ class StreamRedactor:
     until the next chunk (or :meth:`end`) shows whether a secret spans the two."""
 
     def __init__(self, redactor: Redactor) -> None:
-        # Longest first: a value that contains another is replaced whole.
-        self._values = [v.encode() for v in sorted(redactor._values, key=len, reverse=True)]
-        self._hold = max((len(v) for v in self._values), default=1) - 1
+        self._pattern = redactor.bytes_pattern()
+        self._hold = max((len(v.encode()) for v in redactor.ordered()), default=1) - 1
         self._pending = b""
-        self._replacement = REDACTED.encode()
-
-    @property
-    def active(self) -> bool:
-        return bool(self._values)
 
     def _replace(self, data: bytes) -> bytes:
-        for value in self._values:
-            data = data.replace(value, self._replacement)
-        return data
+        return self._pattern.sub(_REDACTED_BYTES, data) if self._pattern else data
 
     def feed(self, chunk: bytes) -> bytes:
         data = self._replace(self._pending + chunk)
-        if self._hold <= 0 or len(data) <= self._hold:
-            self._pending = data if self._hold > 0 else b""
-            return b"" if self._hold > 0 else data
+        if self._hold <= 0:
+            return data
+        if len(data) <= self._hold:
+            self._pending = data
+            return b""
         self._pending = data[-self._hold :]
         return data[: -self._hold]
 
@@ -159,6 +176,9 @@ class StreamRedactor:
 
     def whole(self, body: bytes) -> bytes:
         return self._replace(body)
+
+
+_REDACTED_BYTES = REDACTED.encode()
 
 
 def redact_keys(document: Any) -> Any:

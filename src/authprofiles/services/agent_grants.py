@@ -297,12 +297,9 @@ class AgentGrants:
 
     # -- checking -----------------------------------------------------------------------------
     def cached(self, presented: str, address: str | None = None) -> Principal | None:
-        with self._lock:
-            hit = self._principals.get((presented, address))
-            grant = self._grants.get(hit[1].key_id or "") if hit is not None else None
+        """A recently verified credential's principal (no I/O), until the grant expires."""
+        hit = self._principals.get((presented, address))  # a dict read: atomic
         if hit is None or hit[0] <= time.monotonic():
-            return None
-        if grant is not None and not grant[1].active_at(self.clock.now()):
             return None
         return hit[1]
 
@@ -344,7 +341,7 @@ class AgentGrants:
             if generation == self._generation:
                 if len(self._principals) > 10_000:
                     self._principals.clear()
-                until = time.monotonic() + CACHE_SECONDS
+                until = self._remember_until(grant)
                 self._principals[(presented, address)] = (until, principal)
                 self._grants[grant.id] = (until, grant)
         return principal
@@ -383,11 +380,16 @@ class AgentGrants:
     def grant_in_memory(self, principal: Principal) -> AgentGrant | None:
         """The principal's grant as this worker read it within seconds, when still active
         (no I/O); None otherwise (then :meth:`grant_of`)."""
-        with self._lock:
-            hit = self._grants.get(principal.key_id or "")
-        if hit is None or hit[0] <= time.monotonic() or not hit[1].active_at(self.clock.now()):
+        hit = self._grants.get(principal.key_id or "")  # a dict read: atomic
+        if hit is None or hit[0] <= time.monotonic():
             return None
         return hit[1]
+
+    def _remember_until(self, grant: AgentGrant) -> float:
+        """Until when (monotonic) this worker trusts what it read of ``grant``: a few
+        seconds, and never past its expiry."""
+        left = (grant.expires_at - self.clock.now()).total_seconds()
+        return time.monotonic() + min(CACHE_SECONDS, left)
 
     def grant_of(self, principal: Principal) -> AgentGrant:
         """The grant an agent principal holds, as recently read; ``Unauthenticated`` once
@@ -405,7 +407,7 @@ class AgentGrants:
                     raise Unauthenticated("this agent grant no longer exists")
                 grant = grant_of(row)
             with self._lock:
-                self._grants[grant.id] = (time.monotonic() + CACHE_SECONDS, grant)
+                self._grants[grant.id] = (self._remember_until(grant), grant)
         if grant.revoked_at is not None:
             raise Unauthenticated("this agent grant was revoked")
         if grant.expires_at <= now:
@@ -480,7 +482,7 @@ def for_audience(principal: Principal, audience: str) -> Principal:
         raise Unauthenticated(
             f"this access token was issued for {principal.audience}, not for {audience}"
         )
-    return replace(principal)
+    return principal
 
 
 __all__ = [

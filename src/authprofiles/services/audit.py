@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from authprofiles.core.audit import Action, Actor, AuditEntry, DetailValue, Target
 from authprofiles.core.callers import Principal, Role, require_role
@@ -179,8 +179,12 @@ class AuditLog:
             return True
         try:
             with self._db.session() as session:
+                self._store.add_many(
+                    session, [e for e in entries if e.workspace_id != EVERY_WORKSPACE]
+                )
                 for entry in entries:
-                    self._add(session, entry)
+                    if entry.workspace_id == EVERY_WORKSPACE:
+                        self._add(session, entry)
         except Exception as exc:
             # The exception's text may quote the statement's parameters: its type only.
             log.warning(
@@ -400,34 +404,39 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class AuditBuffer:
-    """Entries kept in memory and written together every few seconds (an agent's every
-    call: one write per call would cost more than the call). :meth:`flush` runs from a
-    background thread, :meth:`flush` at shutdown too; a failed write keeps its entries
-    for the next one, up to :data:`MAX_KEPT`."""
+ItemT = TypeVar("ItemT")
+
+
+class AuditBuffer(Generic[ItemT]):
+    """Things to log kept in memory and written together every few seconds (an agent's
+    every call: one write per call would cost more than the call). :meth:`add` only
+    appends: each item becomes its entry (``entry_of``) when :meth:`flush` writes it, from
+    a background thread (and at shutdown). A failed write keeps its items for the next
+    one, up to :data:`MAX_KEPT`."""
 
     MAX_KEPT = 100_000
 
-    def __init__(self, audit: EntryWriter) -> None:
+    def __init__(self, audit: EntryWriter, entry_of: Callable[[ItemT], AuditEntry]) -> None:
         self._audit = audit
+        self._entry_of = entry_of
         self._lock = threading.Lock()
-        self._entries: list[AuditEntry] = []
+        self._items: list[ItemT] = []
 
-    def add(self, entry: AuditEntry) -> None:
+    def add(self, item: ItemT) -> None:
         with self._lock:
-            if len(self._entries) >= self.MAX_KEPT:
-                log.warning("audit buffer full: an entry (%s) was dropped", entry.action)
+            if len(self._items) < self.MAX_KEPT:
+                self._items.append(item)
                 return
-            self._entries.append(entry)
+        log.warning("audit buffer full: an entry was dropped")
 
     def flush(self) -> int:
         with self._lock:
-            due, self._entries = self._entries, []
+            due, self._items = self._items, []
         if not due:
             return 0
-        if not self._audit.record_many(due):
+        if not self._audit.record_many([self._entry_of(item) for item in due]):
             with self._lock:
-                self._entries[:0] = due[: self.MAX_KEPT - len(self._entries)]
+                self._items[:0] = due[: self.MAX_KEPT - len(self._items)]
             return 0
         return len(due)
 

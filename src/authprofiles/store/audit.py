@@ -13,11 +13,12 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, Select, and_, func, insert, or_, select, true, tuple_
 
 from authprofiles.core.audit import AuditEntry
 from authprofiles.store.db import UnitOfWork
@@ -69,23 +70,15 @@ class AuditQuery:
 class AuditStore:
     def add(self, session: UnitOfWork, entry: AuditEntry) -> AuditEventRow:
         """Append ``entry`` to the unit of work (``at``: the entry's, or now)."""
-        row = AuditEventRow(
-            id=time_ordered_id(),
-            workspace_id=entry.workspace_id,
-            at=entry.at or utcnow(),
-            action=_cut(entry.action, "action"),
-            actor_type=_cut(entry.actor.type, "actor_type"),
-            actor_id=_cut_or_none(entry.actor.id, "actor_id"),
-            actor_name=_cut(entry.actor.name, "actor_name"),
-            target_type=_cut_or_none(entry.target.type if entry.target else None, "target_type"),
-            target_id=_cut_or_none(entry.target.id if entry.target else None, "target_id"),
-            target_name=_cut_or_none(entry.target.name if entry.target else None, "target_name"),
-            profile_id=_cut_or_none(entry.profile_id, "profile_id"),
-            address=_cut_or_none(entry.address, "address"),
-            detail=json.dumps(dict(entry.detail), separators=(",", ":"), sort_keys=True),
-        )
+        row = AuditEventRow(**_columns(entry))
         session.add(row)
         return row
+
+    def add_many(self, session: UnitOfWork, entries: Sequence[AuditEntry]) -> None:
+        """Append ``entries`` in one statement (executemany): several times cheaper than a
+        mapped row each, for the batches written in the background."""
+        if entries:
+            session.execute(insert(AuditEventRow), [_columns(entry) for entry in entries])
 
     def newest_first(
         self,
@@ -187,6 +180,25 @@ def _action_is(action: str) -> ColumnElement[bool]:
     if not prefix:
         return true()  # "*": every action
     return AuditEventRow.action == action
+
+
+def _columns(entry: AuditEntry) -> dict[str, Any]:
+    """The row of ``entry`` (``at``: the entry's, or now), each text cut to its column."""
+    return {
+        "id": time_ordered_id(),
+        "workspace_id": entry.workspace_id,
+        "at": entry.at or utcnow(),
+        "action": _cut(entry.action, "action"),
+        "actor_type": _cut(entry.actor.type, "actor_type"),
+        "actor_id": _cut_or_none(entry.actor.id, "actor_id"),
+        "actor_name": _cut(entry.actor.name, "actor_name"),
+        "target_type": _cut_or_none(entry.target.type if entry.target else None, "target_type"),
+        "target_id": _cut_or_none(entry.target.id if entry.target else None, "target_id"),
+        "target_name": _cut_or_none(entry.target.name if entry.target else None, "target_name"),
+        "profile_id": _cut_or_none(entry.profile_id, "profile_id"),
+        "address": _cut_or_none(entry.address, "address"),
+        "detail": json.dumps(dict(entry.detail), separators=(",", ":"), sort_keys=True),
+    }
 
 
 def _cut(value: str, column: str) -> str:

@@ -51,10 +51,10 @@ class AgentGate(Protocol):
         ...
 
 
-def response_redactor(secrets: Sequence[str]) -> Redactor:
-    """Every form of the injected values: an echoing API gives them back as they were
-    sent, or encoded. Short values (under 4 characters) are left: they would shred text."""
-    return Redactor(*secrets)
+class AnswerRedactor(Redactor):
+    """Every form of the values injected with one token: an echoing API gives them back as
+    they were sent, or encoded. Short values (under 4 characters) are left: they would
+    shred text. Made once per token (kept on it) and shared by its calls."""
 
 
 class RedactedBody:
@@ -76,8 +76,9 @@ class RedactedBody:
                     "answer must be checked for credentials, which a compressed body hides"
                 )
             text = value.decode("latin-1")
-            redacted = self._redactor.text(text)
-            out.append((name, redacted.encode("latin-1") if redacted != text else value))
+            if self._redactor.contained_in(text):
+                value = self._redactor.text(text).encode("latin-1")
+            out.append((name, value))
         return out
 
     async def read(self) -> bytes:
@@ -93,4 +94,4 @@ class RedactedBody:
             yield tail
 
 
-__all__ = ["AgentGate", "RedactedBody", "response_redactor"]
+__all__ = ["AgentGate", "AnswerRedactor", "RedactedBody"]

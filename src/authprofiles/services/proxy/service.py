@@ -51,7 +51,7 @@ from authprofiles.core.profiles import Profile
 from authprofiles.core.redaction import Redactor
 from authprofiles.services.blocking import in_thread_pool
 from authprofiles.services.errors import NeedsReauth
-from authprofiles.services.proxy.agents import AgentGate, RedactedBody, response_redactor
+from authprofiles.services.proxy.agents import AgentGate, AnswerRedactor, RedactedBody
 from authprofiles.services.proxy.bodies import PAYLOAD_LIMIT, REPLAY_LIMIT, BodyTooLarge, read_body
 from authprofiles.services.proxy.planning import (
     IncomingRequest,
@@ -272,10 +272,11 @@ class ProxyService(Generic[IssuedT]):
         incoming: IncomingRequest,
         *,
         for_agent: bool = False,
+        path: CallerPath | None = None,
     ) -> UpstreamResponse:
         method = incoming.method.upper()
         # Checked once, before any token is touched; joined under two bases below.
-        path = CallerPath.of(incoming.path)
+        path = path or CallerPath.of(incoming.path)
         args = (principal, connection_id, method, path, incoming.query)
         plan = await self._tokens.reuse_or_read(
             connection_id,
@@ -320,8 +321,9 @@ class ProxyService(Generic[IssuedT]):
             plan, retried = fresh, True
             response = await self._send(plan, method, headers, body)
         if for_agent:
-            redactor = response_redactor(
-                [*plan.injection.values(), plan.issued.tokens.access_token]
+            redactor = plan.issued.derived.get(
+                AnswerRedactor,
+                lambda: AnswerRedactor(*plan.injection.values(), plan.issued.tokens.access_token),
             )
             try:
                 return AgentUpstreamResponse(
@@ -379,7 +381,9 @@ class ProxyService(Generic[IssuedT]):
             record(path=relative, outcome=_outcome(exc))
             raise
         try:
-            upstream = await self._forward(principal, connection_id, incoming, for_agent=True)
+            upstream = await self._forward(
+                principal, connection_id, incoming, for_agent=True, path=path
+            )
         except DomainError as exc:
             if not isinstance(exc, UpstreamTimeout):
                 # It never reached the upstream: it does not count, and the person's
