@@ -532,6 +532,7 @@ def test_a_person_who_turned_an_event_off_is_not_emailed_about_it(
             "profile.recovered": True,
             "connection.needs_reauth": True,
             "profile.access_granted": True,
+            "approval.requested": True,
         }
     }
     answer = client.put(
