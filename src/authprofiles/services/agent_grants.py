@@ -40,7 +40,6 @@ from authprofiles.core.callers import (
     Purpose,
     Role,
     has_role,
-    lower_role,
     require_role,
 )
 from authprofiles.core.errors import (
@@ -55,6 +54,7 @@ from authprofiles.core.validation import hidden_character
 from authprofiles.store.agent_grants import AgentGrantStore, grant_of
 from authprofiles.store.db import Database, UnitOfWork
 from authprofiles.store.models import AgentAccessTokenRow, AgentGrantRow, MembershipRow, UserRow
+from authprofiles.store.people import acting_role
 
 #: A grant's token: ``apg_<prefix>_<secret>``; an access token issued for one: ``apt_...``.
 GRANT_PREFIX = "apg"
@@ -361,11 +361,7 @@ class AgentGrants:
             raise Unauthenticated("this agent grant has expired; ask its maker for a new one")
         role = Role(grant.role)
         if grant.created_by is not None:
-            if user is None or user.disabled_at is not None:
-                raise Unauthenticated("this agent grant's maker is disabled")
-            if membership is None or membership.disabled_at is not None:
-                raise Unauthenticated("this agent grant's maker is no longer in its workspace")
-            role = lower_role(role, Role(membership.role))
+            role = acting_role(role, user, membership, "this agent grant's maker")
         return Principal(
             workspace_id=grant.workspace_id,
             role=role,

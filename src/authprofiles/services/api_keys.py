@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from authprofiles.core.audit import Action, AuditEntry, Target
-from authprofiles.core.callers import has_role, lower_role
+from authprofiles.core.callers import has_role
 from authprofiles.core.errors import (
     FieldError,
     Forbidden,
@@ -37,7 +37,7 @@ from authprofiles.services.access import Principal, Role, require_role
 from authprofiles.store.api_keys import ApiKeyStore
 from authprofiles.store.db import Database
 from authprofiles.store.models import DEFAULT_WORKSPACE_ID, ApiKeyRow
-from authprofiles.store.people import UserStore
+from authprofiles.store.people import UserStore, acting_role
 
 KEY_PREFIX = "ap"
 #: A revoked key stops working within this many seconds in every worker (at once in the
@@ -257,13 +257,7 @@ class ApiKeys:
             raise Unauthenticated("unknown or revoked API key")
         role = Role(row.role)
         if row.user_id is not None:
-            if user is None or user.disabled_at is not None:
-                raise Unauthenticated("this API key's user is disabled")
-            if membership is None:
-                raise Unauthenticated("this API key's user is no longer in its workspace")
-            if membership.disabled_at is not None:
-                raise Unauthenticated("this API key's user is disabled in its workspace")
-            role = lower_role(role, Role(membership.role))
+            role = acting_role(role, user, membership, "this API key's user")
         principal = Principal(
             workspace_id=row.workspace_id,
             role=role,

@@ -10,7 +10,8 @@ from typing import Any, TypeVarTuple
 from sqlalchemy import Select, delete, select, tuple_, update
 from sqlalchemy.orm import QueryableAttribute
 
-from authprofiles.core.errors import NotFound
+from authprofiles.core.callers import Role, lower_role
+from authprofiles.core.errors import NotFound, Unauthenticated
 from authprofiles.store.db import UnitOfWork
 from authprofiles.store.models import (
     DEFAULT_WORKSPACE_ID,
@@ -45,6 +46,21 @@ def with_member(
         MembershipRow,
         (MembershipRow.user_id == user_id) & (MembershipRow.workspace_id == workspace_id),
     )
+
+
+def acting_role(
+    own: Role, user: UserRow | None, membership: MembershipRow | None, whose: str
+) -> Role:
+    """The role a credential made for ``user`` acts with: its own or the user's in the
+    workspace, whichever is lower; ``Unauthenticated`` when the user is disabled or left
+    (``whose`` names them in the message: "this API key's user")."""
+    if user is None or user.disabled_at is not None:
+        raise Unauthenticated(f"{whose} is disabled")
+    if membership is None:
+        raise Unauthenticated(f"{whose} is no longer in its workspace")
+    if membership.disabled_at is not None:
+        raise Unauthenticated(f"{whose} is disabled in its workspace")
+    return lower_role(own, Role(membership.role))
 
 
 def normalise_email(email: str) -> str:

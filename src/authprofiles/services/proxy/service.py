@@ -109,10 +109,10 @@ class AgentUpstreamResponse(UpstreamResponse):
     its Content-Length is sent only for a body read whole (:meth:`read_raw`)."""
 
     def __init__(
-        self, response: ForwardedResponse, body: RedactedBody, **kwargs: bool | str
+        self, response: ForwardedResponse, redactor: Redactor, *, host: str, retried: bool
     ) -> None:
-        super().__init__(response, **kwargs)  # type: ignore[arg-type]
-        self._body = body
+        super().__init__(response, host=host, retried=retried)
+        self._body = body = RedactedBody(response, redactor)
         self.raw_headers = [
             (name, value)
             for name, value in body.headers(self.raw_headers)
@@ -326,9 +326,7 @@ class ProxyService(Generic[IssuedT]):
                 lambda: AnswerRedactor(*plan.injection.values(), plan.issued.tokens.access_token),
             )
             try:
-                return AgentUpstreamResponse(
-                    response, RedactedBody(response, redactor), host=plan.host, retried=retried
-                )
+                return AgentUpstreamResponse(response, redactor, host=plan.host, retried=retried)
             except UpstreamError as exc:
                 await response.release()
                 raise UpstreamError(exc.detail, plan.host) from None
